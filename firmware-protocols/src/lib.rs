@@ -1,0 +1,17 @@
+//! Sans-I/O codecs for the wire protocols spoken by card-payment terminals.
+//!
+//! Nothing in this crate performs I/O, spawns threads or reads clocks: callers
+//! feed bytes in and get typed values (and bytes to send) out.
+
+// Library code must not panic on any input; tests may.
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
+pub mod zvt;

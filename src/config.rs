@@ -1,0 +1,416 @@
+//! The TOML configuration: every table denies unknown keys, defaults live here, and
+//! `validate` checks what serde cannot. Errors name the file, the line, the key and the problem.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// The embedded default configuration (simulator terminal, localhost, local database).
+pub const DEFAULT_CONFIG: &str = include_str!("../config/posbridge.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    pub vtex: VtexConfig,
+    #[serde(default)]
+    pub pos: PosConfig,
+    #[serde(default)]
+    pub callbacks: CallbackConfig,
+    #[serde(default)]
+    pub onboarding: OnboardingConfig,
+    #[serde(default)]
+    pub terminals: Vec<TerminalConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Base of the URLs handed to the Sales App; default: the bound address.
+    pub public_url: Option<String>,
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_grace_s: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            max_body_bytes: 1024 * 1024,
+            shutdown_grace_s: 10,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// SQLite file; relative paths are relative to the working directory.
+    pub path: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("posbridge.db"),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VtexConfig {
+    pub app_key: String,
+    pub app_token: Secret,
+    pub callback_app_key: String,
+    pub callback_app_token: Secret,
+    #[serde(default)]
+    pub test_suite_cards: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PosConfig {
+    pub seconds_waiting: u32,
+    pub delay_to_cancel: u32,
+    pub delay_to_auto_settle: u32,
+    pub delay_to_auto_settle_after_antifraud: u32,
+    pub identify_terminal: bool,
+}
+
+impl Default for PosConfig {
+    fn default() -> Self {
+        Self {
+            seconds_waiting: 600,
+            delay_to_cancel: 900,
+            delay_to_auto_settle: 21_600,
+            delay_to_auto_settle_after_antifraud: 1_800,
+            identify_terminal: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallbackConfig {
+    pub first_retry_s: u64,
+    pub max_interval_s: u64,
+    pub give_up_after_s: u64,
+    pub request_timeout_s: u64,
+}
+
+impl Default for CallbackConfig {
+    fn default() -> Self {
+        Self {
+            first_retry_s: 5,
+            max_interval_s: 3_600,
+            give_up_after_s: 604_800,
+            request_timeout_s: 10,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnboardingConfig {
+    /// The code a merchant types on the authorization page; unset disables the flow.
+    pub code: Option<Secret>,
+    /// Hosts `returnUrl` may point at; `*.` matches any subdomain.
+    pub allowed_return_hosts: Vec<String>,
+    /// Wrong codes allowed per authorization token before it is burnt.
+    pub max_attempts: u32,
+}
+
+impl Default for OnboardingConfig {
+    fn default() -> Self {
+        Self {
+            code: None,
+            allowed_return_hosts: vec![
+                "*.myvtex.com".into(),
+                "*.vtexcommercestable.com.br".into(),
+                "*.vtexpayments.com.br".into(),
+            ],
+            max_attempts: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Simulator,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminalConfig {
+    pub id: String,
+    pub serial_number: String,
+    pub protocol: Protocol,
+    #[serde(default = "default_result_timeout_s")]
+    pub result_timeout_s: u64,
+    /// Simulator only: how long an ordinary sale takes.
+    #[serde(default = "default_approve_after_ms")]
+    pub approve_after_ms: u64,
+}
+
+fn default_result_timeout_s() -> u64 {
+    180
+}
+
+fn default_approve_after_ms() -> u64 {
+    1_500
+}
+
+/// A configuration that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {key}: {problem}")]
+    Invalid {
+        path: String,
+        line: usize,
+        key: String,
+        problem: String,
+    },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates `text`; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let (line, key) = match e.span() {
+                Some(span) => locate(text, span.start),
+                None => (0, String::from("(file)")),
+            };
+            ConfigError::Invalid {
+                path: origin.to_string(),
+                line,
+                key,
+                problem: e.message().trim().to_string(),
+            }
+        })?;
+        config
+            .validate()
+            .map_err(|(key, problem)| ConfigError::Invalid {
+                path: origin.to_string(),
+                line: line_of_key(text, &key),
+                key,
+                problem,
+            })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |key: &str, problem: String| Err((key.to_string(), problem));
+        if let Some(url) = &self.server.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return bad(
+                "server.public_url",
+                format!("`{url}` must start with http:// or https://"),
+            );
+        }
+        if self.server.max_body_bytes < 1024 {
+            return bad(
+                "server.max_body_bytes",
+                "must be at least 1024 bytes".into(),
+            );
+        }
+        if self.vtex.app_key.is_empty() || self.vtex.app_token.is_empty() {
+            return bad(
+                "vtex.app_key",
+                "app_key and app_token must not be empty".into(),
+            );
+        }
+        if self.vtex.callback_app_key.is_empty() || self.vtex.callback_app_token.is_empty() {
+            return bad(
+                "vtex.callback_app_key",
+                "callback_app_key and callback_app_token must not be empty".into(),
+            );
+        }
+        let pos = &self.pos;
+        if pos.seconds_waiting == 0 {
+            return bad("pos.seconds_waiting", "must be at least 1".into());
+        }
+        if pos.delay_to_cancel < pos.seconds_waiting {
+            return bad(
+                "pos.delay_to_cancel",
+                format!(
+                    "{} is below seconds_waiting ({}): VTEX would cancel payments still on the terminal",
+                    pos.delay_to_cancel, pos.seconds_waiting
+                ),
+            );
+        }
+        let cb = &self.callbacks;
+        if cb.first_retry_s == 0 {
+            return bad("callbacks.first_retry_s", "must be at least 1".into());
+        }
+        if cb.max_interval_s < cb.first_retry_s {
+            return bad(
+                "callbacks.max_interval_s",
+                "must not be below first_retry_s".into(),
+            );
+        }
+        if cb.request_timeout_s == 0 {
+            return bad("callbacks.request_timeout_s", "must be at least 1".into());
+        }
+        if let Some(code) = &self.onboarding.code
+            && code.expose().len() < 8
+        {
+            return bad("onboarding.code", "must be at least 8 characters".into());
+        }
+        let mut ids = HashSet::new();
+        let mut serials = HashSet::new();
+        for t in &self.terminals {
+            if t.id.is_empty() || !ids.insert(t.id.as_str()) {
+                return bad("id", format!("terminal id `{}` is empty or repeated", t.id));
+            }
+            if t.serial_number.is_empty() || !serials.insert(t.serial_number.as_str()) {
+                return bad(
+                    "serial_number",
+                    format!("serial number `{}` is empty or repeated", t.serial_number),
+                );
+            }
+            if t.result_timeout_s == 0 {
+                return bad("result_timeout_s", "must be at least 1".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Simulator => "simulator",
+        })
+    }
+}
+
+/// The 1-based line of byte `offset` and the dotted key written on it (or its table).
+fn locate(text: &str, offset: usize) -> (usize, String) {
+    let offset = offset.min(text.len());
+    let line_no = text[..offset].matches('\n').count() + 1;
+    let mut table = String::new();
+    let mut key = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            table = trimmed.trim_matches(['[', ']']).trim().to_string();
+        }
+        if i + 1 == line_no {
+            if let Some((k, _)) = trimmed.split_once('=') {
+                key = k.trim().to_string();
+            }
+            break;
+        }
+    }
+    let key = match (table.is_empty(), key.is_empty()) {
+        (true, true) => "(file)".to_string(),
+        (true, false) => key,
+        (false, true) => table,
+        (false, false) => format!("{table}.{key}"),
+    };
+    (line_no, key)
+}
+
+/// The line where a dotted key (`pos.delay_to_cancel`, or a bare terminal key) is written.
+fn line_of_key(text: &str, dotted: &str) -> usize {
+    let (table, key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            current = trimmed.trim_matches(['[', ']']).trim().to_string();
+            continue;
+        }
+        let in_table = table.is_empty() || current == table;
+        if in_table
+            && trimmed
+                .split_once('=')
+                .is_some_and(|(k, _)| k.trim() == key)
+        {
+            return i + 1;
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::parse(DEFAULT_CONFIG, "default").expect("default config");
+        assert_eq!(c.terminals.len(), 1);
+        assert_eq!(c.terminals[0].protocol, Protocol::Simulator);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text = DEFAULT_CONFIG.replace("[pos]\n", "[pos]\nsecond_waiting = 5\n");
+        let err = Config::parse(&text, "x.toml").expect_err("unknown key");
+        let msg = err.to_string();
+        assert!(msg.contains("second_waiting"), "{msg}");
+        assert!(msg.starts_with("x.toml:"), "{msg}");
+        let ConfigError::Invalid { line, .. } = err else {
+            panic!("wrong kind")
+        };
+        let expected = text
+            .lines()
+            .position(|l| l.starts_with("second_waiting"))
+            .expect("line")
+            + 1;
+        assert_eq!(line, expected);
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let text = DEFAULT_CONFIG.replace("seconds_waiting = 600", "seconds_waiting = \"ten\"");
+        let msg = Config::parse(&text, "x.toml")
+            .expect_err("type")
+            .to_string();
+        assert!(msg.contains("pos.seconds_waiting"), "{msg}");
+    }
+
+    #[test]
+    fn delay_to_cancel_below_waiting_is_rejected_with_its_line() {
+        let text = DEFAULT_CONFIG.replace("delay_to_cancel = 900", "delay_to_cancel = 60");
+        let err = Config::parse(&text, "x.toml").expect_err("invalid");
+        let ConfigError::Invalid { line, key, .. } = &err else {
+            panic!("wrong kind")
+        };
+        assert_eq!(key, "pos.delay_to_cancel");
+        assert!(
+            text.lines()
+                .nth(line - 1)
+                .expect("line")
+                .contains("delay_to_cancel = 60")
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! posbridge: a store-local daemon that implements the VTEX Payment Provider Protocol for
+//! in-store card payments and drives the payment terminal. See ARCHITECTURE.md.
+
+pub mod clock;
+pub mod config;
+pub mod failpoint;
+pub mod money;
+pub mod outbox;
+pub mod payment_app;
+pub mod pos;
+pub mod ppp;
+pub mod secret;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod terminal;

@@ -1,0 +1,107 @@
+//! The `posbridge` command: parse the command line, load the configuration, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use posbridge::config::{Config, DEFAULT_CONFIG};
+use posbridge::telemetry::{self, LogFormat};
+
+/// EX_USAGE: a bad configuration; systemd does not restart on it.
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "posbridge",
+    version,
+    about = "VTEX Payment Provider Protocol bridge for in-store card terminals"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (without --config: the embedded default, a simulator on localhost).
+    Run {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Log filter: a level (info, debug, trace) or EnvFilter directives. RUST_LOG overrides.
+        #[arg(long, default_value = "info", env = "POSBRIDGE_LOG")]
+        log_level: String,
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
+    /// Validate a configuration file and exit (64 when it is invalid).
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print the embedded default configuration.
+    PrintDefaultConfig,
+}
+
+fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
+    let loaded = match path {
+        Some(path) => Config::load(path),
+        None => Config::parse(DEFAULT_CONFIG, "(embedded default)"),
+    };
+    loaded.map_err(|e| {
+        eprintln!("posbridge: invalid configuration: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => match load(Some(&config)) {
+            Ok(_) => {
+                println!("{}: configuration OK", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::PrintDefaultConfig => {
+            print!("{DEFAULT_CONFIG}");
+            ExitCode::SUCCESS
+        }
+        Command::Run {
+            config,
+            log_level,
+            log_format,
+        } => {
+            let config = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if let Err(e) = telemetry::init(&log_level, log_format) {
+                eprintln!("posbridge: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("posbridge: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result = runtime.block_on(async {
+                let shutdown = posbridge::server::shutdown_on_signals()?;
+                posbridge::server::run(config, shutdown).await
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("fatal: {e:#}");
+                    eprintln!("posbridge: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! What the Sales App's Payment Apps call. For now: the terminal-connector-app's submitUrl,
+//! which names the terminal that will take the payment.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::json;
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::pos::BindFailure;
+use crate::ppp::AppState;
+
+pub fn router() -> Router<AppState> {
+    // The app runs in the Sales App's web view: any origin may call, the token is the guard.
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers(Any);
+    Router::new()
+        .route("/pos/payments/{payment_id}/terminal", post(submit_serial))
+        .layer(cors)
+}
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SerialBody {
+    serial_number: String,
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({ "status": "error", "code": code, "message": message })),
+    )
+        .into_response()
+}
+
+async fn submit_serial(
+    State(state): State<AppState>,
+    Path(payment_id): Path<String>,
+    Query(query): Query<TokenQuery>,
+    body: axum::body::Bytes,
+) -> Response {
+    let body: SerialBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "expected {\"serialNumber\": \"...\"}",
+            );
+        }
+    };
+    let serial = body.serial_number.trim();
+    match state
+        .engine
+        .bind_terminal(&payment_id, &query.token, serial)
+        .await
+    {
+        Ok(terminal) => {
+            tracing::info!(payment_id = %payment_id, terminal = %terminal, "terminal bound");
+            Json(json!({ "status": "bound", "terminal": terminal })).into_response()
+        }
+        Err(failure) => {
+            tracing::warn!(payment_id = %payment_id, reason = %failure, "terminal binding refused");
+            let (status, code) = match failure {
+                BindFailure::UnknownPayment => (StatusCode::NOT_FOUND, "unknown-payment"),
+                BindFailure::BadToken => (StatusCode::FORBIDDEN, "bad-token"),
+                BindFailure::UnknownSerial => (StatusCode::NOT_FOUND, "unknown-terminal"),
+                BindFailure::ChargeStarted => (StatusCode::CONFLICT, "charge-started"),
+                BindFailure::Final => (StatusCode::CONFLICT, "payment-final"),
+            };
+            error(status, code, &failure.to_string())
+        }
+    }
+}

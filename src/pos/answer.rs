@@ -1,0 +1,208 @@
+//! What the engine answers, in the shapes and field names of the PPP spec. The Create answer is
+//! also the callback body, so both are built here, once.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::state::PppStatus;
+use crate::money::Currency;
+use crate::store::payments::Payment;
+
+pub const TERMINAL_CONNECTOR_APP: &str = "vtex.terminal-connector-app";
+pub const WAIT_FOR_CONFIRMATION_APP: &str = "vtex.challenge-wait-for-confirmation";
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentAppData {
+    pub app_name: String,
+    /// A JSON document serialized into a string, as the Payment App expects.
+    pub payload: String,
+}
+
+/// The Create Payment answer (`Success-Approved`), and the callback body once final.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentAnswer {
+    pub payment_id: String,
+    pub status: &'static str,
+    pub authorization_id: Option<String>,
+    pub tid: String,
+    pub nsu: Option<String>,
+    pub acquirer: Option<String>,
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub delay_to_auto_settle: u32,
+    pub delay_to_auto_settle_after_antifraud: u32,
+    pub delay_to_cancel: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_app_data: Option<PaymentAppData>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub card_brand: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_digits: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_digits: Option<String>,
+}
+
+impl PaymentAnswer {
+    /// The answer for a payment in `status`, with the Payment App to open while undefined.
+    pub fn of(p: &Payment, status: PppStatus, app: Option<PaymentAppData>) -> Self {
+        let final_ = status != PppStatus::Undefined;
+        let sale = &p.sale;
+        let keep = |v: &Option<String>| if final_ { v.clone() } else { None };
+        Self {
+            payment_id: p.payment_id.clone(),
+            status: status.as_str(),
+            authorization_id: if status == PppStatus::Approved {
+                sale.authorization_id.clone()
+            } else {
+                None
+            },
+            tid: p.tid.clone(),
+            nsu: keep(&sale.nsu),
+            acquirer: keep(&sale.acquirer),
+            code: keep(&sale.code),
+            message: keep(&sale.message),
+            delay_to_auto_settle: p.delays.delay_to_auto_settle,
+            delay_to_auto_settle_after_antifraud: p.delays.delay_to_auto_settle_after_antifraud,
+            delay_to_cancel: p.delays.delay_to_cancel,
+            payment_app_data: if final_ { None } else { app },
+            card_brand: keep(&sale.card_brand),
+            first_digits: keep(&sale.first_digits),
+            last_digits: keep(&sale.last_digits),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+pub fn terminal_connector_app(submit_url: &str) -> PaymentAppData {
+    PaymentAppData {
+        app_name: TERMINAL_CONNECTOR_APP.into(),
+        payload: json!({ "submitUrl": submit_url }).to_string(),
+    }
+}
+
+pub fn wait_for_confirmation_app(seconds_waiting: u32) -> PaymentAppData {
+    PaymentAppData {
+        app_name: WAIT_FOR_CONFIRMATION_APP.into(),
+        payload: json!({ "secondsWaiting": seconds_waiting }).to_string(),
+    }
+}
+
+/// An answer to cancel / settle / refund: HTTP status and the spec's body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationAnswer {
+    pub http_status: u16,
+    pub body: Value,
+    /// Final answers are stored and replayed for the same `requestId`.
+    pub is_final: bool,
+}
+
+impl OperationAnswer {
+    pub fn cancelled(payment_id: &str, cancellation_id: &str, request_id: &str) -> Self {
+        Self::final_(
+            200,
+            json!({
+                "paymentId": payment_id, "cancellationId": cancellation_id, "code": null,
+                "message": "Successfully cancelled", "requestId": request_id,
+            }),
+        )
+    }
+
+    pub fn cancel_failed(
+        payment_id: &str,
+        request_id: &str,
+        status: u16,
+        code: &str,
+        message: &str,
+        is_final: bool,
+    ) -> Self {
+        Self {
+            http_status: status,
+            body: json!({
+                "paymentId": payment_id, "cancellationId": null, "code": code,
+                "message": message, "requestId": request_id,
+            }),
+            is_final,
+        }
+    }
+
+    pub fn settled(
+        payment_id: &str,
+        settle_id: &str,
+        value_minor: i64,
+        currency: Currency,
+        request_id: &str,
+    ) -> Self {
+        Self::final_(
+            200,
+            json!({
+                "paymentId": payment_id, "settleId": settle_id, "value": currency.to_decimal(value_minor),
+                "code": null, "message": "Successfully settled", "requestId": request_id,
+            }),
+        )
+    }
+
+    pub fn settle_failed(
+        payment_id: &str,
+        request_id: &str,
+        status: u16,
+        code: &str,
+        message: &str,
+        is_final: bool,
+    ) -> Self {
+        Self {
+            http_status: status,
+            body: json!({
+                "paymentId": payment_id, "settleId": null, "value": 0, "code": code,
+                "message": message, "requestId": request_id,
+            }),
+            is_final,
+        }
+    }
+
+    pub fn refunded(
+        payment_id: &str,
+        refund_id: &str,
+        value_minor: i64,
+        currency: Currency,
+        request_id: &str,
+    ) -> Self {
+        Self::final_(
+            200,
+            json!({
+                "paymentId": payment_id, "refundId": refund_id, "value": currency.to_decimal(value_minor),
+                "code": null, "message": "Successfully refunded", "requestId": request_id,
+            }),
+        )
+    }
+
+    pub fn refund_failed(
+        payment_id: &str,
+        request_id: &str,
+        status: u16,
+        code: &str,
+        message: &str,
+        is_final: bool,
+    ) -> Self {
+        Self {
+            http_status: status,
+            body: json!({
+                "paymentId": payment_id, "refundId": null, "value": 0, "code": code,
+                "message": message, "requestId": request_id,
+            }),
+            is_final,
+        }
+    }
+
+    fn final_(http_status: u16, body: Value) -> Self {
+        Self {
+            http_status,
+            body,
+            is_final: true,
+        }
+    }
+}

@@ -1,0 +1,542 @@
+//! The POS engine: what each PPP call means for a payment taken on a terminal. It owns the
+//! state machine, idempotency and the one-charge rule; it knows neither HTTP nor wire bytes.
+
+mod after_sale;
+pub mod answer;
+mod inflight;
+mod lane;
+pub mod state;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use tokio::sync::{Notify, broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::SharedClock;
+use crate::config::{Config, PosConfig, Protocol};
+use crate::money::Currency;
+use crate::secret::{CardNumber, ct_eq, random_id, random_token};
+use crate::store::payments::{self, Delays, NewPayment, Payment, SaleFields};
+use crate::store::{Store, StoreError, outbox};
+use crate::terminal::simulator::Simulator;
+use crate::terminal::{CardFunction, PromptSink, TerminalEvent, TerminalHandle};
+
+pub use answer::{OperationAnswer, PaymentAnswer};
+pub use inflight::{InFlight, InFlightGuard};
+use lane::LaneJob;
+use state::{PaymentState, PppStatus};
+
+pub const CREDIT_METHOD: &str = "Venda Direta Credito";
+pub const DEBIT_METHOD: &str = "Venda Direta Debito";
+/// Card methods the manifest lists when the Test Suite cards are on.
+pub const TEST_SUITE_CARD_METHODS: &[&str] = &[
+    "Visa",
+    "Mastercard",
+    "American Express",
+    "Diners",
+    "Elo",
+    "Hipercard",
+    "Discover",
+    "JCB",
+];
+
+/// How long a PPP call may wait for a terminal step before answering "still working".
+const TERMINAL_STEP_WAIT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("unknown payment")]
+    UnknownPayment,
+    #[error("payment method `{0}` is not supported")]
+    UnsupportedMethod(String),
+    #[error("value must be positive")]
+    NotPositive,
+    #[error("paymentId already belongs to another merchant")]
+    OtherMerchant,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot generate a random token: {0}")]
+    Random(String),
+}
+
+impl From<getrandom::Error> for EngineError {
+    fn from(e: getrandom::Error) -> Self {
+        EngineError::Random(e.to_string())
+    }
+}
+
+/// A Create Payment request, validated and converted at the edge.
+#[derive(Debug)]
+pub struct CreatePayment {
+    pub payment_id: String,
+    pub transaction_id: String,
+    pub method: String,
+    pub amount_minor: i64,
+    pub currency: Currency,
+    pub installments: Option<i64>,
+    pub callback_url: String,
+    /// A card number on a Test Suite request (never stored).
+    pub test_card: Option<CardNumber>,
+    pub is_test_suite: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BindFailure {
+    #[error("unknown payment")]
+    UnknownPayment,
+    #[error("wrong token")]
+    BadToken,
+    #[error("no terminal has this serial number")]
+    UnknownSerial,
+    #[error("the charge has already started on another terminal")]
+    ChargeStarted,
+    #[error("the payment is already final")]
+    Final,
+}
+
+/// A payment's state changed (published after the change is committed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentChange {
+    pub payment_id: String,
+    pub state: PaymentState,
+}
+
+struct Lane {
+    handle: TerminalHandle,
+    jobs: mpsc::UnboundedSender<LaneJob>,
+}
+
+pub struct Engine {
+    store: Store,
+    clock: SharedClock,
+    pos: PosConfig,
+    test_suite_cards: bool,
+    public_url: String,
+    lanes: HashMap<String, Lane>,
+    /// serial number → terminal id
+    serials: HashMap<String, String>,
+    pending_lane_jobs: Mutex<Vec<(String, mpsc::UnboundedReceiver<LaneJob>)>>,
+    changes: broadcast::Sender<PaymentChange>,
+    terminal_events: broadcast::Sender<TerminalEvent>,
+    inflight: Arc<InFlight>,
+    outbox_wake: Arc<Notify>,
+}
+
+impl Engine {
+    /// Builds the engine and its terminal actors; `start` begins the work.
+    pub fn new(config: &Config, store: Store, clock: SharedClock, public_url: String) -> Arc<Self> {
+        let (terminal_events, _) = broadcast::channel(256);
+        let (changes, _) = broadcast::channel(1024);
+        let mut lanes = HashMap::new();
+        let mut serials = HashMap::new();
+        let mut pending = Vec::new();
+        for t in &config.terminals {
+            let prompts = PromptSink::new(&t.id, terminal_events.clone());
+            let timeout = Duration::from_secs(t.result_timeout_s);
+            let handle = match t.protocol {
+                Protocol::Simulator => {
+                    let driver = Simulator::new(
+                        &t.id,
+                        Duration::from_millis(t.approve_after_ms),
+                        Simulator::journal_path(store.path(), &t.id),
+                        clock.clone(),
+                    );
+                    crate::terminal::spawn(&t.id, driver, prompts, timeout)
+                }
+            };
+            let (tx, rx) = mpsc::unbounded_channel();
+            lanes.insert(t.id.clone(), Lane { handle, jobs: tx });
+            serials.insert(t.serial_number.clone(), t.id.clone());
+            pending.push((t.id.clone(), rx));
+        }
+        Arc::new(Self {
+            store,
+            clock,
+            pos: config.pos.clone(),
+            test_suite_cards: config.vtex.test_suite_cards,
+            public_url: public_url.trim_end_matches('/').to_string(),
+            lanes,
+            serials,
+            pending_lane_jobs: Mutex::new(pending),
+            changes,
+            terminal_events,
+            inflight: Arc::new(InFlight::default()),
+            outbox_wake: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Resumes what a previous run left on the terminals (recovery first) and starts one
+    /// worker per terminal.
+    pub async fn start(
+        self: &Arc<Self>,
+        tasks: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Result<(), EngineError> {
+        let pending = match self.pending_lane_jobs.lock() {
+            Ok(mut p) => std::mem::take(&mut *p),
+            Err(_) => Vec::new(),
+        };
+        for (terminal_id, rx) in pending {
+            let id = terminal_id.clone();
+            let (charging, ops) = self
+                .store
+                .call(move |c| {
+                    Ok((
+                        payments::charging_on_terminal(c, &id)?,
+                        crate::store::operations::unfinished_on_terminal(c, &id)?,
+                    ))
+                })
+                .await?;
+            if let Some(lane) = self.lanes.get(&terminal_id) {
+                for (payment_id, sent) in &charging {
+                    if *sent {
+                        tracing::warn!(payment_id, terminal = %terminal_id, "resuming: asking the terminal what happened to this sale");
+                        let _ = lane.jobs.send(LaneJob::Recover(payment_id.clone()));
+                    }
+                }
+                for op in ops {
+                    let _ = lane.jobs.send(LaneJob::Operation(op.op_id));
+                }
+                for (payment_id, sent) in charging {
+                    if !sent {
+                        let _ = lane.jobs.send(LaneJob::Charge(payment_id));
+                    }
+                }
+                let engine = self.clone();
+                let handle = lane.handle.clone();
+                let shutdown = shutdown.clone();
+                tasks.spawn(async move { engine.run_lane(handle, rx, shutdown).await });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn inflight(&self) -> &Arc<InFlight> {
+        &self.inflight
+    }
+
+    pub fn outbox_wake(&self) -> &Arc<Notify> {
+        &self.outbox_wake
+    }
+
+    pub fn subscribe_changes(&self) -> broadcast::Receiver<PaymentChange> {
+        self.changes.subscribe()
+    }
+
+    pub fn subscribe_terminal_events(&self) -> broadcast::Receiver<TerminalEvent> {
+        self.terminal_events.subscribe()
+    }
+
+    pub fn test_suite_cards(&self) -> bool {
+        self.test_suite_cards
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn publish(&self, payment_id: &str, state: PaymentState) {
+        let _ = self.changes.send(PaymentChange {
+            payment_id: payment_id.to_string(),
+            state,
+        });
+    }
+
+    fn submit_url(&self, p: &Payment) -> String {
+        format!(
+            "{}/pos/payments/{}/terminal?token={}",
+            self.public_url,
+            encode_path_segment(&p.payment_id),
+            p.submit_token
+        )
+    }
+
+    /// The PPP answer for a payment now. `first_call`: the Create that stored it.
+    pub fn answer(&self, p: &Payment, first_call: bool) -> PaymentAnswer {
+        let status = if first_call && p.first_answer_undefined {
+            PppStatus::Undefined
+        } else {
+            p.state.ppp_status()
+        };
+        let app = match p.state {
+            _ if p.terminal_id.is_none() && p.state != PaymentState::Received => None,
+            PaymentState::Received => Some(answer::terminal_connector_app(&self.submit_url(p))),
+            _ => Some(answer::wait_for_confirmation_app(p.delays.seconds_waiting)),
+        };
+        PaymentAnswer::of(p, status, app)
+    }
+
+    fn delays(&self) -> Delays {
+        Delays {
+            seconds_waiting: self.pos.seconds_waiting,
+            delay_to_cancel: self.pos.delay_to_cancel,
+            delay_to_auto_settle: self.pos.delay_to_auto_settle,
+            delay_to_auto_settle_after_antifraud: self.pos.delay_to_auto_settle_after_antifraud,
+        }
+    }
+
+    /// Create Payment: stores the payment on the first call, starts the one charge once a
+    /// terminal is bound, and otherwise answers the current state.
+    pub async fn create(
+        &self,
+        merchant: &str,
+        request: CreatePayment,
+    ) -> Result<PaymentAnswer, EngineError> {
+        if request.amount_minor <= 0 {
+            return Err(EngineError::NotPositive);
+        }
+        let new = self.new_payment(merchant, &request)?;
+        let merchant = merchant.to_string();
+        let now = self.now();
+        let (payment, started, first_call) = self
+            .store
+            .call(move |c| {
+                let (mut p, first_call) = match payments::get(c, &new.payment_id)? {
+                    Some(p) if !ct_eq(p.merchant.as_bytes(), merchant.as_bytes()) => {
+                        return Ok(Err(EngineError::OtherMerchant));
+                    }
+                    Some(p) => (p, false),
+                    None => {
+                        payments::insert(c, &new, now)?;
+                        if new.first_answer_undefined {
+                            let p = must_get(c, &new.payment_id)?;
+                            let body = PaymentAnswer::of(&p, p.state.ppp_status(), None).to_json();
+                            outbox::enqueue(c, &p.payment_id, &p.callback_url, &body, now)?;
+                        }
+                        (must_get(c, &new.payment_id)?, true)
+                    }
+                };
+                let mut started = false;
+                if p.state == PaymentState::Bound && payments::start_charge(c, &p.payment_id, now)?
+                {
+                    started = true;
+                    p = must_get(c, &p.payment_id)?;
+                }
+                Ok(Ok((p, started, first_call)))
+            })
+            .await??;
+        if first_call {
+            tracing::info!(payment_id = %payment.payment_id, state = %payment.state, amount_minor = payment.amount_minor, currency = %payment.currency, "payment stored");
+            if payment.first_answer_undefined {
+                self.outbox_wake.notify_one();
+            }
+        }
+        if started {
+            tracing::info!(payment_id = %payment.payment_id, terminal = ?payment.terminal_id, "charge queued on the terminal");
+            self.publish(&payment.payment_id, payment.state);
+            self.enqueue(&payment, LaneJob::Charge(payment.payment_id.clone()));
+        }
+        Ok(self.answer(&payment, first_call))
+    }
+
+    fn new_payment(&self, merchant: &str, r: &CreatePayment) -> Result<NewPayment, EngineError> {
+        let mut new = NewPayment {
+            payment_id: r.payment_id.clone(),
+            merchant: merchant.to_string(),
+            transaction_id: r.transaction_id.clone(),
+            method: r.method.clone(),
+            amount_minor: r.amount_minor,
+            currency: r.currency.code().to_string(),
+            installments: r.installments,
+            callback_url: r.callback_url.clone(),
+            submit_token: random_token()?,
+            tid: random_id("pb")?,
+            state: PaymentState::Received,
+            terminal_id: None,
+            delays: self.delays(),
+            sale: SaleFields::default(),
+            first_answer_undefined: false,
+        };
+        if r.method == CREDIT_METHOD || r.method == DEBIT_METHOD {
+            // With identification off and one terminal, the first Create binds it.
+            if !self.pos.identify_terminal && self.lanes.len() == 1 {
+                new.state = PaymentState::Bound;
+                new.terminal_id = self.lanes.keys().next().cloned();
+            }
+            return Ok(new);
+        }
+        let test_card = r.test_card.as_ref().filter(|_| {
+            self.test_suite_cards
+                && r.is_test_suite
+                && TEST_SUITE_CARD_METHODS.contains(&r.method.as_str())
+        });
+        let Some(card) = test_card else {
+            return Err(EngineError::UnsupportedMethod(r.method.clone()));
+        };
+        // VTEX's documented Test Suite cards; only brand and fragments are kept.
+        let (approved, async_) = if card.is("4444333322221111") {
+            (true, false)
+        } else if card.is("4444333322221112") {
+            (false, false)
+        } else if card.is("4222222222222224") {
+            (true, true)
+        } else if card.is("4222222222222225") {
+            (false, true)
+        } else {
+            (false, false)
+        };
+        let (first_digits, last_digits) = card.fragments().unzip();
+        new.state = if approved {
+            PaymentState::Approved
+        } else {
+            PaymentState::Denied
+        };
+        new.first_answer_undefined = async_;
+        new.sale = SaleFields {
+            authorization_id: approved.then(|| format!("TS{}", &new.tid[2..10])),
+            nsu: Some(new.tid[2..12].to_string()),
+            acquirer: Some("posbridge-test-suite".into()),
+            code: Some(if approved { "00" } else { "51" }.into()),
+            message: Some(
+                if approved {
+                    "approved (test card)"
+                } else {
+                    "denied (test card)"
+                }
+                .into(),
+            ),
+            card_brand: Some(r.method.clone()),
+            first_digits,
+            last_digits,
+            terminal_ref: None,
+        };
+        Ok(new)
+    }
+
+    /// The submitUrl call: binds (or re-binds, until the charge starts) a terminal by serial.
+    pub async fn bind_terminal(
+        &self,
+        payment_id: &str,
+        token: &str,
+        serial: &str,
+    ) -> Result<String, BindFailure> {
+        let terminal_id = self.serials.get(serial).cloned();
+        let payment_id = payment_id.to_string();
+        let token = token.to_string();
+        let now = self.now();
+        let result = self
+            .store
+            .call(move |c| {
+                let Some(p) = payments::get(c, &payment_id)? else {
+                    return Ok(Err(BindFailure::UnknownPayment));
+                };
+                if !ct_eq(p.submit_token.as_bytes(), token.as_bytes()) {
+                    return Ok(Err(BindFailure::BadToken));
+                }
+                let Some(terminal_id) = terminal_id else {
+                    return Ok(Err(BindFailure::UnknownSerial));
+                };
+                if p.terminal_id.as_deref() == Some(terminal_id.as_str())
+                    && p.state != PaymentState::Received
+                {
+                    return Ok(Ok(terminal_id)); // a repeat of the same scan
+                }
+                match p.state.bind() {
+                    Ok(_) => {
+                        payments::bind_terminal(c, &payment_id, &terminal_id, now)?;
+                        Ok(Ok(terminal_id))
+                    }
+                    Err(state::BindError::ChargeStarted) => Ok(Err(BindFailure::ChargeStarted)),
+                    Err(state::BindError::Final) => Ok(Err(BindFailure::Final)),
+                }
+            })
+            .await;
+        match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot bind a terminal");
+                Err(BindFailure::UnknownPayment)
+            }
+        }
+    }
+
+    /// The payment as its owner sees it.
+    pub async fn payment(&self, merchant: &str, payment_id: &str) -> Result<Payment, EngineError> {
+        let id = payment_id.to_string();
+        let p = self.store.call(move |c| payments::get(c, &id)).await?;
+        match p {
+            Some(p) if ct_eq(p.merchant.as_bytes(), merchant.as_bytes()) => Ok(p),
+            _ => Err(EngineError::UnknownPayment),
+        }
+    }
+
+    fn enqueue(&self, p: &Payment, job: LaneJob) {
+        match p.terminal_id.as_ref().and_then(|t| self.lanes.get(t)) {
+            Some(lane) => {
+                let _ = lane.jobs.send(job);
+            }
+            None => {
+                tracing::error!(payment_id = %p.payment_id, terminal = ?p.terminal_id, "no such terminal configured: the payment cannot proceed")
+            }
+        }
+    }
+
+    fn terminal(&self, p: &Payment) -> Option<&TerminalHandle> {
+        p.terminal_id
+            .as_ref()
+            .and_then(|t| self.lanes.get(t))
+            .map(|l| &l.handle)
+    }
+
+    /// Waits (up to `wait`) until `check` finds what it looks for, re-checking whenever
+    /// `payment_id` changes.
+    async fn wait_for<T, F>(
+        &self,
+        payment_id: &str,
+        wait: Duration,
+        check: F,
+    ) -> Result<Option<T>, EngineError>
+    where
+        T: Send + 'static,
+        F: Fn(&Connection) -> Result<Option<T>, StoreError> + Clone + Send + 'static,
+    {
+        let mut changes = self.changes.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(found) = self.store.call(check.clone()).await? {
+                return Ok(Some(found));
+            }
+            loop {
+                match tokio::time::timeout_at(deadline, changes.recv()).await {
+                    Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => return Ok(None),
+                    Ok(Ok(change)) if change.payment_id != payment_id => continue,
+                    Ok(_) => break,
+                }
+            }
+        }
+    }
+}
+
+fn must_get(c: &Connection, payment_id: &str) -> Result<Payment, StoreError> {
+    payments::get(c, payment_id)?
+        .ok_or_else(|| StoreError::Corrupt(format!("payment {payment_id} vanished")))
+}
+
+fn function_of(method: &str) -> CardFunction {
+    if method == DEBIT_METHOD {
+        CardFunction::Debit
+    } else {
+        CardFunction::Credit
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn encode_path_segment(s: &str) -> String {
+    use std::fmt::Write;
+    s.bytes().fold(String::new(), |mut out, b| {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+        out
+    })
+}

@@ -1,0 +1,64 @@
+//! Errors outside the operation-specific shapes: the spec's `{status, code, message}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PppError {
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("unknown payment")]
+    NotFound,
+    #[error("request body larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("internal error")]
+    Internal,
+}
+
+impl PppError {
+    pub fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        PppError::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            PppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            PppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            PppError::NotFound => StatusCode::NOT_FOUND,
+            PppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            PppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            PppError::Unauthorized(_) => "unauthorized",
+            PppError::BadRequest { code, .. } => code,
+            PppError::NotFound => "unknown-payment",
+            PppError::TooLarge(_) => "body-too-large",
+            PppError::Internal => "internal-error",
+        }
+    }
+}
+
+impl PppError {
+    /// This error's body with a 404 status (for unknown routes).
+    pub fn into_response_404(self) -> Response {
+        let body = json!({ "status": "error", "code": self.code(), "message": self.to_string() });
+        (StatusCode::NOT_FOUND, Json(body)).into_response()
+    }
+}
+
+impl IntoResponse for PppError {
+    fn into_response(self) -> Response {
+        let body = json!({ "status": "error", "code": self.code(), "message": self.to_string() });
+        (self.status(), Json(body)).into_response()
+    }
+}

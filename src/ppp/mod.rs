@@ -1,0 +1,58 @@
+//! The Payment Provider Protocol over HTTP: routes, request and response shapes as the spec
+//! names them, credentials and error shapes. Business decisions are the engine's.
+
+pub mod auth;
+mod body;
+pub mod error;
+mod manifest;
+pub mod onboarding;
+mod payments;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::pos::Engine;
+use auth::Credentials;
+use onboarding::Onboarding;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub credentials: Arc<Credentials>,
+    pub onboarding: Arc<Onboarding>,
+    pub max_body_bytes: usize,
+}
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.max_body_bytes;
+    Router::new()
+        .route("/manifest", get(manifest::manifest))
+        .route("/payment-methods", get(manifest::payment_methods))
+        .route("/payments", post(payments::create))
+        .route(
+            "/payments/{payment_id}/cancellations",
+            post(payments::cancel),
+        )
+        .route("/payments/{payment_id}/settlements", post(payments::settle))
+        .route("/payments/{payment_id}/refunds", post(payments::refund))
+        .route(
+            "/payments/{payment_id}/inbound/{action}",
+            post(payments::inbound),
+        )
+        .route(
+            "/payments/{payment_id}/inbound-request/{action}",
+            post(payments::inbound),
+        )
+        .route("/authorization/token", post(onboarding::create_token))
+        .route(
+            "/authorization/redirect",
+            get(onboarding::redirect_page).post(onboarding::submit_code),
+        )
+        .route("/authorization/credentials", get(onboarding::credentials))
+        .merge(crate::payment_app::router())
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}

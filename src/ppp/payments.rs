@@ -1,0 +1,364 @@
+//! `/payments…`: Create, cancel, settle, refund and inbound requests.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http_body::{Frame, SizeHint};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::Merchant;
+use super::body::{RawBody, lenient_int, parse};
+use super::error::PppError;
+use crate::money::{Amount, Currency};
+use crate::pos::{CreatePayment, EngineError, InFlightGuard, OperationAnswer};
+use crate::secret::CardNumber;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateBody {
+    payment_id: String,
+    payment_method: String,
+    value: Amount,
+    currency: String,
+    callback_url: String,
+    transaction_id: String,
+    #[serde(default)]
+    installments: Option<Value>,
+    #[serde(default)]
+    card: Option<CardBody>,
+}
+
+/// Only the number is read (Test Suite); every other card field is ignored, never kept.
+#[derive(Deserialize)]
+struct CardBody {
+    #[serde(default)]
+    number: Option<CardNumber>,
+}
+
+fn engine_error(e: EngineError) -> PppError {
+    match e {
+        EngineError::UnknownPayment => PppError::NotFound,
+        EngineError::UnsupportedMethod(m) => PppError::bad(
+            "unsupported-payment-method",
+            format!("payment method `{m}` is not supported"),
+        ),
+        EngineError::NotPositive => PppError::bad("invalid-value", "value must be positive"),
+        EngineError::OtherMerchant => PppError::bad(
+            "payment-id-taken",
+            "this paymentId belongs to another merchant",
+        ),
+        EngineError::Store(e) => {
+            tracing::error!(error = %e, "database error");
+            PppError::Internal
+        }
+        EngineError::Random(e) => {
+            tracing::error!(error = %e, "no randomness");
+            PppError::Internal
+        }
+    }
+}
+
+fn is_test_suite(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-vtex-api-is-testsuite")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    headers: HeaderMap,
+    RawBody(bytes): RawBody,
+) -> Response {
+    let body: CreateBody = match parse(&bytes) {
+        Ok(b) => b,
+        Err(message) => return PppError::bad("bad-request", message).into_response(),
+    };
+    let request = match validate_create(body, is_test_suite(&headers)) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let span = tracing::info_span!("create_payment", payment_id = %request.payment_id);
+    let _enter = span.enter();
+    // The callback for this payment waits until this answer has been sent.
+    let guard = state.engine.inflight().enter(&request.payment_id);
+    drop(_enter);
+    match state.engine.create(&merchant, request).await {
+        Ok(answer) => {
+            let body = Body::from(answer.to_json());
+            let mut response = Response::new(Body::new(GuardedBody {
+                inner: body,
+                _guard: guard,
+            }));
+            response.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(e) => engine_error(e).into_response(),
+    }
+}
+
+fn validate_create(body: CreateBody, is_test_suite: bool) -> Result<CreatePayment, PppError> {
+    let required = |name: &str, v: &str| {
+        if v.trim().is_empty() {
+            Err(PppError::bad(
+                "bad-request",
+                format!("field `{name}` must not be empty"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    required("paymentId", &body.payment_id)?;
+    required("transactionId", &body.transaction_id)?;
+    required("paymentMethod", &body.payment_method)?;
+    if !(body.callback_url.starts_with("https://") || body.callback_url.starts_with("http://"))
+        || reqwest::Url::parse(&body.callback_url).is_err()
+    {
+        return Err(PppError::bad(
+            "bad-request",
+            "field `callbackUrl` must be an http(s) URL",
+        ));
+    }
+    let currency = Currency::parse(&body.currency)
+        .map_err(|e| PppError::bad("bad-request", format!("field `currency`: {e}")))?;
+    let amount_minor = currency
+        .parse_amount(&body.value)
+        .map_err(|e| PppError::bad("invalid-value", format!("field `value`: {e}")))?;
+    if amount_minor <= 0 {
+        return Err(PppError::bad(
+            "invalid-value",
+            "field `value` must be positive",
+        ));
+    }
+    Ok(CreatePayment {
+        payment_id: body.payment_id,
+        transaction_id: body.transaction_id,
+        method: body.payment_method,
+        amount_minor,
+        currency,
+        installments: lenient_int(body.installments.as_ref()),
+        callback_url: body.callback_url,
+        test_card: body.card.and_then(|c| c.number),
+        is_test_suite,
+    })
+}
+
+/// A response body that holds the in-flight guard until the body has been sent.
+struct GuardedBody {
+    inner: Body,
+    _guard: InFlightGuard,
+}
+
+impl http_body::Body for GuardedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CancelBody {
+    request_id: String,
+    #[serde(default)]
+    payment_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AmountBody {
+    request_id: String,
+    value: Amount,
+    #[serde(default)]
+    payment_id: Option<String>,
+}
+
+fn operation_response(answer: OperationAnswer) -> Response {
+    let status =
+        StatusCode::from_u16(answer.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(answer.body)).into_response()
+}
+
+/// Failure bodies for the operation endpoints carry the operation's own id field.
+fn operation_failure(
+    id_field: &str,
+    payment_id: &str,
+    request_id: Option<&str>,
+    error: &PppError,
+) -> Response {
+    let mut body = json!({
+        "paymentId": payment_id, id_field: null, "code": error.code(),
+        "message": error.to_string(), "requestId": request_id,
+    });
+    if id_field != "cancellationId" {
+        body["value"] = json!(0);
+    }
+    (error.status(), Json(body)).into_response()
+}
+
+fn check_path_id(path_id: &str, body_id: Option<&str>) -> Result<(), PppError> {
+    match body_id {
+        Some(id) if !id.is_empty() && id != path_id => Err(PppError::bad(
+            "bad-request",
+            format!("field `paymentId` ({id}) differs from the path ({path_id})"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    Path(payment_id): Path<String>,
+    RawBody(bytes): RawBody,
+) -> Response {
+    const ID: &str = "cancellationId";
+    let body: CancelBody = match parse(&bytes) {
+        Ok(b) => b,
+        Err(m) => {
+            return operation_failure(ID, &payment_id, None, &PppError::bad("bad-request", m));
+        }
+    };
+    if let Err(e) = check_path_id(&payment_id, body.payment_id.as_deref()) {
+        return operation_failure(ID, &payment_id, Some(&body.request_id), &e);
+    }
+    let span = tracing::info_span!("cancel", payment_id = %payment_id);
+    match tracing::Instrument::instrument(
+        state
+            .engine
+            .cancel(&merchant, &payment_id, &body.request_id),
+        span,
+    )
+    .await
+    {
+        Ok(answer) => operation_response(answer),
+        Err(e) => operation_failure(ID, &payment_id, Some(&body.request_id), &engine_error(e)),
+    }
+}
+
+pub async fn settle(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    Path(payment_id): Path<String>,
+    RawBody(bytes): RawBody,
+) -> Response {
+    const ID: &str = "settleId";
+    let body: AmountBody = match parse(&bytes) {
+        Ok(b) => b,
+        Err(m) => {
+            return operation_failure(ID, &payment_id, None, &PppError::bad("bad-request", m));
+        }
+    };
+    if let Err(e) = check_path_id(&payment_id, body.payment_id.as_deref()) {
+        return operation_failure(ID, &payment_id, Some(&body.request_id), &e);
+    }
+    let span = tracing::info_span!("settle", payment_id = %payment_id);
+    match tracing::Instrument::instrument(
+        state
+            .engine
+            .settle(&merchant, &payment_id, &body.request_id, &body.value),
+        span,
+    )
+    .await
+    {
+        Ok(answer) => operation_response(answer),
+        Err(e) => operation_failure(ID, &payment_id, Some(&body.request_id), &engine_error(e)),
+    }
+}
+
+pub async fn refund(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    Path(payment_id): Path<String>,
+    RawBody(bytes): RawBody,
+) -> Response {
+    const ID: &str = "refundId";
+    let body: AmountBody = match parse(&bytes) {
+        Ok(b) => b,
+        Err(m) => {
+            return operation_failure(ID, &payment_id, None, &PppError::bad("bad-request", m));
+        }
+    };
+    if let Err(e) = check_path_id(&payment_id, body.payment_id.as_deref()) {
+        return operation_failure(ID, &payment_id, Some(&body.request_id), &e);
+    }
+    let span = tracing::info_span!("refund", payment_id = %payment_id);
+    match tracing::Instrument::instrument(
+        state
+            .engine
+            .refund(&merchant, &payment_id, &body.request_id, &body.value),
+        span,
+    )
+    .await
+    {
+        Ok(answer) => operation_response(answer),
+        Err(e) => operation_failure(ID, &payment_id, Some(&body.request_id), &engine_error(e)),
+    }
+}
+
+/// Inbound requests (BETA): `status` reports the payment; other actions answer 404 inside
+/// `responseData`, as the spec's envelope expects.
+pub async fn inbound(
+    State(state): State<AppState>,
+    Merchant(merchant): Merchant,
+    Path((payment_id, action)): Path<(String, String)>,
+    RawBody(bytes): RawBody,
+) -> Response {
+    let body: Value = match parse(&bytes) {
+        Ok(b) => b,
+        Err(m) => return PppError::bad("bad-request", m).into_response(),
+    };
+    let request_id = body.get("requestId").cloned().unwrap_or(Value::Null);
+    let payment = match state.engine.payment(&merchant, &payment_id).await {
+        Ok(p) => p,
+        Err(e) => return engine_error(e).into_response(),
+    };
+    let (status_code, content) = if action == "status" {
+        let answer = state.engine.answer(&payment, false);
+        let mut content = serde_json::to_value(&answer).unwrap_or(Value::Null);
+        content["state"] = json!(payment.state.as_str());
+        if let Some(obj) = content.as_object_mut() {
+            obj.remove("paymentAppData");
+        }
+        (200, content)
+    } else {
+        (
+            404,
+            json!({ "error": format!("unknown inbound action `{action}`") }),
+        )
+    };
+    Json(json!({
+        "requestId": request_id,
+        "paymentId": payment_id,
+        "responseData": {
+            "statusCode": status_code,
+            "contentType": "application/json",
+            "content": content.to_string(),
+        },
+    }))
+    .into_response()
+}

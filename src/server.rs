@@ -1,0 +1,110 @@
+//! Wiring and lifecycle: open the database, start the terminals and the outbox, serve HTTP,
+//! and on shutdown stop accepting, let in-flight requests finish within the grace period.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::outbox::{HttpSender, OutboxWorker};
+use crate::pos::Engine;
+use crate::ppp::auth::Credentials;
+use crate::ppp::onboarding::Onboarding;
+use crate::ppp::{self, AppState};
+use crate::store::{Store, merchants};
+
+/// Runs the daemon until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr().context("no local address")?;
+    let public_url = config
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+
+    let store = Store::open(&config.storage.path)?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let engine = Engine::new(&config, store.clone(), clock.clone(), public_url);
+    let tasks = TaskTracker::new();
+    let workers_stop = CancellationToken::new();
+    engine.start(&tasks, workers_stop.clone()).await?;
+
+    let sender = HttpSender::new(
+        &config.vtex.callback_app_key,
+        config.vtex.callback_app_token.clone(),
+        Duration::from_secs(config.callbacks.request_timeout_s),
+    )
+    .context("cannot build the callback HTTP client")?;
+    let outbox = OutboxWorker {
+        store: store.clone(),
+        clock,
+        config: config.callbacks.clone(),
+        sender,
+        inflight: engine.inflight().clone(),
+        wake: engine.outbox_wake().clone(),
+    };
+    tasks.spawn(outbox.run(workers_stop.clone()));
+
+    let issued = store.call(merchants::all).await?;
+    let state = AppState {
+        engine: engine.clone(),
+        credentials: Credentials::new(&config.vtex.app_key, config.vtex.app_token.clone(), issued),
+        onboarding: Arc::new(Onboarding::new(&config.onboarding)),
+        max_body_bytes: config.server.max_body_bytes,
+    };
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(ppp::router(state))
+        .fallback(|| async {
+            ppp::error::PppError::bad("not-found", "no such route").into_response_404()
+        });
+
+    tracing::info!("listening on http://{addr}");
+    let grace = Duration::from_secs(config.server.shutdown_grace_s);
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    tokio::select! {
+        result = server => result.context("HTTP server failed")?,
+        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("grace period over: exiting with requests still in flight");
+        }
+    }
+    tracing::info!("stopping workers");
+    workers_stop.cancel();
+    tasks.close();
+    if tokio::time::timeout(Duration::from_secs(5), tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("workers did not stop in time");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Cancels the returned token on SIGTERM or SIGINT.
+pub fn shutdown_on_signals() -> anyhow::Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        cancel.cancel();
+    });
+    Ok(token)
+}

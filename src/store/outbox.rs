@@ -1,0 +1,104 @@
+//! The callback outbox: rows written in the same transaction as the result they carry.
+
+use rusqlite::{Connection, Row, params};
+
+use super::StoreError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callback {
+    pub id: i64,
+    pub payment_id: String,
+    pub url: String,
+    pub body: String,
+    pub attempts: u32,
+    pub created_at: i64,
+    pub next_attempt_at: i64,
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Callback> {
+    Ok(Callback {
+        id: row.get("id")?,
+        payment_id: row.get("payment_id")?,
+        url: row.get("url")?,
+        body: row.get("body")?,
+        attempts: row.get("attempts")?,
+        created_at: row.get("created_at")?,
+        next_attempt_at: row.get("next_attempt_at")?,
+    })
+}
+
+pub fn enqueue(
+    c: &Connection,
+    payment_id: &str,
+    url: &str,
+    body: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO outbox (payment_id, url, body, state, created_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
+        params![payment_id, url, body, now],
+    )?;
+    Ok(())
+}
+
+/// Pending callbacks due at `now`, oldest first.
+pub fn due(c: &Connection, now: i64, limit: u32) -> Result<Vec<Callback>, StoreError> {
+    let mut stmt = c.prepare(
+        "SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1
+         ORDER BY next_attempt_at, id LIMIT ?2",
+    )?;
+    let rows = stmt
+        .query_map(params![now, limit], from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// When the next pending callback is due, if any.
+pub fn next_due_at(c: &Connection) -> Result<Option<i64>, StoreError> {
+    Ok(c.query_row(
+        "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+pub fn delivered(c: &Connection, id: i64, now: i64) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?2,
+            last_error = NULL WHERE id = ?1",
+        params![id, now],
+    )?;
+    Ok(())
+}
+
+pub fn failed(
+    c: &Connection,
+    id: i64,
+    next_attempt_at: Option<i64>,
+    error: &str,
+) -> Result<(), StoreError> {
+    match next_attempt_at {
+        Some(at) => c.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
+             WHERE id = ?1",
+            params![id, at, error],
+        )?,
+        None => c.execute(
+            "UPDATE outbox SET attempts = attempts + 1, state = 'given_up', last_error = ?2
+             WHERE id = ?1",
+            params![id, error],
+        )?,
+    };
+    Ok(())
+}
+
+/// (state, attempts) of every callback of a payment, oldest first.
+pub fn states_of(c: &Connection, payment_id: &str) -> Result<Vec<(String, u32)>, StoreError> {
+    let mut stmt =
+        c.prepare("SELECT state, attempts FROM outbox WHERE payment_id = ?1 ORDER BY id")?;
+    let rows = stmt
+        .query_map([payment_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}

@@ -1,0 +1,427 @@
+//! Typed queries on the `payments` table. Business rules live in `pos`; these only read and
+//! write, and the compare-and-set that starts a charge is a single conditional UPDATE.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::StoreError;
+use crate::pos::state::PaymentState;
+
+/// What the terminal reported about a finished sale (no card data beyond brand, first 6, last 4).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SaleFields {
+    pub authorization_id: Option<String>,
+    pub nsu: Option<String>,
+    pub acquirer: Option<String>,
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub card_brand: Option<String>,
+    pub first_digits: Option<String>,
+    pub last_digits: Option<String>,
+    /// The terminal's own reference for the sale (what a reversal names).
+    pub terminal_ref: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delays {
+    pub seconds_waiting: u32,
+    pub delay_to_cancel: u32,
+    pub delay_to_auto_settle: u32,
+    pub delay_to_auto_settle_after_antifraud: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Payment {
+    pub payment_id: String,
+    pub merchant: String,
+    pub transaction_id: String,
+    pub method: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub installments: Option<i64>,
+    pub callback_url: String,
+    pub submit_token: String,
+    pub tid: String,
+    pub state: PaymentState,
+    pub terminal_id: Option<String>,
+    pub delays: Delays,
+    pub created_at: i64,
+    pub charge_started_at: Option<i64>,
+    pub sent_to_terminal_at: Option<i64>,
+    pub cancel_requested_at: Option<i64>,
+    pub sale: SaleFields,
+    pub settle_id: Option<String>,
+    pub settled_minor: i64,
+    pub refunded_minor: i64,
+    pub cancellation_id: Option<String>,
+    pub first_answer_undefined: bool,
+    pub alarm: Option<String>,
+}
+
+/// A payment as first stored by Create.
+#[derive(Debug, Clone)]
+pub struct NewPayment {
+    pub payment_id: String,
+    pub merchant: String,
+    pub transaction_id: String,
+    pub method: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub installments: Option<i64>,
+    pub callback_url: String,
+    pub submit_token: String,
+    pub tid: String,
+    pub state: PaymentState,
+    pub terminal_id: Option<String>,
+    pub delays: Delays,
+    pub sale: SaleFields,
+    pub first_answer_undefined: bool,
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Payment> {
+    let state: String = row.get("state")?;
+    let state = state.parse::<PaymentState>().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            Box::new(StoreError::Corrupt(e)),
+        )
+    })?;
+    Ok(Payment {
+        payment_id: row.get("payment_id")?,
+        merchant: row.get("merchant")?,
+        transaction_id: row.get("transaction_id")?,
+        method: row.get("method")?,
+        amount_minor: row.get("amount_minor")?,
+        currency: row.get("currency")?,
+        installments: row.get("installments")?,
+        callback_url: row.get("callback_url")?,
+        submit_token: row.get("submit_token")?,
+        tid: row.get("tid")?,
+        state,
+        terminal_id: row.get("terminal_id")?,
+        delays: Delays {
+            seconds_waiting: row.get("seconds_waiting")?,
+            delay_to_cancel: row.get("delay_to_cancel")?,
+            delay_to_auto_settle: row.get("delay_to_auto_settle")?,
+            delay_to_auto_settle_after_antifraud: row
+                .get("delay_to_auto_settle_after_antifraud")?,
+        },
+        created_at: row.get("created_at")?,
+        charge_started_at: row.get("charge_started_at")?,
+        sent_to_terminal_at: row.get("sent_to_terminal_at")?,
+        cancel_requested_at: row.get("cancel_requested_at")?,
+        sale: SaleFields {
+            authorization_id: row.get("authorization_id")?,
+            nsu: row.get("nsu")?,
+            acquirer: row.get("acquirer")?,
+            code: row.get("code")?,
+            message: row.get("message")?,
+            card_brand: row.get("card_brand")?,
+            first_digits: row.get("first_digits")?,
+            last_digits: row.get("last_digits")?,
+            terminal_ref: row.get("terminal_ref")?,
+        },
+        settle_id: row.get("settle_id")?,
+        settled_minor: row.get("settled_minor")?,
+        refunded_minor: row.get("refunded_minor")?,
+        cancellation_id: row.get("cancellation_id")?,
+        first_answer_undefined: row.get("first_answer_undefined")?,
+        alarm: row.get("alarm")?,
+    })
+}
+
+pub fn get(c: &Connection, payment_id: &str) -> Result<Option<Payment>, StoreError> {
+    Ok(c.query_row(
+        "SELECT * FROM payments WHERE payment_id = ?1",
+        [payment_id],
+        from_row,
+    )
+    .optional()?)
+}
+
+pub fn insert(c: &Connection, p: &NewPayment, now: i64) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO payments (payment_id, merchant, transaction_id, method, amount_minor, currency,
+            installments, callback_url, submit_token, tid, state, terminal_id, seconds_waiting,
+            delay_to_cancel, delay_to_auto_settle, delay_to_auto_settle_after_antifraud,
+            created_at, updated_at, authorization_id, nsu, acquirer, code, message, card_brand,
+            first_digits, last_digits, first_answer_undefined)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17,
+            ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
+        params![
+            p.payment_id,
+            p.merchant,
+            p.transaction_id,
+            p.method,
+            p.amount_minor,
+            p.currency,
+            p.installments,
+            p.callback_url,
+            p.submit_token,
+            p.tid,
+            p.state.as_str(),
+            p.terminal_id,
+            p.delays.seconds_waiting,
+            p.delays.delay_to_cancel,
+            p.delays.delay_to_auto_settle,
+            p.delays.delay_to_auto_settle_after_antifraud,
+            now,
+            p.sale.authorization_id,
+            p.sale.nsu,
+            p.sale.acquirer,
+            p.sale.code,
+            p.sale.message,
+            p.sale.card_brand,
+            p.sale.first_digits,
+            p.sale.last_digits,
+            p.first_answer_undefined,
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn bind_terminal(
+    c: &Connection,
+    payment_id: &str,
+    terminal_id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE payments SET state = 'bound', terminal_id = ?2, updated_at = ?3
+         WHERE payment_id = ?1 AND state IN ('received', 'bound')",
+        params![payment_id, terminal_id, now],
+    )?;
+    Ok(())
+}
+
+/// The compare-and-set that starts the one charge: only one caller, in any process, can move a
+/// payment from `bound` to `charging`.
+pub fn start_charge(c: &Connection, payment_id: &str, now: i64) -> Result<bool, StoreError> {
+    let changed = c.execute(
+        "UPDATE payments SET state = 'charging', charge_started_at = ?2, updated_at = ?2
+         WHERE payment_id = ?1 AND state = 'bound'",
+        params![payment_id, now],
+    )?;
+    Ok(changed == 1)
+}
+
+/// Records that the sale is about to be sent to the terminal; after this only the terminal's
+/// recovery query may decide the outcome. False if it may no longer be sent.
+pub fn mark_sent(c: &Connection, payment_id: &str, now: i64) -> Result<bool, StoreError> {
+    let changed = c.execute(
+        "UPDATE payments SET sent_to_terminal_at = ?2, updated_at = ?2
+         WHERE payment_id = ?1 AND state = 'charging'
+           AND sent_to_terminal_at IS NULL AND cancel_requested_at IS NULL",
+        params![payment_id, now],
+    )?;
+    Ok(changed == 1)
+}
+
+/// Payments of a terminal in charge order: (payment id, already sent to the terminal).
+pub fn charging_on_terminal(
+    c: &Connection,
+    terminal_id: &str,
+) -> Result<Vec<(String, bool)>, StoreError> {
+    let mut stmt = c.prepare(
+        "SELECT payment_id, sent_to_terminal_at IS NOT NULL FROM payments
+         WHERE terminal_id = ?1 AND state IN ('charging', 'unknown')
+         ORDER BY sent_to_terminal_at IS NULL, charge_started_at, payment_id",
+    )?;
+    let rows = stmt
+        .query_map([terminal_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+pub fn set_state(
+    c: &Connection,
+    payment_id: &str,
+    state: PaymentState,
+    now: i64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE payments SET state = ?2, updated_at = ?3 WHERE payment_id = ?1",
+        params![payment_id, state.as_str(), now],
+    )?;
+    Ok(())
+}
+
+/// Makes a payment final with what the terminal reported.
+pub fn finish(
+    c: &Connection,
+    payment_id: &str,
+    state: PaymentState,
+    sale: &SaleFields,
+    now: i64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE payments SET state = ?2, updated_at = ?3, authorization_id = ?4, nsu = ?5,
+            acquirer = ?6, code = ?7, message = ?8, card_brand = ?9, first_digits = ?10,
+            last_digits = ?11, terminal_ref = ?12
+         WHERE payment_id = ?1",
+        params![
+            payment_id,
+            state.as_str(),
+            now,
+            sale.authorization_id,
+            sale.nsu,
+            sale.acquirer,
+            sale.code,
+            sale.message,
+            sale.card_brand,
+            sale.first_digits,
+            sale.last_digits,
+            sale.terminal_ref,
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn request_cancel(c: &Connection, payment_id: &str, now: i64) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE payments SET cancel_requested_at = COALESCE(cancel_requested_at, ?2), updated_at = ?2
+         WHERE payment_id = ?1",
+        params![payment_id, now],
+    )?;
+    Ok(())
+}
+
+pub fn cancel(
+    c: &Connection,
+    payment_id: &str,
+    cancellation_id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE payments SET state = 'cancelled', cancellation_id = ?2,
+            cancel_requested_at = COALESCE(cancel_requested_at, ?3), updated_at = ?3,
+            code = COALESCE(code, 'cancelled'), message = COALESCE(message, 'payment cancelled')
+         WHERE payment_id = ?1",
+        params![payment_id, cancellation_id, now],
+    )?;
+    Ok(())
+}
+
+pub fn settle(
+    c: &Connection,
+    payment_id: &str,
+    settle_id: &str,
+    value: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE payments SET settle_id = ?2, settled_minor = ?3, updated_at = ?4
+         WHERE payment_id = ?1 AND settle_id IS NULL",
+        params![payment_id, settle_id, value, now],
+    )?;
+    Ok(())
+}
+
+/// Adds (or, negative, releases) a refund reservation.
+pub fn add_refunded(
+    c: &Connection,
+    payment_id: &str,
+    delta: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE payments SET refunded_minor = refunded_minor + ?2, updated_at = ?3
+         WHERE payment_id = ?1",
+        params![payment_id, delta, now],
+    )?;
+    Ok(())
+}
+
+pub fn set_alarm(
+    c: &Connection,
+    payment_id: &str,
+    alarm: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE payments SET alarm = ?2, updated_at = ?3 WHERE payment_id = ?1",
+        params![payment_id, alarm, now],
+    )?;
+    Ok(())
+}
+
+/// Payments that need store IT: unresolved, late approvals reversed, manual refunds.
+pub fn with_alarms(c: &Connection) -> Result<Vec<Payment>, StoreError> {
+    let mut stmt =
+        c.prepare("SELECT * FROM payments WHERE alarm IS NOT NULL ORDER BY updated_at")?;
+    let rows = stmt
+        .query_map([], from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn new_payment(id: &str) -> NewPayment {
+        NewPayment {
+            payment_id: id.into(),
+            merchant: "m".into(),
+            transaction_id: "t".into(),
+            method: "Venda Direta Credito".into(),
+            amount_minor: 1000,
+            currency: "BRL".into(),
+            installments: None,
+            callback_url: "http://127.0.0.1:1/cb".into(),
+            submit_token: "tok".into(),
+            tid: "tid".into(),
+            state: PaymentState::Bound,
+            terminal_id: Some("lane-1".into()),
+            delays: Delays {
+                seconds_waiting: 600,
+                delay_to_cancel: 900,
+                delay_to_auto_settle: 1,
+                delay_to_auto_settle_after_antifraud: 1,
+            },
+            sale: SaleFields::default(),
+            first_answer_undefined: false,
+        }
+    }
+
+    /// Two separate connections (two writer threads, as two processes would have) race to
+    /// start the same charge many times; exactly one wins each race.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn start_charge_is_a_compare_and_set_across_connections() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("race.db");
+        let a = Store::open(&path).expect("open a");
+        let b = Store::open(&path).expect("open b");
+        for round in 0..25 {
+            let id = format!("p{round}");
+            let p = new_payment(&id);
+            a.call(move |c| insert(c, &p, 1)).await.expect("insert");
+            let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+            let mut racers = Vec::new();
+            for i in 0..8 {
+                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let id = id.clone();
+                let barrier = barrier.clone();
+                racers.push(tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.call(move |c| start_charge(c, &id, 2)).await
+                }));
+            }
+            let mut winners = 0;
+            for r in racers {
+                if r.await.expect("join").expect("cas") {
+                    winners += 1;
+                }
+            }
+            assert_eq!(winners, 1, "round {round}");
+            let id2 = id.clone();
+            let p = a
+                .call(move |c| get(c, &id2))
+                .await
+                .expect("get")
+                .expect("row");
+            assert_eq!(p.state, PaymentState::Charging);
+        }
+    }
+}

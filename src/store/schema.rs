@@ -1,0 +1,96 @@
+//! Schema migrations, applied at open. Append new migrations; never edit a released one.
+
+use rusqlite::Connection;
+use rusqlite_migration::{M, Migrations};
+
+const V1: &str = "
+CREATE TABLE payments (
+    payment_id            TEXT PRIMARY KEY,
+    merchant              TEXT NOT NULL,          -- app key of the credentials that created it
+    transaction_id        TEXT NOT NULL,
+    method                TEXT NOT NULL,
+    amount_minor          INTEGER NOT NULL CHECK (amount_minor > 0),
+    currency              TEXT NOT NULL,
+    installments          INTEGER,
+    callback_url          TEXT NOT NULL,          -- kept verbatim: delivery must survive restarts
+    submit_token          TEXT NOT NULL,
+    tid                   TEXT NOT NULL,
+    state                 TEXT NOT NULL,
+    terminal_id           TEXT,
+    seconds_waiting       INTEGER NOT NULL,
+    delay_to_cancel       INTEGER NOT NULL,
+    delay_to_auto_settle  INTEGER NOT NULL,
+    delay_to_auto_settle_after_antifraud INTEGER NOT NULL,
+    created_at            INTEGER NOT NULL,
+    updated_at            INTEGER NOT NULL,
+    charge_started_at     INTEGER,                -- the compare-and-set that queued the one charge
+    sent_to_terminal_at   INTEGER,                -- intent journaled: from here only recovery may tell
+    cancel_requested_at   INTEGER,
+    authorization_id      TEXT,
+    nsu                   TEXT,
+    acquirer              TEXT,
+    code                  TEXT,
+    message               TEXT,
+    card_brand            TEXT,
+    first_digits          TEXT,
+    last_digits           TEXT,
+    terminal_ref          TEXT,
+    settle_id             TEXT,
+    settled_minor         INTEGER NOT NULL DEFAULT 0,
+    refunded_minor        INTEGER NOT NULL DEFAULT 0, -- includes refunds still on the terminal
+    cancellation_id       TEXT,
+    first_answer_undefined INTEGER NOT NULL DEFAULT 0, -- Test Suite async cards
+    alarm                 TEXT
+);
+CREATE INDEX payments_by_state ON payments (state, charge_started_at);
+
+CREATE TABLE operations (
+    op_id          TEXT PRIMARY KEY,
+    payment_id     TEXT NOT NULL REFERENCES payments (payment_id),
+    kind           TEXT NOT NULL,     -- reversal | settle-reversal | refund
+    request_id     TEXT,
+    amount_minor   INTEGER NOT NULL,
+    state          TEXT NOT NULL,     -- pending | sent | done | failed | unsupported
+    detail         TEXT,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL
+);
+CREATE INDEX operations_by_payment ON operations (payment_id);
+
+-- Final PPP answers to cancel / settle / refund, replayed for a repeated requestId.
+CREATE TABLE answers (
+    payment_id     TEXT NOT NULL REFERENCES payments (payment_id),
+    kind           TEXT NOT NULL,
+    request_id     TEXT NOT NULL,
+    http_status    INTEGER NOT NULL,
+    body           TEXT NOT NULL,
+    PRIMARY KEY (payment_id, kind, request_id)
+);
+
+CREATE TABLE outbox (
+    id               INTEGER PRIMARY KEY,
+    payment_id       TEXT NOT NULL REFERENCES payments (payment_id),
+    url              TEXT NOT NULL,
+    body             TEXT NOT NULL,
+    state            TEXT NOT NULL,  -- pending | delivered | given_up
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    created_at       INTEGER NOT NULL,
+    next_attempt_at  INTEGER NOT NULL,
+    last_error       TEXT,
+    delivered_at     INTEGER
+);
+CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
+
+-- Merchants onboarded through the configuration flow; only a hash of the token is kept.
+CREATE TABLE merchants (
+    app_key     TEXT PRIMARY KEY,
+    token_hash  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+";
+
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), String> {
+    Migrations::new(vec![M::up(V1)])
+        .to_latest(conn)
+        .map_err(|e| format!("migration failed: {e}"))
+}

@@ -1,0 +1,178 @@
+//! One task per terminal owns its driver: commands run one at a time (a terminal does one
+//! transaction at a time); an abort reaches the running sale through a cancellation token.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    DriverError, OperationOutcome, OperationQuery, OperationRequest, PromptSink, SaleOutcome,
+    SaleQuery, SaleRequest, TerminalDriver,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TerminalError {
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    #[error("the terminal task has stopped")]
+    Stopped,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, DriverError>>;
+
+enum Command {
+    Sale(SaleRequest, Reply<SaleOutcome>),
+    QuerySale(String, Reply<SaleQuery>),
+    Reverse(OperationRequest, Reply<OperationOutcome>),
+    Refund(OperationRequest, Reply<OperationOutcome>),
+    QueryOperation(String, Reply<OperationQuery>),
+}
+
+/// The engine's side of a terminal.
+#[derive(Clone)]
+pub struct TerminalHandle {
+    id: String,
+    commands: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    busy: AtomicBool,
+    /// The sale running now: its reference and the token that aborts it.
+    current_sale: Mutex<Option<(String, CancellationToken)>>,
+}
+
+/// Starts the actor for a terminal. `result_timeout` bounds a sale; after it, the caller
+/// must ask the terminal what happened (recovery) instead of assuming anything.
+pub fn spawn<D: TerminalDriver>(
+    id: &str,
+    driver: D,
+    prompts: PromptSink,
+    result_timeout: Duration,
+) -> TerminalHandle {
+    let (tx, rx) = mpsc::channel(16);
+    let shared = Arc::new(Shared {
+        busy: AtomicBool::new(false),
+        current_sale: Mutex::new(None),
+    });
+    tokio::spawn(run(driver, rx, prompts, result_timeout, shared.clone()));
+    TerminalHandle {
+        id: id.to_string(),
+        commands: tx,
+        shared,
+    }
+}
+
+/// How long a non-sale command may take before it counts as unanswered.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn run<D: TerminalDriver>(
+    mut driver: D,
+    mut commands: mpsc::Receiver<Command>,
+    prompts: PromptSink,
+    result_timeout: Duration,
+    shared: Arc<Shared>,
+) {
+    while let Some(command) = commands.recv().await {
+        shared.busy.store(true, Ordering::Relaxed);
+        match command {
+            Command::Sale(request, reply) => {
+                let abort = CancellationToken::new();
+                if let Ok(mut slot) = shared.current_sale.lock() {
+                    *slot = Some((request.reference.clone(), abort.clone()));
+                }
+                let result =
+                    tokio::time::timeout(result_timeout, driver.sale(&request, &prompts, &abort))
+                        .await
+                        .unwrap_or(Err(DriverError::Timeout));
+                if let Ok(mut slot) = shared.current_sale.lock() {
+                    *slot = None;
+                }
+                let _ = reply.send(result);
+            }
+            Command::QuerySale(reference, reply) => {
+                let _ = reply.send(bounded(driver.query_sale(&reference)).await);
+            }
+            Command::Reverse(request, reply) => {
+                let _ = reply.send(bounded(driver.reverse(&request)).await);
+            }
+            Command::Refund(request, reply) => {
+                let _ = reply.send(bounded(driver.refund(&request)).await);
+            }
+            Command::QueryOperation(reference, reply) => {
+                let _ = reply.send(bounded(driver.query_operation(&reference)).await);
+            }
+        }
+        shared.busy.store(false, Ordering::Relaxed);
+    }
+}
+
+async fn bounded<T>(work: impl Future<Output = Result<T, DriverError>>) -> Result<T, DriverError> {
+    tokio::time::timeout(COMMAND_TIMEOUT, work)
+        .await
+        .unwrap_or(Err(DriverError::Timeout))
+}
+
+impl TerminalHandle {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn is_busy(&self) -> bool {
+        self.shared.busy.load(Ordering::Relaxed)
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, TerminalError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| TerminalError::Stopped)?;
+        Ok(rx.await.map_err(|_| TerminalError::Stopped)??)
+    }
+
+    pub async fn sale(&self, request: SaleRequest) -> Result<SaleOutcome, TerminalError> {
+        self.ask(|r| Command::Sale(request, r)).await
+    }
+
+    pub async fn query_sale(&self, reference: &str) -> Result<SaleQuery, TerminalError> {
+        let reference = reference.to_string();
+        self.ask(|r| Command::QuerySale(reference, r)).await
+    }
+
+    pub async fn reverse(
+        &self,
+        request: OperationRequest,
+    ) -> Result<OperationOutcome, TerminalError> {
+        self.ask(|r| Command::Reverse(request, r)).await
+    }
+
+    pub async fn refund(
+        &self,
+        request: OperationRequest,
+    ) -> Result<OperationOutcome, TerminalError> {
+        self.ask(|r| Command::Refund(request, r)).await
+    }
+
+    pub async fn query_operation(&self, reference: &str) -> Result<OperationQuery, TerminalError> {
+        let reference = reference.to_string();
+        self.ask(|r| Command::QueryOperation(reference, r)).await
+    }
+
+    /// Asks the terminal to abort the sale `reference` if it is the one running now.
+    pub fn abort(&self, reference: &str) -> bool {
+        match self.shared.current_sale.lock() {
+            Ok(slot) => match slot.as_ref() {
+                Some((running, token)) if running == reference => {
+                    token.cancel();
+                    true
+                }
+                _ => false,
+            },
+            Err(_) => false,
+        }
+    }
+}
