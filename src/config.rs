@@ -371,6 +371,38 @@ mod tests {
         assert_eq!(c.terminals[0].protocol, Protocol::Simulator);
     }
 
+    /// Every shipped file parses, and each rejects an unknown key in each of its tables.
+    #[test]
+    fn every_file_in_config_dir_is_valid_and_strict() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("config dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            seen += 1;
+            let text = std::fs::read_to_string(&path).expect("read");
+            Config::parse(&text, &path.display().to_string()).expect("valid example");
+            for table in [
+                "[server]",
+                "[storage]",
+                "[vtex]",
+                "[pos]",
+                "[callbacks]",
+                "[onboarding]",
+                "[[terminals]]",
+            ] {
+                if text.contains(table) {
+                    let strict = text.replacen(table, &format!("{table}\nno_such_key = 1"), 1);
+                    let err = Config::parse(&strict, "x").expect_err(table);
+                    assert!(err.to_string().contains("no_such_key"), "{table}: {err}");
+                }
+            }
+        }
+        assert!(seen >= 1, "no config files found");
+    }
+
     #[test]
     fn unknown_key_names_key_and_line() {
         let text = DEFAULT_CONFIG.replace("[pos]\n", "[pos]\nsecond_waiting = 5\n");

@@ -81,24 +81,14 @@ fn describe_error(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let e = e.without_url_ref();
-    format!("{kind}: {e}")
-}
-
-trait WithoutUrl {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        let mut source = std::error::Error::source(self);
-        let mut text = String::new();
-        while let Some(s) = source {
-            text = s.to_string();
-            source = s.source();
-        }
-        text
+    // The innermost cause says what went wrong; reqwest's own text would include the URL.
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
     }
+    format!("{kind}: {cause}")
 }
 
 /// The wait before retry number `failures + 1`: `first_retry_s` doubling up to `max_interval_s`.
@@ -208,7 +198,12 @@ impl<S: CallbackSender> OutboxWorker<S> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
+    use crate::clock::{Clock, TokioClock};
+    use crate::pos::state::PaymentState;
+    use crate::store::payments::{self, Delays, NewPayment, SaleFields};
 
     #[test]
     fn retry_schedule_doubles_up_to_the_cap() {
@@ -221,5 +216,145 @@ mod tests {
         let delays: Vec<u64> = (1..=6).map(|n| retry_delay(&c, n).as_secs()).collect();
         assert_eq!(delays, [5, 10, 20, 40, 60, 60]);
         assert_eq!(retry_delay(&c, 100).as_secs(), 60);
+    }
+
+    /// A Gateway that fails the first `failures` attempts and records when each came.
+    struct FlakyGateway {
+        failures: usize,
+        start: tokio::time::Instant,
+        attempts: Arc<Mutex<Vec<u64>>>,
+    }
+
+    impl CallbackSender for FlakyGateway {
+        async fn send(&self, _url: &str, _body: &str) -> Result<(), String> {
+            let mut attempts = self.attempts.lock().expect("lock");
+            attempts.push(self.start.elapsed().as_secs());
+            if attempts.len() <= self.failures {
+                Err("HTTP 503".into())
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    async fn store_with_callback(dir: &std::path::Path, clock: &TokioClock) -> Store {
+        let store = Store::open_inline(&dir.join("outbox.db")).expect("open");
+        let now = clock.now_ms();
+        store
+            .call(move |c| {
+                let p = NewPayment {
+                    payment_id: "p1".into(),
+                    merchant: "m".into(),
+                    transaction_id: "t".into(),
+                    method: "Venda Direta Credito".into(),
+                    amount_minor: 100,
+                    currency: "BRL".into(),
+                    installments: None,
+                    callback_url: "http://127.0.0.1:9/cb".into(),
+                    submit_token: "x".into(),
+                    tid: "tid".into(),
+                    state: PaymentState::Approved,
+                    terminal_id: None,
+                    delays: Delays {
+                        seconds_waiting: 1,
+                        delay_to_cancel: 1,
+                        delay_to_auto_settle: 1,
+                        delay_to_auto_settle_after_antifraud: 1,
+                    },
+                    sale: SaleFields::default(),
+                    first_answer_undefined: false,
+                };
+                payments::insert(c, &p, now)?;
+                outbox::enqueue(c, "p1", &p.callback_url, "{}", now)
+            })
+            .await
+            .expect("seed");
+        store
+    }
+
+    fn worker(
+        store: Store,
+        clock: TokioClock,
+        failures: usize,
+        give_up_after_s: u64,
+    ) -> (OutboxWorker<FlakyGateway>, Arc<Mutex<Vec<u64>>>) {
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let worker = OutboxWorker {
+            store,
+            clock: Arc::new(clock),
+            config: CallbackConfig {
+                first_retry_s: 5,
+                max_interval_s: 60,
+                give_up_after_s,
+                request_timeout_s: 1,
+            },
+            sender: FlakyGateway {
+                failures,
+                start: tokio::time::Instant::now(),
+                attempts: attempts.clone(),
+            },
+            inflight: Arc::new(InFlight::default()),
+            wake: Arc::new(Notify::new()),
+        };
+        (worker, attempts)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_on_the_schedule_and_gives_up_after_the_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = TokioClock::starting_at(1_700_000_000_000);
+        let store = store_with_callback(dir.path(), &clock).await;
+        let (worker, attempts) = worker(store.clone(), clock, usize::MAX, 300);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(worker.run(stop.clone()));
+        tokio::time::sleep(Duration::from_secs(3_600)).await;
+        stop.cancel();
+        task.await.expect("join");
+        // 5 s doubling to the 60 s cap; the attempt at 315 s is past the 300 s limit: give up.
+        assert_eq!(
+            *attempts.lock().expect("lock"),
+            [0, 5, 15, 35, 75, 135, 195, 255, 315]
+        );
+        let states = store
+            .call(|c| outbox::states_of(c, "p1"))
+            .await
+            .expect("states");
+        assert_eq!(states, [("given_up".to_string(), 9)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delivers_after_failures_and_never_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = TokioClock::starting_at(1_700_000_000_000);
+        let store = store_with_callback(dir.path(), &clock).await;
+        let (worker, attempts) = worker(store.clone(), clock, 2, 300);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(worker.run(stop.clone()));
+        tokio::time::sleep(Duration::from_secs(3_600)).await;
+        stop.cancel();
+        task.await.expect("join");
+        assert_eq!(*attempts.lock().expect("lock"), [0, 5, 15]);
+        let states = store
+            .call(|c| outbox::states_of(c, "p1"))
+            .await
+            .expect("states");
+        assert_eq!(states, [("delivered".to_string(), 3)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn holds_a_callback_while_its_create_is_being_answered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = TokioClock::starting_at(1_700_000_000_000);
+        let store = store_with_callback(dir.path(), &clock).await;
+        let (worker, attempts) = worker(store, clock, 0, 300);
+        let guard = worker.inflight.enter("p1");
+        worker.deliver_due().await.expect("deliver");
+        assert!(
+            attempts.lock().expect("lock").is_empty(),
+            "sent while the Create answer was in flight"
+        );
+        drop(guard);
+        worker.deliver_due().await.expect("deliver");
+        assert_eq!(attempts.lock().expect("lock").len(), 1);
     }
 }

@@ -129,7 +129,7 @@ impl Engine {
                     .await
             }
             Err(e) => {
-                tracing::warn!(payment_id, error = %e, "no result from the terminal: asking it what happened");
+                tracing::warn!(payment_id = %payment_id, error = %e, "no result from the terminal: asking it what happened");
                 self.recover(terminal, payment_id, shutdown).await
             }
         }
@@ -157,7 +157,7 @@ impl Engine {
                         .await;
                 }
                 Ok(SaleQuery::NotFound) => {
-                    tracing::info!(payment_id, "recovery: the terminal has no such transaction");
+                    tracing::info!(payment_id = %payment_id, "recovery: the terminal has no such transaction");
                     let outcome = SaleOutcome::Declined {
                         code: "no-transaction".into(),
                         message: "the terminal has no record of the sale".into(),
@@ -187,7 +187,7 @@ impl Engine {
         payment_id: &str,
         error: &TerminalError,
     ) -> Result<(), EngineError> {
-        tracing::error!(payment_id, error = %error, "ALARM: cannot tell whether the terminal charged this payment; it stays undefined and the terminal will be asked again");
+        tracing::error!(payment_id = %payment_id, error = %error, "ALARM: cannot tell whether the terminal charged this payment; it stays undefined and the terminal will be asked again");
         let id = payment_id.to_string();
         let now = self.now();
         let alarm = format!("unresolved: {error}");
@@ -258,7 +258,7 @@ impl Engine {
             .await?;
         match effect {
             ResultEffect::Finish(_) => {
-                tracing::info!(payment_id, state = %state, "terminal result recorded; callback queued");
+                tracing::info!(payment_id = %payment_id, state = %state, "terminal result recorded; callback queued");
                 self.outbox_wake.notify_one();
             }
             ResultEffect::CompleteCancel => tracing::info!(
@@ -272,7 +272,7 @@ impl Engine {
                 );
             }
             ResultEffect::Ignore => {
-                tracing::warn!(payment_id, state = %state, "ignoring a terminal result for a payment already final")
+                tracing::warn!(payment_id = %payment_id, state = %state, "ignoring a terminal result for a payment already final")
             }
         }
         self.publish(payment_id, state);

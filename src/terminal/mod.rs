@@ -115,7 +115,7 @@ impl PromptSink {
     }
 
     pub fn show(&self, reference: &str, text: &str) {
-        tracing::debug!(payment_id = reference, prompt = text, "terminal prompt");
+        tracing::debug!(payment_id = %reference, prompt = %text, "terminal prompt");
         // No subscriber is fine: prompts are informational.
         let _ = self.events.send(TerminalEvent {
             terminal_id: self.terminal_id.clone(),

@@ -1,0 +1,230 @@
+//! Bad input gets a clear, specific error, changes nothing and never takes the daemon down.
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_rejects_bad_requests_with_specific_errors() {
+    let daemon = Daemon::start(Options::default()).await;
+    let gateway = daemon.gateway();
+    let good = create_body(
+        "pay-in",
+        json!(10),
+        "Venda Direta Credito",
+        "http://127.0.0.1:9/cb",
+    );
+    let with = |field: &str, value: Value| {
+        let mut b = good.clone();
+        b[field] = value;
+        b.to_string().into_bytes()
+    };
+    let without = |field: &str| {
+        let mut b = good.clone();
+        b.as_object_mut().expect("object").remove(field);
+        b.to_string().into_bytes()
+    };
+    let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
+        (
+            "malformed JSON",
+            b"{\"paymentId\": ".to_vec(),
+            "bad-request",
+            "malformed JSON",
+        ),
+        (
+            "not an object",
+            b"[1,2]".to_vec(),
+            "bad-request",
+            "expected",
+        ),
+        (
+            "missing paymentId",
+            without("paymentId"),
+            "bad-request",
+            "paymentId",
+        ),
+        (
+            "missing callbackUrl",
+            without("callbackUrl"),
+            "bad-request",
+            "callbackUrl",
+        ),
+        (
+            "paymentId of the wrong type",
+            with("paymentId", json!(42)),
+            "bad-request",
+            "paymentId",
+        ),
+        (
+            "value of the wrong type",
+            with("value", json!({"a": 1})),
+            "bad-request",
+            "value",
+        ),
+        (
+            "negative value",
+            with("value", json!(-1)),
+            "invalid-value",
+            "positive",
+        ),
+        (
+            "zero value",
+            with("value", json!("0,00")),
+            "invalid-value",
+            "positive",
+        ),
+        (
+            "ambiguous separators",
+            with("value", json!("1.234,56")),
+            "invalid-value",
+            "value",
+        ),
+        (
+            "too many decimals",
+            with("value", json!("10,999")),
+            "invalid-value",
+            "decimals",
+        ),
+        (
+            "unsupported method",
+            with("paymentMethod", json!("Pix")),
+            "unsupported-payment-method",
+            "Pix",
+        ),
+        (
+            "bad currency",
+            with("currency", json!("reais")),
+            "bad-request",
+            "currency",
+        ),
+        (
+            "bad callbackUrl",
+            with("callbackUrl", json!("ftp://x")),
+            "bad-request",
+            "callbackUrl",
+        ),
+    ];
+    for (name, body, code, mention) in cases {
+        let (status, error) = gateway
+            .post_raw("/payments", body, &[("Content-Type", "text/plain")])
+            .await;
+        assert_eq!(status, 400, "{name}: {error}");
+        assert_eq!(error["status"], "error", "{name}");
+        assert_eq!(error["code"], code, "{name}: {error}");
+        assert!(
+            error["message"]
+                .as_str()
+                .expect("message")
+                .contains(mention),
+            "{name}: {error}"
+        );
+    }
+    let huge = vec![b' '; 70_000];
+    let (status, error) = gateway.post_raw("/payments", huge, &[]).await;
+    assert_eq!(status, 413, "{error}");
+    // Nothing was stored by any of that, and the daemon still serves.
+    let (status, _) = gateway
+        .post("/payments/pay-in/inbound/status", &json!({}))
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(gateway.create(&good).await["status"], "undefined");
+    // Unknown fields are ignored; "installments" may come as a string.
+    let mut lenient = create_body(
+        "pay-lenient",
+        json!("29,90"),
+        "Venda Direta Debito",
+        "http://127.0.0.1:9/cb",
+    );
+    lenient["installments"] = json!("0");
+    lenient["sellerId"] = json!("s1");
+    assert_eq!(gateway.create(&lenient).await["status"], "undefined");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_reject_unknown_payments_and_bad_bodies_in_their_own_shapes() {
+    let daemon = Daemon::start(Options::default()).await;
+    let gateway = daemon.gateway();
+    for (path, id_field) in [
+        ("cancellations", "cancellationId"),
+        ("settlements", "settleId"),
+        ("refunds", "refundId"),
+    ] {
+        let (status, answer) = gateway
+            .post(
+                &format!("/payments/nope/{path}"),
+                &json!({ "requestId": "r", "value": 1 }),
+            )
+            .await;
+        assert_eq!(status, 404, "{answer}");
+        assert!(answer[id_field].is_null(), "{answer}");
+        assert_eq!(answer["paymentId"], "nope");
+        assert_eq!(answer["requestId"], "r");
+        let (status, answer) = gateway
+            .post_raw(&format!("/payments/nope/{path}"), b"{oops".to_vec(), &[])
+            .await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer[id_field].is_null());
+        assert!(
+            answer["message"]
+                .as_str()
+                .expect("message")
+                .contains("malformed")
+        );
+    }
+    gateway
+        .create(&create_body(
+            "pay-ops",
+            json!(10),
+            "Venda Direta Credito",
+            "http://127.0.0.1:9/cb",
+        ))
+        .await;
+    let (status, answer) = gateway
+        .post(
+            "/payments/pay-ops/settlements",
+            &json!({ "requestId": "s", "value": "abc" }),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = gateway
+        .post(
+            "/payments/pay-ops/settlements",
+            &json!({ "requestId": "s", "value": 1, "paymentId": "other" }),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["message"].as_str().expect("m").contains("paymentId"));
+    let (status, answer) = gateway
+        .post("/payments/pay-ops/refunds", &json!({ "value": 1 }))
+        .await;
+    assert_eq!(status, 400);
+    assert!(answer["message"].as_str().expect("m").contains("requestId"));
+    // Inbound: status works at both paths; an unknown action is a 404 inside responseData.
+    for path in ["inbound", "inbound-request"] {
+        let (status, answer) = gateway
+            .post(
+                &format!("/payments/pay-ops/{path}/status"),
+                &json!({ "requestId": "i1" }),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["responseData"]["statusCode"], 200);
+        assert_eq!(answer["responseData"]["contentType"], "application/json");
+        let content: Value =
+            serde_json::from_str(answer["responseData"]["content"].as_str().expect("string"))
+                .expect("json");
+        assert_eq!(content["status"], "undefined");
+        assert_eq!(content["paymentId"], "pay-ops");
+    }
+    let (status, answer) = gateway
+        .post("/payments/pay-ops/inbound/frobnicate", &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["responseData"]["statusCode"], 404);
+    let (status, _) = gateway
+        .post("/payments/nope/inbound/status", &json!({}))
+        .await;
+    assert_eq!(status, 404);
+    let (status, answer) = gateway.post("/no/such/route", &json!({})).await;
+    assert_eq!(status, 404, "{answer}");
+}

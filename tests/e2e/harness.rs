@@ -1,0 +1,513 @@
+//! Test harness: the real compiled daemon on 127.0.0.1:0 with its own SQLite file, a Gateway
+//! client, and a real HTTP server that receives callbacks.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+pub const APP_KEY: &str = "vtexappkey-test-merchant";
+pub const APP_TOKEN: &str = "test-app-token-SECRET-3f9a";
+pub const CALLBACK_KEY: &str = "vtexappkey-partner-test";
+pub const CALLBACK_TOKEN: &str = "test-callback-token-SECRET-77c1";
+pub const ONBOARDING_CODE: &str = "onboard-CODE-51e0";
+pub const SERIAL: &str = "SIM-0001";
+pub const SERIAL_2: &str = "SIM-0002";
+
+#[derive(Clone)]
+pub struct Options {
+    pub approve_after_ms: u64,
+    pub result_timeout_s: u64,
+    pub seconds_waiting: u32,
+    pub first_retry_s: u64,
+    pub test_suite_cards: bool,
+    pub identify_terminal: bool,
+    pub two_terminals: bool,
+    pub log_level: &'static str,
+    pub failpoint: Option<&'static str>,
+    pub max_body_bytes: usize,
+    pub shutdown_grace_s: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            approve_after_ms: 200,
+            result_timeout_s: 60,
+            seconds_waiting: 600,
+            first_retry_s: 1,
+            test_suite_cards: false,
+            identify_terminal: true,
+            two_terminals: false,
+            log_level: "debug",
+            failpoint: None,
+            max_body_bytes: 65_536,
+            shutdown_grace_s: 10,
+        }
+    }
+}
+
+pub struct Daemon {
+    dir: Arc<tempfile::TempDir>,
+    options: Options,
+    child: Child,
+    pub base: String,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    pub async fn start(options: Options) -> Daemon {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        Self::spawn(dir, options).await
+    }
+
+    fn config_text(dir: &Path, o: &Options) -> String {
+        let mut text = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+max_body_bytes = {max_body}
+shutdown_grace_s = {grace}
+
+[storage]
+path = "{db}"
+
+[vtex]
+app_key = "{APP_KEY}"
+app_token = "{APP_TOKEN}"
+callback_app_key = "{CALLBACK_KEY}"
+callback_app_token = "{CALLBACK_TOKEN}"
+test_suite_cards = {test_suite}
+
+[pos]
+seconds_waiting = {waiting}
+delay_to_cancel = 900
+identify_terminal = {identify}
+
+[callbacks]
+first_retry_s = {first_retry}
+max_interval_s = 2
+give_up_after_s = 3600
+request_timeout_s = 2
+
+[onboarding]
+code = "{ONBOARDING_CODE}"
+
+[[terminals]]
+id = "lane-1"
+serial_number = "{SERIAL}"
+protocol = "simulator"
+result_timeout_s = {result_timeout}
+approve_after_ms = {approve}
+"#,
+            max_body = o.max_body_bytes,
+            grace = o.shutdown_grace_s,
+            db = dir.join("posbridge.db").display(),
+            test_suite = o.test_suite_cards,
+            waiting = o.seconds_waiting,
+            identify = o.identify_terminal,
+            first_retry = o.first_retry_s,
+            result_timeout = o.result_timeout_s,
+            approve = o.approve_after_ms,
+        );
+        if o.two_terminals {
+            text.push_str(&format!(
+                "\n[[terminals]]\nid = \"lane-2\"\nserial_number = \"{SERIAL_2}\"\nprotocol = \"simulator\"\napprove_after_ms = {}\n",
+                o.approve_after_ms
+            ));
+        }
+        text
+    }
+
+    async fn spawn(dir: Arc<tempfile::TempDir>, options: Options) -> Daemon {
+        let config = dir.path().join("posbridge.toml");
+        std::fs::write(&config, Self::config_text(dir.path(), &options)).expect("write config");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_posbridge"));
+        command
+            .args(["run", "--config"])
+            .arg(&config)
+            .args(["--log-level", options.log_level])
+            .env_remove("RUST_LOG")
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match options.failpoint {
+            Some(name) => command.env("POSBRIDGE_FAILPOINT", name),
+            None => command.env_remove("POSBRIDGE_FAILPOINT"),
+        };
+        let mut child = command.spawn().expect("spawn posbridge");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        for stream in [
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            Box::new(stderr),
+        ] {
+            let logs = logs.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(addr) = line.split("listening on http://").nth(1) {
+                        let _ = tx.send(addr.trim().to_string());
+                    }
+                    let mut logs = logs.lock().expect("logs");
+                    logs.push_str(&line);
+                    logs.push('\n');
+                }
+            });
+        }
+        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
+            .await
+            .expect("join");
+        let Ok(addr) = addr else {
+            let _ = child.kill();
+            panic!(
+                "posbridge did not start; logs:\n{}",
+                logs.lock().expect("logs")
+            );
+        };
+        Daemon {
+            dir,
+            options,
+            child,
+            base: format!("http://{addr}"),
+            logs,
+        }
+    }
+
+    /// SIGKILL: no cleanup, no goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A new daemon on the same directory (database, journal), without failpoints.
+    pub async fn restart(mut self) -> Daemon {
+        self.kill();
+        let mut options = self.options.clone();
+        options.failpoint = None;
+        let previous = self.logs();
+        let daemon = Self::spawn(self.dir.clone(), options).await;
+        daemon.logs.lock().expect("logs").insert_str(0, &previous);
+        daemon
+    }
+
+    /// Waits (up to `limit`) for the process to exit by itself.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().expect("logs").clone()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("posbridge.db")
+    }
+
+    pub fn journal(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("simulator-lane-1.journal"))
+            .unwrap_or_default()
+    }
+
+    /// How many times the terminal was asked to charge this payment.
+    pub fn charges_of(&self, payment_id: &str) -> usize {
+        self.journal_entries(payment_id, "sale")
+    }
+
+    pub fn journal_entries(&self, reference: &str, kind: &str) -> usize {
+        self.journal()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| {
+                e["kind"] == kind && (e["reference"] == reference || e["sale_ref"] == reference)
+            })
+            .count()
+    }
+
+    pub fn gateway(&self) -> Gateway {
+        Gateway::new(&self.base, APP_KEY, APP_TOKEN)
+    }
+
+    pub async fn wait_log(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Plays the VTEX Payment Gateway.
+#[derive(Clone)]
+pub struct Gateway {
+    pub client: reqwest::Client,
+    pub base: String,
+    key: String,
+    token: String,
+}
+
+impl Gateway {
+    pub fn new(base: &str, key: &str, token: &str) -> Gateway {
+        Gateway {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            base: base.to_string(),
+            key: key.to_string(),
+            token: token.to_string(),
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, body.to_string().into_bytes(), &[])
+            .await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("X-VTEX-API-AppKey", &self.key)
+            .header("X-VTEX-API-AppToken", &self.token)
+            .body(body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn create(&self, body: &Value) -> Value {
+        let (status, answer) = self.post("/payments", body).await;
+        assert_eq!(status, 200, "create answered {status}: {answer}");
+        answer
+    }
+
+    /// Repeats Create (as the wait app makes the Gateway do) until the payment is final.
+    pub async fn poll_final(&self, body: &Value, limit: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let answer = self.create(body).await;
+            if answer["status"] != "undefined" {
+                return answer;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still undefined after {limit:?}: {answer}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+pub fn create_body(payment_id: &str, value: Value, method: &str, callback_url: &str) -> Value {
+    json!({
+        "reference": "order-1", "orderId": "v1-1", "shopperInteraction": "instore",
+        "transactionId": format!("T-{payment_id}"), "paymentId": payment_id,
+        "paymentMethod": method, "paymentMethodCustomCode": null, "merchantName": "store",
+        "value": value, "currency": "BRL", "installments": 1, "deviceFingerprint": "x",
+        "card": { "holder": null, "number": null, "csc": null, "expiration": { "month": null, "year": null } },
+        "miniCart": { "buyer": { "firstName": "Ana" } },
+        "url": "https://store.example/admin/order", "callbackUrl": callback_url,
+        "returnUrl": "https://store.example/return", "sandBoxMode": false, "totalCartValue": value,
+    })
+}
+
+/// The submitUrl from a terminal-connector-app answer.
+pub fn submit_url(answer: &Value) -> String {
+    assert_eq!(
+        answer["paymentAppData"]["appName"], "vtex.terminal-connector-app",
+        "{answer}"
+    );
+    let payload: Value = serde_json::from_str(
+        answer["paymentAppData"]["payload"]
+            .as_str()
+            .expect("payload string"),
+    )
+    .expect("payload json");
+    payload["submitUrl"]
+        .as_str()
+        .expect("submitUrl")
+        .to_string()
+}
+
+pub async fn submit_serial(url: &str, body: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("Content-Type", "text/plain")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("submit");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Drives a payment through the documented POS flow up to the charge: first Create, serial
+/// scan, second Create. Returns the second answer.
+pub async fn start_charge(gateway: &Gateway, body: &Value) -> Value {
+    let first = gateway.create(body).await;
+    assert_eq!(first["status"], "undefined");
+    let url = submit_url(&first);
+    let (status, bound) = submit_serial(&url, &json!({ "serialNumber": SERIAL }).to_string()).await;
+    assert_eq!(status, 200, "{bound}");
+    let second = gateway.create(body).await;
+    assert_eq!(second["status"], "undefined", "{second}");
+    assert_eq!(
+        second["paymentAppData"]["appName"],
+        "vtex.challenge-wait-for-confirmation"
+    );
+    second
+}
+
+/// A real HTTP server that receives callbacks; it can fail its first attempts.
+pub struct CallbackReceiver {
+    pub base: String,
+    state: Arc<ReceiverState>,
+}
+
+struct ReceiverState {
+    fail_first: AtomicUsize,
+    attempts: AtomicUsize,
+    received: Mutex<Vec<(HeaderMap, String, Value)>>,
+}
+
+impl CallbackReceiver {
+    pub async fn start(fail_first: usize) -> CallbackReceiver {
+        let state = Arc::new(ReceiverState {
+            fail_first: AtomicUsize::new(fail_first),
+            attempts: AtomicUsize::new(0),
+            received: Mutex::new(Vec::new()),
+        });
+        let handler_state = state.clone();
+        let app = Router::new().route(
+            "/{*path}",
+            post(
+                move |uri: axum::http::Uri, headers: HeaderMap, body: String| {
+                    let state = handler_state.clone();
+                    async move {
+                        let n = state.attempts.fetch_add(1, Ordering::SeqCst);
+                        if n < state.fail_first.load(Ordering::SeqCst) {
+                            return StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        let value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                        state.received.lock().expect("lock").push((
+                            headers,
+                            uri.to_string(),
+                            value,
+                        ));
+                        StatusCode::OK
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        CallbackReceiver {
+            base: format!("http://{addr}"),
+            state,
+        }
+    }
+
+    /// A callback URL as VTEX builds them, with a signature in the query.
+    pub fn url_for(&self, payment_id: &str) -> String {
+        format!(
+            "{}/api/pvt/payment-provider/transactions/T-{payment_id}/payments/{payment_id}/callback?accountName=store&X-VTEX-signature=SIGtestSECRET{payment_id}",
+            self.base
+        )
+    }
+
+    pub fn fail_always(&self) {
+        self.state.fail_first.store(usize::MAX, Ordering::SeqCst);
+    }
+
+    pub fn succeed_from_now(&self) {
+        self.state.fail_first.store(0, Ordering::SeqCst);
+    }
+
+    pub fn attempts(&self) -> usize {
+        self.state.attempts.load(Ordering::SeqCst)
+    }
+
+    /// Delivered callbacks for a payment: (headers, full URI, body).
+    pub fn for_payment(&self, payment_id: &str) -> Vec<(HeaderMap, String, Value)> {
+        self.state
+            .received
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(_, _, body)| body["paymentId"] == payment_id)
+            .cloned()
+            .collect()
+    }
+
+    pub async fn wait_for(
+        &self,
+        payment_id: &str,
+        limit: Duration,
+    ) -> Vec<(HeaderMap, String, Value)> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let got = self.for_payment(payment_id);
+            if !got.is_empty() || tokio::time::Instant::now() >= deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

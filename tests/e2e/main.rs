@@ -1,0 +1,12 @@
+//! End-to-end tests: the compiled daemon, played against as the Gateway and the Sales App
+//! would, with callbacks received on a real local HTTP server. One test binary for speed.
+
+mod harness;
+
+mod bad_input;
+mod config_and_lifecycle;
+mod crash;
+mod merchants;
+mod operations;
+mod payment_flow;
+mod secrets;
