@@ -40,6 +40,12 @@ enum Command {
     },
     /// Print the embedded default configuration.
     PrintDefaultConfig,
+    /// List what needs a person (unresolved payments, late approvals reversed, amounts to
+    /// return by hand, callbacks given up). Exit 0: nothing; 1: something listed.
+    Alarms {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
@@ -66,6 +72,26 @@ fn main() -> ExitCode {
         Command::PrintDefaultConfig => {
             print!("{DEFAULT_CONFIG}");
             ExitCode::SUCCESS
+        }
+        Command::Alarms { config } => {
+            let config = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match posbridge::alarms::report(&config.storage.path) {
+                Ok(None) => {
+                    println!("nothing needs attention");
+                    ExitCode::SUCCESS
+                }
+                Ok(Some(report)) => {
+                    print!("{report}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("posbridge: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::Run {
             config,

@@ -122,6 +122,20 @@ impl Store {
     }
 }
 
+/// Opens the database read-only, for commands that only look (the daemon stays the one writer).
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StoreError::Open {
+        path: path.display().to_string(),
+        problem: e.to_string(),
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let open_error = |problem: String| StoreError::Open {
         path: path.display().to_string(),

@@ -102,3 +102,14 @@ pub fn states_of(c: &Connection, payment_id: &str) -> Result<Vec<(String, u32)>,
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
+
+/// Callbacks the outbox gave up on: (payment id, attempts, last error).
+pub fn given_up(c: &Connection) -> Result<Vec<(String, u32, Option<String>)>, StoreError> {
+    let mut stmt = c.prepare(
+        "SELECT payment_id, attempts, last_error FROM outbox WHERE state = 'given_up' ORDER BY id",
+    )?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}

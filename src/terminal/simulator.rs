@@ -7,6 +7,7 @@
 //! | .03 | the terminal goes silent; asked later, it has no such transaction |
 //! | .04 | approved after 20 s |
 //! | .05 | approved; ignores an abort (the card was already read) |
+//! | .06 | approved; reversals and refunds need the card present (501 `*-manually`) |
 //! | other | approved after `approve_after_ms` |
 //!
 //! Like a real terminal it keeps its own journal on disk and keeps working while posbridge is
@@ -211,6 +212,17 @@ impl Simulator {
             })
     }
 
+    fn sale_amount(&self, entries: &[Entry], sale_ref: &str) -> Option<i64> {
+        entries.iter().find_map(|e| match e {
+            Entry::Sale {
+                reference,
+                amount_minor,
+                ..
+            } if reference == sale_ref => Some(*amount_minor),
+            _ => None,
+        })
+    }
+
     fn operation(
         &self,
         request: &OperationRequest,
@@ -227,6 +239,14 @@ impl Simulator {
                 "the terminal has no approved sale {}",
                 request.sale_ref
             )));
+        }
+        if self
+            .sale_amount(&entries, &request.sale_ref)
+            .is_some_and(|a| a.rem_euclid(100) == 6)
+        {
+            return Ok(OperationOutcome::Unsupported(
+                "this card must be present: do it on the terminal by hand".into(),
+            ));
         }
         let at = self.clock.now_ms();
         let entry = if refund {

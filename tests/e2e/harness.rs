@@ -253,6 +253,19 @@ approve_after_ms = {approve}
             .count()
     }
 
+    /// `posbridge alarms` on this daemon's configuration: (exit code, stdout).
+    pub fn alarms(&self) -> (Option<i32>, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_posbridge"))
+            .args(["alarms", "--config"])
+            .arg(self.dir.path().join("posbridge.toml"))
+            .output()
+            .expect("alarms");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    }
+
     pub fn gateway(&self) -> Gateway {
         Gateway::new(&self.base, APP_KEY, APP_TOKEN)
     }

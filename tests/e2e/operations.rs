@@ -309,3 +309,68 @@ async fn an_approval_after_a_cancel_is_reversed_and_never_reported() {
             .all(|(_, _, b)| b["status"] != "approved")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn card_present_operations_answer_501_and_are_listed_for_store_it() {
+    let daemon = Daemon::start(Options::default()).await;
+    let receiver = CallbackReceiver::start(0).await;
+    let gateway = daemon.gateway();
+    assert_eq!(
+        daemon.alarms(),
+        (Some(0), "nothing needs attention\n".to_string())
+    );
+
+    // .06: this terminal cannot reverse or refund without the card.
+    approved_payment(&daemon, &receiver, "pay-manual", 20.06).await;
+    let request = json!({ "requestId": "c1" });
+    let (status, cancel) = gateway
+        .post("/payments/pay-manual/cancellations", &request)
+        .await;
+    assert_eq!(status, 501, "{cancel}");
+    assert_eq!(cancel["code"], "cancel-manually");
+    assert!(cancel["cancellationId"].is_null());
+    assert_eq!(
+        gateway
+            .post("/payments/pay-manual/cancellations", &request)
+            .await,
+        (501, cancel)
+    );
+    assert_eq!(
+        gateway
+            .create(&create_body(
+                "pay-manual",
+                json!(20.06),
+                "Venda Direta Credito",
+                &receiver.url_for("pay-manual")
+            ))
+            .await["status"],
+        "approved"
+    );
+
+    // A partial settlement whose difference the terminal cannot return is booked and flagged.
+    let (status, settled) = gateway
+        .post(
+            "/payments/pay-manual/settlements",
+            &json!({ "requestId": "s1", "value": 15 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{settled}");
+    let (code, report) = daemon.alarms();
+    assert_eq!(code, Some(1));
+    assert!(
+        report.contains("pay-manual") && report.contains("return the unsettled amount"),
+        "{report}"
+    );
+
+    let (status, refund) = gateway
+        .post(
+            "/payments/pay-manual/refunds",
+            &json!({ "requestId": "r1", "value": 15 }),
+        )
+        .await;
+    assert_eq!(status, 501, "{refund}");
+    assert_eq!(refund["code"], "refund-manually");
+    assert!(refund["refundId"].is_null());
+    assert_eq!(refund["value"], 0);
+    assert_eq!(daemon.journal_entries("pay-manual", "refund"), 0);
+}
