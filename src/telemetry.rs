@@ -17,7 +17,9 @@ pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
     .map_err(|e| format!("invalid log level `{level}`: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        // Colours only for a person at a terminal; journald and files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

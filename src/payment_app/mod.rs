@@ -79,6 +79,7 @@ async fn submit_serial(
                 BindFailure::UnknownSerial => (StatusCode::NOT_FOUND, "unknown-terminal"),
                 BindFailure::ChargeStarted => (StatusCode::CONFLICT, "charge-started"),
                 BindFailure::Final => (StatusCode::CONFLICT, "payment-final"),
+                BindFailure::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error"),
             };
             error(status, code, &failure.to_string())
         }

@@ -180,14 +180,14 @@ impl Engine {
                 if abort {
                     let aborted = self.terminal(&p).is_some_and(|t| t.abort(&p.payment_id));
                     tracing::info!(
-                        payment_id,
+                        payment_id = %payment_id,
                         aborted_running_sale = aborted,
                         "cancel requested while charging"
                     );
                 }
                 if let Some((op, true)) = &op {
                     tracing::info!(
-                        payment_id,
+                        payment_id = %payment_id,
                         "cancel of an approved sale: reversing it on the terminal"
                     );
                     self.dispatch(&p, op).await?;
@@ -323,7 +323,7 @@ impl Engine {
             .await?;
         if let Some(op) = &new_op {
             tracing::info!(
-                payment_id,
+                payment_id = %payment_id,
                 returned_minor = op.amount_minor,
                 "partial settlement: returning the difference on the terminal"
             );
@@ -429,7 +429,7 @@ impl Engine {
         };
         if is_new {
             tracing::info!(
-                payment_id,
+                payment_id = %payment_id,
                 refund_minor = op.amount_minor,
                 "refund started on the terminal"
             );

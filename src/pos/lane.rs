@@ -108,7 +108,7 @@ impl Engine {
             (ChargeStep::Send(r), _) => r,
             (ChargeStep::Skip, Some(state)) => {
                 tracing::warn!(
-                    payment_id,
+                    payment_id = %payment_id,
                     "denied: the terminal stayed busy for longer than secondsWaiting"
                 );
                 self.publish(payment_id, state);
@@ -118,7 +118,7 @@ impl Engine {
             (ChargeStep::Skip, None) => return Ok(()),
         };
         tracing::info!(
-            payment_id,
+            payment_id = %payment_id,
             terminal = terminal.id(),
             "sale sent to the terminal"
         );
@@ -149,7 +149,7 @@ impl Engine {
             match terminal.query_sale(payment_id).await {
                 Ok(SaleQuery::Completed(outcome)) => {
                     tracing::info!(
-                        payment_id,
+                        payment_id = %payment_id,
                         "recovery: the terminal reports the sale completed"
                     );
                     return self
@@ -262,12 +262,12 @@ impl Engine {
                 self.outbox_wake.notify_one();
             }
             ResultEffect::CompleteCancel => tracing::info!(
-                payment_id,
+                payment_id = %payment_id,
                 "sale aborted on the terminal: payment cancelled"
             ),
             ResultEffect::ReverseLateApproval => {
                 tracing::error!(
-                    payment_id,
+                    payment_id = %payment_id,
                     "ALARM: the terminal approved a payment that was already cancelled; reversing it now"
                 );
             }

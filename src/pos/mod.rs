@@ -96,6 +96,8 @@ pub enum BindFailure {
     ChargeStarted,
     #[error("the payment is already final")]
     Final,
+    #[error("internal error")]
+    Internal,
 }
 
 /// A payment's state changed (published after the change is committed).
@@ -194,7 +196,7 @@ impl Engine {
             if let Some(lane) = self.lanes.get(&terminal_id) {
                 for (payment_id, sent) in &charging {
                     if *sent {
-                        tracing::warn!(payment_id, terminal = %terminal_id, "resuming: asking the terminal what happened to this sale");
+                        tracing::warn!(payment_id = %payment_id, terminal = %terminal_id, "resuming: asking the terminal what happened to this sale");
                         let _ = lane.jobs.send(LaneJob::Recover(payment_id.clone()));
                     }
                 }
@@ -330,7 +332,7 @@ impl Engine {
             }
         }
         if started {
-            tracing::info!(payment_id = %payment.payment_id, terminal = ?payment.terminal_id, "charge queued on the terminal");
+            tracing::info!(payment_id = %payment.payment_id, terminal = payment.terminal_id.as_deref().unwrap_or("-"), "charge queued on the terminal");
             self.publish(&payment.payment_id, payment.state);
             self.enqueue(&payment, LaneJob::Charge(payment.payment_id.clone()));
         }
@@ -453,7 +455,7 @@ impl Engine {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot bind a terminal");
-                Err(BindFailure::UnknownPayment)
+                Err(BindFailure::Internal)
             }
         }
     }

@@ -44,7 +44,7 @@ pub struct Store {
 
 enum Mode {
     /// Production: a writer thread that batches commits.
-    Writer(Mutex<mpsc::Sender<Job>>),
+    Writer(mpsc::Sender<Job>),
     /// Runs each call on the caller's thread; for tests on tokio's paused clock, where waiting
     /// on another thread would let paused time jump ahead.
     Inline(Mutex<Connection>),
@@ -63,7 +63,7 @@ impl Store {
                 problem: e.to_string(),
             })?;
         Ok(Self {
-            mode: Arc::new(Mode::Writer(Mutex::new(tx))),
+            mode: Arc::new(Mode::Writer(tx)),
             path: path.to_path_buf(),
         })
     }
@@ -102,11 +102,7 @@ impl Store {
                     });
                     (ok, reply)
                 });
-                sender
-                    .lock()
-                    .map_err(|_| StoreError::Closed)?
-                    .send(job)
-                    .map_err(|_| StoreError::Closed)?;
+                sender.send(job).map_err(|_| StoreError::Closed)?;
                 rx.await.map_err(|_| StoreError::Closed)?
             }
             Mode::Inline(conn) => {
