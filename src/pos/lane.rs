@@ -12,11 +12,11 @@ use super::state::{PaymentState, ResultEffect};
 use super::{Engine, EngineError, PaymentAnswer, function_of, must_get};
 use crate::secret::random_id;
 use crate::store::operations::{self, OpKind, OpState, Operation};
-use crate::store::outbox;
 use crate::store::payments::{self, SaleFields};
+use crate::store::{outbox, receipts};
 use crate::terminal::{
-    OperationOutcome, OperationQuery, OperationRequest, SaleOutcome, SaleQuery, SaleRequest,
-    TerminalError, TerminalHandle,
+    OperationOutcome, OperationQuery, OperationRequest, SaleInquiry, SaleOutcome, SaleQuery,
+    SaleRequest, TerminalError, TerminalHandle,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,10 +143,18 @@ impl Engine {
         payment_id: &str,
         shutdown: &CancellationToken,
     ) -> Result<(), EngineError> {
+        let id = payment_id.to_string();
+        let p = self.store.call(move |c| must_get(c, &id)).await?;
+        let inquiry = SaleInquiry {
+            reference: p.payment_id.clone(),
+            amount_minor: p.amount_minor,
+            currency: p.currency.clone(),
+            sent_at_ms: p.sent_to_terminal_at.unwrap_or(p.created_at),
+        };
         let mut backoff = Duration::from_secs(1);
         let mut alarmed = false;
         loop {
-            match terminal.query_sale(payment_id).await {
+            match terminal.query_sale(inquiry.clone()).await {
                 Ok(SaleQuery::Completed(outcome)) => {
                     tracing::info!(
                         payment_id = %payment_id,
@@ -158,10 +166,10 @@ impl Engine {
                 }
                 Ok(SaleQuery::NotFound) => {
                     tracing::info!(payment_id = %payment_id, "recovery: the terminal has no such transaction");
-                    let outcome = SaleOutcome::Declined {
-                        code: "no-transaction".into(),
-                        message: "the terminal has no record of the sale".into(),
-                    };
+                    let outcome = SaleOutcome::declined(
+                        "no-transaction",
+                        "the terminal has no record of the sale",
+                    );
                     return self
                         .record_sale(terminal, payment_id, outcome, shutdown)
                         .await;
@@ -211,6 +219,11 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let approved = matches!(outcome, SaleOutcome::Approved(_));
         let sale = sale_fields(&outcome);
+        let receipts: Vec<_> = outcome
+            .receipts()
+            .iter()
+            .map(|r| (r.kind.as_str(), r.lines.join("\n")))
+            .collect();
         let id = payment_id.to_string();
         let now = self.now();
         let op_id = random_id("rv")?;
@@ -219,6 +232,11 @@ impl Engine {
             .call(move |c| {
                 let p = must_get(c, &id)?;
                 let effect = p.state.on_result(approved, p.cancel_requested_at.is_some());
+                if effect != ResultEffect::Ignore {
+                    for (kind, text) in &receipts {
+                        receipts::insert(c, &id, kind, text, now)?;
+                    }
+                }
                 match effect {
                     ResultEffect::Finish(state) => {
                         payments::finish(c, &id, state, &sale, now)?;
@@ -429,7 +447,7 @@ fn sale_fields(outcome: &SaleOutcome) -> SaleFields {
             last_digits: Some(a.last_digits.clone()),
             terminal_ref: Some(a.terminal_ref.clone()),
         },
-        SaleOutcome::Declined { code, message } => SaleFields {
+        SaleOutcome::Declined { code, message, .. } => SaleFields {
             code: Some(code.clone()),
             message: Some(message.clone()),
             ..SaleFields::default()

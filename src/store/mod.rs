@@ -8,6 +8,7 @@ pub mod merchants;
 pub mod operations;
 pub mod outbox;
 pub mod payments;
+pub mod receipts;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};

@@ -89,8 +89,20 @@ CREATE TABLE merchants (
 );
 ";
 
+/// Receipts the terminal printed, kept with the payment (card numbers masked).
+const V2: &str = "
+CREATE TABLE receipts (
+    id          INTEGER PRIMARY KEY,
+    payment_id  TEXT NOT NULL REFERENCES payments (payment_id),
+    kind        TEXT NOT NULL,      -- merchant | customer | other
+    text        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX receipts_by_payment ON receipts (payment_id);
+";
+
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), String> {
-    Migrations::new(vec![M::up(V1)])
+    Migrations::new(vec![M::up(V1), M::up(V2)])
         .to_latest(conn)
         .map_err(|e| format!("migration failed: {e}"))
 }

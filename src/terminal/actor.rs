@@ -9,8 +9,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    DriverError, OperationOutcome, OperationQuery, OperationRequest, PromptSink, SaleOutcome,
-    SaleQuery, SaleRequest, TerminalDriver,
+    DriverError, OperationOutcome, OperationQuery, OperationRequest, PromptSink, SaleInquiry,
+    SaleOutcome, SaleQuery, SaleRequest, TerminalDriver,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,10 +25,12 @@ type Reply<T> = oneshot::Sender<Result<T, DriverError>>;
 
 enum Command {
     Sale(SaleRequest, Reply<SaleOutcome>),
-    QuerySale(String, Reply<SaleQuery>),
+    QuerySale(SaleInquiry, Reply<SaleQuery>),
     Reverse(OperationRequest, Reply<OperationOutcome>),
     Refund(OperationRequest, Reply<OperationOutcome>),
     QueryOperation(String, Reply<OperationQuery>),
+    Probe(Reply<String>),
+    EndOfDay(Reply<String>),
 }
 
 /// The engine's side of a terminal.
@@ -93,8 +95,8 @@ async fn run<D: TerminalDriver>(
                 }
                 let _ = reply.send(result);
             }
-            Command::QuerySale(reference, reply) => {
-                let _ = reply.send(bounded(driver.query_sale(&reference)).await);
+            Command::QuerySale(inquiry, reply) => {
+                let _ = reply.send(bounded(driver.query_sale(&inquiry)).await);
             }
             Command::Reverse(request, reply) => {
                 let _ = reply.send(bounded(driver.reverse(&request)).await);
@@ -104,6 +106,12 @@ async fn run<D: TerminalDriver>(
             }
             Command::QueryOperation(reference, reply) => {
                 let _ = reply.send(bounded(driver.query_operation(&reference)).await);
+            }
+            Command::Probe(reply) => {
+                let _ = reply.send(bounded(driver.probe()).await);
+            }
+            Command::EndOfDay(reply) => {
+                let _ = reply.send(bounded(driver.end_of_day()).await);
             }
         }
         shared.busy.store(false, Ordering::Relaxed);
@@ -138,9 +146,16 @@ impl TerminalHandle {
         self.ask(|r| Command::Sale(request, r)).await
     }
 
-    pub async fn query_sale(&self, reference: &str) -> Result<SaleQuery, TerminalError> {
-        let reference = reference.to_string();
-        self.ask(|r| Command::QuerySale(reference, r)).await
+    pub async fn query_sale(&self, inquiry: SaleInquiry) -> Result<SaleQuery, TerminalError> {
+        self.ask(|r| Command::QuerySale(inquiry, r)).await
+    }
+
+    pub async fn probe(&self) -> Result<String, TerminalError> {
+        self.ask(Command::Probe).await
+    }
+
+    pub async fn end_of_day(&self) -> Result<String, TerminalError> {
+        self.ask(Command::EndOfDay).await
     }
 
     pub async fn reverse(

@@ -28,6 +28,84 @@ pub struct SaleRequest {
     pub installments: Option<i64>,
 }
 
+/// A receipt the terminal produced (card numbers in it are masked to first 6 / last 4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub kind: ReceiptKind,
+    pub lines: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptKind {
+    Merchant,
+    Customer,
+    Other,
+}
+
+impl ReceiptKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiptKind::Merchant => "merchant",
+            ReceiptKind::Customer => "customer",
+            ReceiptKind::Other => "other",
+        }
+    }
+}
+
+impl Receipt {
+    /// A receipt with every long digit run masked, whatever the terminal printed.
+    pub fn masked(kind: ReceiptKind, lines: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            kind,
+            lines: lines.into_iter().map(|l| mask_card_numbers(&l)).collect(),
+        }
+    }
+}
+
+/// Replaces every run of 13 or more digits (spaces and dashes allowed inside) by its first 6
+/// and last 4 digits with `*` between: the only parts of a card number we may keep.
+pub fn mask_card_numbers(line: &str) -> String {
+    let chars: Vec<char> = line.chars().collect();
+    let mut out = String::with_capacity(line.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        // Extend over digits and single separators between digits.
+        let start = i;
+        let mut end = i;
+        let mut digits = 0;
+        while end < chars.len() {
+            if chars[end].is_ascii_digit() {
+                digits += 1;
+                end += 1;
+            } else if (chars[end] == ' ' || chars[end] == '-')
+                && chars.get(end + 1).is_some_and(char::is_ascii_digit)
+            {
+                end += 1;
+            } else {
+                break;
+            }
+        }
+        let run: String = chars[start..end].iter().collect();
+        if digits >= 13 {
+            let only: Vec<char> = run.chars().filter(char::is_ascii_digit).collect();
+            let first: String = only[..6].iter().collect();
+            let last: String = only[only.len() - 4..].iter().collect();
+            out.push_str(&first);
+            out.push_str(&"*".repeat(only.len() - 10));
+            out.push_str(&last);
+        } else {
+            out.push_str(&run);
+        }
+        i = end;
+    }
+    out
+}
+
 /// What an approved sale reports. Card data: brand, first 6 and last 4 digits only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Approval {
@@ -39,12 +117,45 @@ pub struct Approval {
     pub last_digits: String,
     /// The terminal's reference for the sale, named by reversals.
     pub terminal_ref: String,
+    pub receipts: Vec<Receipt>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SaleOutcome {
     Approved(Approval),
-    Declined { code: String, message: String },
+    Declined {
+        code: String,
+        message: String,
+        receipts: Vec<Receipt>,
+    },
+}
+
+impl SaleOutcome {
+    pub fn declined(code: &str, message: &str) -> Self {
+        SaleOutcome::Declined {
+            code: code.to_string(),
+            message: message.to_string(),
+            receipts: Vec::new(),
+        }
+    }
+
+    pub fn receipts(&self) -> &[Receipt] {
+        match self {
+            SaleOutcome::Approved(a) => &a.receipts,
+            SaleOutcome::Declined { receipts, .. } => receipts,
+        }
+    }
+}
+
+/// What recovery knows about the sale it asks after (ZVT cannot be asked by reference: it
+/// matches the terminal's last transaction on amount and time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleInquiry {
+    pub reference: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    /// When the sale was handed to the terminal (unix ms).
+    pub sent_at_ms: i64,
 }
 
 /// The answer to "what happened to sale X?" after a crash, timeout or lost line.
@@ -136,7 +247,7 @@ pub trait TerminalDriver: Send + 'static {
 
     fn query_sale(
         &mut self,
-        reference: &str,
+        inquiry: &SaleInquiry,
     ) -> impl Future<Output = Result<SaleQuery, DriverError>> + Send;
 
     /// Reverses `amount_minor` of an approved sale (all of it, or the unsettled rest).
@@ -154,4 +265,38 @@ pub trait TerminalDriver: Send + 'static {
         &mut self,
         reference: &str,
     ) -> impl Future<Output = Result<OperationQuery, DriverError>> + Send;
+
+    /// Asks the terminal how it is (status enquiry, registration): a line for store IT.
+    fn probe(&mut self) -> impl Future<Output = Result<String, DriverError>> + Send;
+
+    /// Closes the terminal's batch (end of day): a line for store IT.
+    fn end_of_day(&mut self) -> impl Future<Output = Result<String, DriverError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipts_never_carry_a_full_card_number() {
+        assert_eq!(
+            mask_card_numbers("Karte 4444333322221111 ok"),
+            "Karte 444433******1111 ok"
+        );
+        assert_eq!(
+            mask_card_numbers("PAN 4444 3333 2222 1111"),
+            "PAN 444433******1111"
+        );
+        assert_eq!(
+            mask_card_numbers("6789-0123-4567-8901-234"),
+            "678901*********1234"
+        );
+        assert_eq!(
+            mask_card_numbers("Beleg-Nr. 0006  Trace 000741"),
+            "Beleg-Nr. 0006  Trace 000741"
+        );
+        assert_eq!(mask_card_numbers("xxxxxxxxxxxx7743"), "xxxxxxxxxxxx7743");
+        let r = Receipt::masked(ReceiptKind::Customer, ["4444333322221111".to_string()]);
+        assert_eq!(r.lines, ["444433******1111"]);
+    }
 }

@@ -23,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Approval, CardFunction, DriverError, OperationOutcome, OperationQuery, OperationRequest,
-    PromptSink, SaleOutcome, SaleQuery, SaleRequest, TerminalDriver,
+    PromptSink, Receipt, ReceiptKind, SaleInquiry, SaleOutcome, SaleQuery, SaleRequest,
+    TerminalDriver,
 };
 use crate::clock::SharedClock;
 
@@ -183,7 +184,40 @@ impl Simulator {
         }
     }
 
-    fn outcome(&self, reference: &str, planned: &Planned) -> SaleOutcome {
+    fn outcome(
+        &self,
+        reference: &str,
+        amount_minor: i64,
+        currency: &str,
+        planned: &Planned,
+    ) -> SaleOutcome {
+        let receipt = |kind| {
+            Receipt::masked(
+                kind,
+                [
+                    "posbridge simulator".to_string(),
+                    format!(
+                        "{} {}",
+                        if planned.approved {
+                            "APPROVED"
+                        } else {
+                            "DECLINED"
+                        },
+                        planned.code
+                    ),
+                    format!("amount {amount_minor} {currency} (minor units)"),
+                    format!(
+                        "card {} {}******{}",
+                        planned.card_brand, planned.first_digits, planned.last_digits
+                    ),
+                    format!("NSU {} AUTH {}", planned.nsu, planned.authorization_code),
+                ],
+            )
+        };
+        let receipts = vec![
+            receipt(ReceiptKind::Merchant),
+            receipt(ReceiptKind::Customer),
+        ];
         if planned.approved {
             SaleOutcome::Approved(Approval {
                 authorization_code: planned.authorization_code.clone(),
@@ -193,11 +227,13 @@ impl Simulator {
                 first_digits: planned.first_digits.clone(),
                 last_digits: planned.last_digits.clone(),
                 terminal_ref: reference.to_string(),
+                receipts,
             })
         } else {
             SaleOutcome::Declined {
                 code: planned.code.clone(),
                 message: planned.message.clone(),
+                receipts,
             }
         }
     }
@@ -316,26 +352,27 @@ impl TerminalDriver for Simulator {
         tokio::select! {
             () = work => {
                 prompts.show(&request.reference, if planned.approved { "approved" } else { "declined" });
-                Ok(self.outcome(&request.reference, &planned))
+                Ok(self.outcome(&request.reference, request.amount_minor, &request.currency, &planned))
             }
             () = aborted => {
                 self.append(&Entry::Aborted { reference: request.reference.clone(), at: self.clock.now_ms() })?;
                 prompts.show(&request.reference, "cancelled");
-                Ok(SaleOutcome::Declined { code: "aborted".into(), message: "the sale was aborted on the terminal".into() })
+                Ok(SaleOutcome::declined("aborted", "the sale was aborted on the terminal"))
             }
         }
     }
 
-    async fn query_sale(&mut self, reference: &str) -> Result<SaleQuery, DriverError> {
+    async fn query_sale(&mut self, inquiry: &SaleInquiry) -> Result<SaleQuery, DriverError> {
+        let reference = inquiry.reference.as_str();
         let entries = self.read()?;
         if entries
             .iter()
             .any(|e| matches!(e, Entry::Aborted { reference: r, .. } if r == reference))
         {
-            return Ok(SaleQuery::Completed(SaleOutcome::Declined {
-                code: "aborted".into(),
-                message: "the sale was aborted on the terminal".into(),
-            }));
+            return Ok(SaleQuery::Completed(SaleOutcome::declined(
+                "aborted",
+                "the sale was aborted on the terminal",
+            )));
         }
         let sale = entries.iter().rev().find_map(|e| match e {
             Entry::Sale {
@@ -348,9 +385,9 @@ impl TerminalDriver for Simulator {
         });
         Ok(match sale {
             None | Some((None, _)) => SaleQuery::NotFound,
-            Some((Some(at), planned)) if self.clock.now_ms() >= at => {
-                SaleQuery::Completed(self.outcome(reference, &planned))
-            }
+            Some((Some(at), planned)) if self.clock.now_ms() >= at => SaleQuery::Completed(
+                self.outcome(reference, inquiry.amount_minor, &inquiry.currency, &planned),
+            ),
             Some(_) => SaleQuery::InProgress,
         })
     }
@@ -367,6 +404,24 @@ impl TerminalDriver for Simulator {
         request: &OperationRequest,
     ) -> Result<OperationOutcome, DriverError> {
         self.operation(request, true)
+    }
+
+    async fn probe(&mut self) -> Result<String, DriverError> {
+        let sales = self
+            .read()?
+            .iter()
+            .filter(|e| matches!(e, Entry::Sale { .. }))
+            .count();
+        Ok(format!("simulator ready; {sales} sales in its journal"))
+    }
+
+    async fn end_of_day(&mut self) -> Result<String, DriverError> {
+        let sales = self
+            .read()?
+            .iter()
+            .filter(|e| matches!(e, Entry::Sale { .. }))
+            .count();
+        Ok(format!("simulator: batch closed ({sales} sales journaled)"))
     }
 
     async fn query_operation(&mut self, reference: &str) -> Result<OperationQuery, DriverError> {
@@ -407,6 +462,15 @@ mod tests {
         }
     }
 
+    fn inquiry(reference: &str) -> SaleInquiry {
+        SaleInquiry {
+            reference: reference.into(),
+            amount_minor: 1000,
+            currency: "BRL".into(),
+            sent_at_ms: 0,
+        }
+    }
+
     fn sink() -> PromptSink {
         PromptSink::new("t", tokio::sync::broadcast::channel(16).0)
     }
@@ -432,9 +496,12 @@ mod tests {
         )
         .await;
         assert!(silent.is_err(), "a silent terminal never answers");
-        assert_eq!(s.query_sale("c").await.expect("query"), SaleQuery::NotFound);
         assert_eq!(
-            s.query_sale("zzz").await.expect("query"),
+            s.query_sale(&inquiry("c")).await.expect("query"),
+            SaleQuery::NotFound
+        );
+        assert_eq!(
+            s.query_sale(&inquiry("zzz")).await.expect("query"),
             SaleQuery::NotFound
         );
     }
@@ -452,13 +519,13 @@ mod tests {
         .await;
         assert!(gave_up.is_err());
         assert_eq!(
-            s.query_sale("slow").await.expect("query"),
+            s.query_sale(&inquiry("slow")).await.expect("query"),
             SaleQuery::InProgress
         );
         // ...but the terminal finishes the sale on its own.
         tokio::time::sleep(SLOW_SALE).await;
         assert!(matches!(
-            s.query_sale("slow").await.expect("query"),
+            s.query_sale(&inquiry("slow")).await.expect("query"),
             SaleQuery::Completed(SaleOutcome::Approved(_))
         ));
     }
