@@ -40,12 +40,23 @@ enum Command {
     },
     /// Print the embedded default configuration.
     PrintDefaultConfig,
+    /// Run a simulated payment terminal that speaks a real protocol (for tests and demos).
+    SimulateTerminal {
+        #[command(subcommand)]
+        protocol: SimulatedProtocol,
+    },
     /// List what needs a person (unresolved payments, late approvals reversed, amounts to
     /// return by hand, callbacks given up). Exit 0: nothing; 1: something listed.
     Alarms {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum SimulatedProtocol {
+    /// A ZVT terminal on TCP or a pseudo-terminal; prints where it listens as its first line.
+    Zvt(posbridge::terminal::zvt::pt_simulator::SimulatorArgs),
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
@@ -69,6 +80,28 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::SimulateTerminal {
+            protocol: SimulatedProtocol::Zvt(args),
+        } => {
+            let _ = telemetry::init("info", LogFormat::Text);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("posbridge: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(posbridge::terminal::zvt::pt_simulator::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("posbridge: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::PrintDefaultConfig => {
             print!("{DEFAULT_CONFIG}");
             ExitCode::SUCCESS

@@ -3,6 +3,7 @@
 
 mod actor;
 pub mod simulator;
+pub mod zvt;
 
 use std::future::Future;
 
