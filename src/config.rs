@@ -28,7 +28,27 @@ pub struct Config {
     #[serde(default)]
     pub onboarding: OnboardingConfig,
     #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
     pub terminals: Vec<TerminalConfig>,
+}
+
+/// The local admin listener (terminal commands for store IT's CLI).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// Bearer token the admin endpoint requires; unset: no admin listener.
+    pub token: Option<Secret>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            token: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,6 +170,7 @@ impl Default for OnboardingConfig {
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Simulator,
+    Zvt,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -163,6 +184,33 @@ pub struct TerminalConfig {
     /// Simulator only: how long an ordinary sale takes.
     #[serde(default = "default_approve_after_ms")]
     pub approve_after_ms: u64,
+    /// ZVT: `serial:/dev/…?baud=9600&data_bits=8&parity=none&stop_bits=2` or `tcp:HOST[:PORT]`.
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// ZVT: the terminal's 6-digit password.
+    #[serde(default = "default_zvt_password")]
+    pub password: Secret,
+    /// ZVT: the registration config byte.
+    #[serde(default)]
+    pub config_byte: Option<u8>,
+    /// ZVT: T3, how long the terminal may take to accept a command.
+    #[serde(default = "default_ack_timeout_ms")]
+    pub ack_timeout_ms: u64,
+    /// ZVT: T4, how long the terminal may stay silent while it works.
+    #[serde(default = "default_completion_timeout_s")]
+    pub completion_timeout_s: u64,
+}
+
+fn default_zvt_password() -> Secret {
+    Secret::new("000000")
+}
+
+fn default_ack_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_completion_timeout_s() -> u64 {
+    180
 }
 
 fn default_result_timeout_s() -> u64 {
@@ -298,6 +346,41 @@ impl Config {
             if t.result_timeout_s == 0 {
                 return bad("result_timeout_s", "must be at least 1".into());
             }
+            match (t.protocol, &t.transport) {
+                (Protocol::Zvt, None) => {
+                    return bad(
+                        "protocol",
+                        format!("terminal `{}`: a zvt terminal needs a transport", t.id),
+                    );
+                }
+                (Protocol::Zvt, Some(transport)) => {
+                    if let Err(problem) =
+                        crate::terminal::zvt::transport::Transport::parse(transport)
+                    {
+                        return bad("transport", format!("terminal `{}`: {problem}", t.id));
+                    }
+                    let pw = t.password.expose();
+                    if pw.len() != 6 || !pw.bytes().all(|b| b.is_ascii_digit()) {
+                        return bad(
+                            "password",
+                            format!("terminal `{}`: the ZVT password must be 6 digits", t.id),
+                        );
+                    }
+                    if t.ack_timeout_ms == 0 || t.completion_timeout_s == 0 {
+                        return bad(
+                            "ack_timeout_ms",
+                            format!("terminal `{}`: timeouts must be positive", t.id),
+                        );
+                    }
+                }
+                (Protocol::Simulator, Some(_)) => {
+                    return bad(
+                        "transport",
+                        format!("terminal `{}`: the simulator has no transport", t.id),
+                    );
+                }
+                (Protocol::Simulator, None) => {}
+            }
         }
         Ok(())
     }
@@ -307,6 +390,7 @@ impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Protocol::Simulator => "simulator",
+            Protocol::Zvt => "zvt",
         })
     }
 }
@@ -391,6 +475,7 @@ mod tests {
                 "[pos]",
                 "[callbacks]",
                 "[onboarding]",
+                "[admin]",
                 "[[terminals]]",
             ] {
                 if text.contains(table) {

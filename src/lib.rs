@@ -1,6 +1,7 @@
 //! posbridge: a store-local daemon that implements the VTEX Payment Provider Protocol for
 //! in-store card payments and drives the payment terminal. See ARCHITECTURE.md.
 
+pub mod admin;
 pub mod alarms;
 pub mod clock;
 pub mod config;

@@ -40,6 +40,13 @@ enum Command {
     },
     /// Print the embedded default configuration.
     PrintDefaultConfig,
+    /// Ask the running daemon about its terminals (through its admin listener).
+    Terminals {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: TerminalAction,
+    },
     /// Run a simulated payment terminal that speaks a real protocol (for tests and demos).
     SimulateTerminal {
         #[command(subcommand)]
@@ -51,6 +58,16 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum TerminalAction {
+    /// Every terminal: protocol, online, busy, last seen, last error.
+    List,
+    /// Ask one terminal for its status (ZVT: status enquiry).
+    Probe { id: String },
+    /// Close one terminal's batch (after it, sales can no longer be reversed on it).
+    EndOfDay { id: String },
 }
 
 #[derive(Subcommand)]
@@ -99,6 +116,45 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("posbridge: {e:#}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Terminals { config, action } => {
+            let config = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let (method, path) = match &action {
+                TerminalAction::List => (reqwest::Method::GET, "/terminals".to_string()),
+                TerminalAction::Probe { id } => {
+                    (reqwest::Method::POST, format!("/terminals/{id}/probe"))
+                }
+                TerminalAction::EndOfDay { id } => {
+                    (reqwest::Method::POST, format!("/terminals/{id}/end-of-day"))
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("posbridge: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(posbridge::admin::call(&config, method, &path)) {
+                Ok((200, body)) => {
+                    println!("{body}");
+                    ExitCode::SUCCESS
+                }
+                Ok((status, body)) => {
+                    eprintln!("posbridge: the daemon answered {status}: {body}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("posbridge: {e}");
+                    ExitCode::from(2)
                 }
             }
         }

@@ -57,7 +57,40 @@ const MINOR_DIGITS_EXCEPTIONS: &[(&str, u8)] = &[
     ("UYW", 4),
 ];
 
+/// ISO 4217 numeric codes (what terminals speak), for the currencies stores here use.
+const NUMERIC_CODES: &[(&str, u16)] = &[
+    ("ARS", 32),
+    ("AUD", 36),
+    ("BRL", 986),
+    ("CAD", 124),
+    ("CHF", 756),
+    ("CLP", 152),
+    ("COP", 170),
+    ("CZK", 203),
+    ("DKK", 208),
+    ("EUR", 978),
+    ("GBP", 826),
+    ("HUF", 348),
+    ("JPY", 392),
+    ("MXN", 484),
+    ("NOK", 578),
+    ("PEN", 604),
+    ("PLN", 985),
+    ("PYG", 600),
+    ("SEK", 752),
+    ("USD", 840),
+    ("UYU", 858),
+];
+
 impl Currency {
+    /// The ISO 4217 numeric code, if this is a currency we know it for.
+    pub fn numeric(&self) -> Option<u16> {
+        NUMERIC_CODES
+            .iter()
+            .find(|(c, _)| *c == self.code())
+            .map(|(_, n)| *n)
+    }
+
     pub fn parse(code: &str) -> Result<Self, MoneyError> {
         let bytes = code.as_bytes();
         let [a, b, c] = bytes else {
@@ -245,6 +278,13 @@ mod tests {
                 .to_string(),
             "5"
         );
+    }
+
+    #[test]
+    fn numeric_codes() {
+        assert_eq!(brl().numeric(), Some(986));
+        assert_eq!(Currency::parse("EUR").expect("EUR").numeric(), Some(978));
+        assert_eq!(Currency::parse("XTS").expect("XTS").numeric(), None);
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let store = Store::open(&config.storage.path)?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let engine = Engine::new(&config, store.clone(), clock.clone(), public_url);
+    let engine = Engine::new(&config, store.clone(), clock.clone(), public_url)?;
     let tasks = TaskTracker::new();
     let workers_stop = CancellationToken::new();
     engine.start(&tasks, workers_stop.clone()).await?;
@@ -69,6 +69,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ppp::error::PppError::bad("not-found", "no such route").into_response_404()
         });
 
+    if let Some(token) = &config.admin.token {
+        let admin_listener = TcpListener::bind(config.admin.listen)
+            .await
+            .with_context(|| {
+                format!("cannot listen on {} ([admin] listen)", config.admin.listen)
+            })?;
+        let admin_addr = admin_listener.local_addr().context("no local address")?;
+        let admin = crate::admin::router(engine.clone(), token.clone());
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(admin_listener, admin)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "admin listener failed");
+            }
+        });
+        tracing::info!("admin listening on http://{admin_addr}");
+    }
     tracing::info!("listening on http://{addr}");
     let grace = Duration::from_secs(config.server.shutdown_grace_s);
     let server =

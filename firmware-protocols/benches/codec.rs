@@ -84,8 +84,6 @@ fn rate_row(what: &str, items: usize, ns_per_batch: Vec<f64>) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` does not run
-    // this with harness = false unless asked, so just run.
     let frames = common::serial_frames();
     let mut apdus: Vec<Vec<u8>> = common::ecrterm_apdus();
     apdus.extend(common::misc_vectors().into_iter().map(|(_, bytes)| bytes));

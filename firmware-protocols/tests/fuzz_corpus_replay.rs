@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use firmware_protocols::zvt::bmp::{Amount, Bmp, BmpList, Date, Time};
 use firmware_protocols::zvt::frame::{ACK, NAK};
 use firmware_protocols::zvt::messages::{
-    Abort, Authorization, Completion, CompletionBody, IntermediateStatus, NegativeAck,
-    PositiveAck, PrintLine, PrintTextBlock, Registration, StatusInformation,
+    Abort, Authorization, Completion, CompletionBody, IntermediateStatus, NegativeAck, PositiveAck,
+    PrintLine, PrintTextBlock, Registration, StatusInformation,
 };
 use firmware_protocols::zvt::text::FixedText;
 use firmware_protocols::zvt::tlv::receipt_type;
@@ -37,7 +37,10 @@ use firmware_protocols::zvt::{
     TlvList, encode_frame,
 };
 
-const TARGETS: [(&str, fn(&[u8])); 4] = [
+/// A fuzz target's check: panics if an invariant breaks.
+type Check = fn(&[u8]);
+
+const TARGETS: [(&str, Check); 4] = [
     ("zvt_frame_decoder", fuzz_checks::zvt_frame_decoder),
     ("zvt_apdu", fuzz_checks::zvt_apdu),
     ("zvt_message", fuzz_checks::zvt_message),
@@ -244,9 +247,11 @@ fn apdu_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ),
         (
             "registration",
-            bytes(Registration::new(password, 0xBA, Some(CurrencyCode::EUR)).with(
-                Bmp::Tlv(TlvList::new(vec![Tlv::primitive(0x1A, vec![0x04, 0x00])])),
-            )),
+            bytes(
+                Registration::new(password, 0xBA, Some(CurrencyCode::EUR)).with(Bmp::Tlv(
+                    TlvList::new(vec![Tlv::primitive(0x1A, vec![0x04, 0x00])]),
+                )),
+            ),
         ),
         (
             "authorization",

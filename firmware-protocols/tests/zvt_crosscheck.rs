@@ -456,7 +456,9 @@ fn print_text_block_theirs_to_ours() {
 #[test]
 fn long_print_text_block_uses_extended_length() {
     // > 255 bytes of data: both sides use FF + little-endian u16 length.
-    let lines: Vec<String> = (0..20).map(|i| format!("Zeile {i:02} ......... ok")).collect();
+    let lines: Vec<String> = (0..20)
+        .map(|i| format!("Zeile {i:02} ......... ok"))
+        .collect();
     let ours = PrintTextBlock::receipt(
         receipt_type::MERCHANT,
         lines.iter().map(|line| text(line)).collect(),

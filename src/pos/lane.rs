@@ -344,6 +344,7 @@ impl Engine {
                 .terminal_ref
                 .clone()
                 .unwrap_or_else(|| p.payment_id.clone()),
+            sale_amount_minor: p.amount_minor,
             amount_minor: op.amount_minor,
             currency: p.currency.clone(),
         };

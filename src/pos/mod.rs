@@ -23,6 +23,8 @@ use crate::secret::{CardNumber, ct_eq, random_id, random_token};
 use crate::store::payments::{self, Delays, NewPayment, Payment, SaleFields};
 use crate::store::{Store, StoreError, outbox};
 use crate::terminal::simulator::Simulator;
+use crate::terminal::zvt::transport::Transport;
+use crate::terminal::zvt::{self, ZvtDriver, ZvtSettings};
 use crate::terminal::{CardFunction, PromptSink, TerminalEvent, TerminalHandle};
 
 pub use answer::{OperationAnswer, PaymentAnswer};
@@ -61,6 +63,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("cannot generate a random token: {0}")]
     Random(String),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 impl From<getrandom::Error> for EngineError {
@@ -130,7 +134,12 @@ pub struct Engine {
 
 impl Engine {
     /// Builds the engine and its terminal actors; `start` begins the work.
-    pub fn new(config: &Config, store: Store, clock: SharedClock, public_url: String) -> Arc<Self> {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        clock: SharedClock,
+        public_url: String,
+    ) -> Result<Arc<Self>, EngineError> {
         let (terminal_events, _) = broadcast::channel(256);
         let (changes, _) = broadcast::channel(1024);
         let mut lanes = HashMap::new();
@@ -147,7 +156,32 @@ impl Engine {
                         Simulator::journal_path(store.path(), &t.id),
                         clock.clone(),
                     );
-                    crate::terminal::spawn(&t.id, driver, prompts, timeout)
+                    crate::terminal::spawn(&t.id, "simulator", driver, prompts, timeout)
+                }
+                Protocol::Zvt => {
+                    let transport = t
+                        .transport
+                        .as_deref()
+                        .map(Transport::parse)
+                        .transpose()
+                        .map_err(EngineError::Config)?
+                        .ok_or_else(|| {
+                            EngineError::Config(format!("terminal {}: no transport", t.id))
+                        })?;
+                    let settings = ZvtSettings {
+                        transport,
+                        password: t.password.expose().to_string(),
+                        config_byte: t.config_byte.unwrap_or(zvt::driver::DEFAULT_CONFIG_BYTE),
+                        timeouts: zvt::driver::timeouts(t.ack_timeout_ms, t.completion_timeout_s),
+                    };
+                    let driver = ZvtDriver::new(
+                        &t.id,
+                        settings,
+                        ZvtDriver::journal_path(store.path(), &t.id),
+                        clock.clone(),
+                    )
+                    .map_err(EngineError::Config)?;
+                    crate::terminal::spawn(&t.id, "zvt", driver, prompts, timeout)
                 }
             };
             let (tx, rx) = mpsc::unbounded_channel();
@@ -155,7 +189,7 @@ impl Engine {
             serials.insert(t.serial_number.clone(), t.id.clone());
             pending.push((t.id.clone(), rx));
         }
-        Arc::new(Self {
+        Ok(Arc::new(Self {
             store,
             clock,
             pos: config.pos.clone(),
@@ -168,7 +202,7 @@ impl Engine {
             terminal_events,
             inflight: Arc::new(InFlight::default()),
             outbox_wake: Arc::new(Notify::new()),
-        })
+        }))
     }
 
     /// Resumes what a previous run left on the terminals (recovery first) and starts one
@@ -235,6 +269,25 @@ impl Engine {
 
     pub fn subscribe_terminal_events(&self) -> broadcast::Receiver<TerminalEvent> {
         self.terminal_events.subscribe()
+    }
+
+    /// (id, serial number, handle) of every configured terminal, by id.
+    pub fn terminals(&self) -> Vec<(String, String, TerminalHandle)> {
+        let mut list: Vec<_> = self
+            .serials
+            .iter()
+            .filter_map(|(serial, id)| {
+                self.lanes
+                    .get(id)
+                    .map(|lane| (id.clone(), serial.clone(), lane.handle.clone()))
+            })
+            .collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list
+    }
+
+    pub fn terminal_handle(&self, id: &str) -> Option<TerminalHandle> {
+        self.lanes.get(id).map(|lane| lane.handle.clone())
     }
 
     pub fn test_suite_cards(&self) -> bool {

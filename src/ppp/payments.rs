@@ -58,8 +58,8 @@ fn engine_error(e: EngineError) -> PppError {
             tracing::error!(error = %e, "database error");
             PppError::Internal
         }
-        EngineError::Random(e) => {
-            tracing::error!(error = %e, "no randomness");
+        EngineError::Random(e) | EngineError::Config(e) => {
+            tracing::error!(error = %e, "internal error");
             PppError::Internal
         }
     }

@@ -1,7 +1,7 @@
 //! One task per terminal owns its driver: commands run one at a time (a terminal does one
 //! transaction at a time); an abort reaches the running sale through a cancellation token.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,12 +37,17 @@ enum Command {
 #[derive(Clone)]
 pub struct TerminalHandle {
     id: String,
+    protocol: &'static str,
     commands: mpsc::Sender<Command>,
     shared: Arc<Shared>,
 }
 
 struct Shared {
     busy: AtomicBool,
+    /// Whether the last command reached the terminal.
+    online: AtomicBool,
+    last_seen_ms: AtomicI64,
+    last_error: Mutex<Option<String>>,
     /// The sale running now: its reference and the token that aborts it.
     current_sale: Mutex<Option<(String, CancellationToken)>>,
 }
@@ -51,6 +56,7 @@ struct Shared {
 /// must ask the terminal what happened (recovery) instead of assuming anything.
 pub fn spawn<D: TerminalDriver>(
     id: &str,
+    protocol: &'static str,
     driver: D,
     prompts: PromptSink,
     result_timeout: Duration,
@@ -58,11 +64,15 @@ pub fn spawn<D: TerminalDriver>(
     let (tx, rx) = mpsc::channel(16);
     let shared = Arc::new(Shared {
         busy: AtomicBool::new(false),
+        online: AtomicBool::new(false),
+        last_seen_ms: AtomicI64::new(0),
+        last_error: Mutex::new(None),
         current_sale: Mutex::new(None),
     });
     tokio::spawn(run(driver, rx, prompts, result_timeout, shared.clone()));
     TerminalHandle {
         id: id.to_string(),
+        protocol,
         commands: tx,
         shared,
     }
@@ -93,28 +103,60 @@ async fn run<D: TerminalDriver>(
                 if let Ok(mut slot) = shared.current_sale.lock() {
                     *slot = None;
                 }
+                observe(&shared, &result);
                 let _ = reply.send(result);
             }
             Command::QuerySale(inquiry, reply) => {
-                let _ = reply.send(bounded(driver.query_sale(&inquiry)).await);
+                let result = bounded(driver.query_sale(&inquiry)).await;
+                observe(&shared, &result);
+                let _ = reply.send(result);
             }
             Command::Reverse(request, reply) => {
-                let _ = reply.send(bounded(driver.reverse(&request)).await);
+                let result = bounded(driver.reverse(&request)).await;
+                observe(&shared, &result);
+                let _ = reply.send(result);
             }
             Command::Refund(request, reply) => {
-                let _ = reply.send(bounded(driver.refund(&request)).await);
+                let result = bounded(driver.refund(&request)).await;
+                observe(&shared, &result);
+                let _ = reply.send(result);
             }
             Command::QueryOperation(reference, reply) => {
-                let _ = reply.send(bounded(driver.query_operation(&reference)).await);
+                let result = bounded(driver.query_operation(&reference)).await;
+                observe(&shared, &result);
+                let _ = reply.send(result);
             }
             Command::Probe(reply) => {
-                let _ = reply.send(bounded(driver.probe()).await);
+                let result = bounded(driver.probe()).await;
+                observe(&shared, &result);
+                let _ = reply.send(result);
             }
             Command::EndOfDay(reply) => {
-                let _ = reply.send(bounded(driver.end_of_day()).await);
+                let result = bounded(driver.end_of_day()).await;
+                observe(&shared, &result);
+                let _ = reply.send(result);
             }
         }
         shared.busy.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Records whether the terminal answered (any answer counts: a decline is an answer).
+fn observe<T>(shared: &Shared, result: &Result<T, DriverError>) {
+    match result {
+        Ok(_) => {
+            shared.online.store(true, Ordering::Relaxed);
+            let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+            shared.last_seen_ms.store(now, Ordering::Relaxed);
+        }
+        Err(e) => {
+            if matches!(e, DriverError::Disconnected(_) | DriverError::Timeout) {
+                shared.online.store(false, Ordering::Relaxed);
+            }
+            if let Ok(mut last) = shared.last_error.lock() {
+                *last = Some(e.to_string());
+            }
+        }
     }
 }
 
@@ -131,6 +173,20 @@ impl TerminalHandle {
 
     pub fn is_busy(&self) -> bool {
         self.shared.busy.load(Ordering::Relaxed)
+    }
+
+    pub fn protocol(&self) -> &'static str {
+        self.protocol
+    }
+
+    /// Whether the last command reached the terminal, when it last did (unix ms, 0: never),
+    /// and the last error.
+    pub fn health(&self) -> (bool, i64, Option<String>) {
+        (
+            self.shared.online.load(Ordering::Relaxed),
+            self.shared.last_seen_ms.load(Ordering::Relaxed),
+            self.shared.last_error.lock().ok().and_then(|e| e.clone()),
+        )
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, TerminalError> {

@@ -175,6 +175,8 @@ pub struct OperationRequest {
     pub reference: String,
     /// The terminal's reference of the sale it applies to.
     pub sale_ref: String,
+    /// What the sale itself was for (a reversal of less is a partial one).
+    pub sale_amount_minor: i64,
     pub amount_minor: i64,
     pub currency: String,
 }

@@ -549,6 +549,7 @@ mod tests {
         let reversal = OperationRequest {
             reference: "op1".into(),
             sale_ref: "y".into(),
+            sale_amount_minor: 1005,
             amount_minor: 1005,
             currency: "BRL".into(),
         };
@@ -563,6 +564,7 @@ mod tests {
         let bad = OperationRequest {
             reference: "op2".into(),
             sale_ref: "x".into(),
+            sale_amount_minor: 1000,
             amount_minor: 1,
             currency: "BRL".into(),
         };

@@ -147,3 +147,33 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
         "no longer accepting"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_it_asks_the_running_daemon_about_its_terminals() {
+    let daemon = Daemon::start(Options { admin: true, ..Options::default() }).await;
+    let (code, out) = daemon.terminals_cli(&["list"]);
+    assert_eq!(code, Some(0), "{out}");
+    let list: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(list["terminals"][0]["id"], "lane-1");
+    assert_eq!(list["terminals"][0]["protocol"], "simulator");
+    assert_eq!(list["terminals"][0]["serialNumber"], SERIAL);
+    let (code, out) = daemon.terminals_cli(&["probe", "lane-1"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("simulator ready"), "{out}");
+    let (code, out) = daemon.terminals_cli(&["end-of-day", "lane-1"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("batch closed"), "{out}");
+    let (code, out) = daemon.terminals_cli(&["probe", "lane-9"]);
+    assert_eq!(code, Some(1), "{out}");
+    // The admin listener wants its token.
+    let admin = daemon.admin.as_ref().expect("admin");
+    let response = reqwest::Client::new()
+        .get(format!("http://{admin}/terminals"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 401);
+    let logs = daemon.logs();
+    assert!(!logs.contains(ADMIN_TOKEN), "the admin token is never logged");
+}

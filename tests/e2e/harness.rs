@@ -20,6 +20,7 @@ pub const CALLBACK_TOKEN: &str = "test-callback-token-SECRET-77c1";
 pub const ONBOARDING_CODE: &str = "onboard-CODE-51e0";
 pub const SERIAL: &str = "SIM-0001";
 pub const SERIAL_2: &str = "SIM-0002";
+pub const ADMIN_TOKEN: &str = "admin-token-SECRET-9b1c";
 
 #[derive(Clone)]
 pub struct Options {
@@ -34,6 +35,10 @@ pub struct Options {
     pub failpoint: Option<&'static str>,
     pub max_body_bytes: usize,
     pub shutdown_grace_s: u64,
+    /// `Some(transport)`: lane-1 is a ZVT terminal there instead of the built-in simulator.
+    pub zvt_transport: Option<String>,
+    pub completion_timeout_s: u64,
+    pub admin: bool,
 }
 
 impl Default for Options {
@@ -50,6 +55,9 @@ impl Default for Options {
             failpoint: None,
             max_body_bytes: 65_536,
             shutdown_grace_s: 10,
+            zvt_transport: None,
+            completion_timeout_s: 30,
+            admin: false,
         }
     }
 }
@@ -59,6 +67,8 @@ pub struct Daemon {
     options: Options,
     child: Child,
     pub base: String,
+    /// The admin listener's address, when `Options::admin` is on.
+    pub admin: Option<String>,
     logs: Arc<Mutex<String>>,
 }
 
@@ -100,12 +110,12 @@ request_timeout_s = 2
 [onboarding]
 code = "{ONBOARDING_CODE}"
 
+{admin}
 [[terminals]]
 id = "lane-1"
 serial_number = "{SERIAL}"
-protocol = "simulator"
 result_timeout_s = {result_timeout}
-approve_after_ms = {approve}
+{terminal}
 "#,
             max_body = o.max_body_bytes,
             grace = o.shutdown_grace_s,
@@ -115,7 +125,21 @@ approve_after_ms = {approve}
             identify = o.identify_terminal,
             first_retry = o.first_retry_s,
             result_timeout = o.result_timeout_s,
-            approve = o.approve_after_ms,
+            admin = if o.admin {
+                format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n")
+            } else {
+                String::new()
+            },
+            terminal = match &o.zvt_transport {
+                Some(transport) => format!(
+                    "protocol = \"zvt\"\ntransport = \"{transport}\"\nack_timeout_ms = 3000\ncompletion_timeout_s = {}",
+                    o.completion_timeout_s
+                ),
+                None => format!(
+                    "protocol = \"simulator\"\napprove_after_ms = {}",
+                    o.approve_after_ms
+                ),
+            },
         );
         if o.two_terminals {
             text.push_str(&format!(
@@ -156,7 +180,9 @@ approve_after_ms = {approve}
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Some(addr) = line.split("listening on http://").nth(1) {
+                    if let Some(addr) = line.split("admin listening on http://").nth(1) {
+                        let _ = tx.send(format!("admin {}", addr.trim()));
+                    } else if let Some(addr) = line.split("listening on http://").nth(1) {
                         let _ = tx.send(addr.trim().to_string());
                     }
                     let mut logs = logs.lock().expect("logs");
@@ -165,21 +191,33 @@ approve_after_ms = {approve}
                 }
             });
         }
-        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
-            .await
-            .expect("join");
-        let Ok(addr) = addr else {
+        let wants_admin = options.admin;
+        let addrs = tokio::task::spawn_blocking(move || {
+            let mut admin = None;
+            loop {
+                let line = rx.recv_timeout(Duration::from_secs(30))?;
+                match line.strip_prefix("admin ") {
+                    Some(a) => admin = Some(a.to_string()),
+                    None => return Ok::<_, std::sync::mpsc::RecvTimeoutError>((line, admin)),
+                }
+            }
+        })
+        .await
+        .expect("join");
+        let Ok((addr, admin)) = addrs else {
             let _ = child.kill();
             panic!(
                 "posbridge did not start; logs:\n{}",
                 logs.lock().expect("logs")
             );
         };
+        assert_eq!(admin.is_some(), wants_admin, "admin listener");
         Daemon {
             dir,
             options,
             child,
             base: format!("http://{addr}"),
+            admin,
             logs,
         }
     }
@@ -263,6 +301,30 @@ approve_after_ms = {approve}
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    }
+
+    /// `posbridge terminals ARGS…` against this daemon's admin listener: (exit code, output).
+    pub fn terminals_cli(&self, args: &[&str]) -> (Option<i32>, String) {
+        let admin = self.admin.as_ref().expect("admin listener on");
+        let cli_config = self.dir.path().join("cli.toml");
+        let text = std::fs::read_to_string(self.dir.path().join("posbridge.toml"))
+            .expect("config")
+            .replace(
+                "listen = \"127.0.0.1:0\"\ntoken",
+                &format!("listen = \"{admin}\"\ntoken"),
+            );
+        std::fs::write(&cli_config, text).expect("cli config");
+        let out = Command::new(env!("CARGO_BIN_EXE_posbridge"))
+            .args(["terminals", "--config"])
+            .arg(&cli_config)
+            .args(args)
+            .output()
+            .expect("terminals");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
         )
     }
 

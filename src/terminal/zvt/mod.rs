@@ -1,5 +1,9 @@
 //! ZVT terminals (the ECR interface of the German terminal makers) over a serial line or TCP.
 
+mod dialogue;
+pub mod driver;
 pub mod link;
 pub mod pt_simulator;
 pub mod transport;
+
+pub use driver::{ZvtDriver, ZvtSettings};

@@ -3,7 +3,12 @@
 //! [`Message::decode`] maps an [`Apdu`] to a typed message by its control
 //! field; [`Message::to_apdu`] encodes it again. Every message keeps its BMPs
 //! in wire order, so decoding and re-encoding a received APDU reproduces it
-//! byte for byte.
+//! byte for byte — with one exception: the APDU length is always written in
+//! its minimal form. An APDU that announces fewer than 255 data bytes with the
+//! `FF lo hi` extended length decodes fine, but its message re-encodes with
+//! the one-byte length (same data). Keep the received [`Apdu`], which does
+//! remember the form, to forward it byte-exactly. (Vendor and unknown
+//! messages hold the raw [`Apdu`] and keep the form.)
 //!
 //! # Messages kept opaque
 //!
@@ -197,7 +202,7 @@ macro_rules! messages {
                 }
             }
 
-            /// Encodes the message as an APDU.
+            /// Encodes the message as an APDU (minimal length form).
             pub fn to_apdu(&self) -> Result<Apdu, EncodeError> {
                 let mut data = Vec::new();
                 match self {
@@ -303,5 +308,27 @@ impl Message {
     /// The positive acknowledgement `80 00 00`.
     pub fn ack() -> Self {
         Self::PositiveAck(PositiveAck::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zvt::bmp::ResultCode;
+
+    /// Regression (fuzz artifact `zvt_message/crash-2d35eb20…`): an Abort
+    /// whose single data byte is announced with the extended length form.
+    /// The message decodes; re-encoding writes the minimal length, which
+    /// decodes to the same message.
+    #[test]
+    fn non_minimal_extended_length_is_normalised() {
+        let bytes = [0x06, 0x1E, 0xFF, 0x01, 0x00, 0xE8];
+        let apdu = Apdu::decode(&bytes).unwrap();
+        assert_eq!(apdu.to_bytes(), bytes, "the APDU keeps the form");
+        let message = Message::decode(&apdu).unwrap();
+        assert_eq!(message, Message::Abort(Abort::new(ResultCode(0xE8))));
+        let encoded = message.to_bytes().unwrap();
+        assert_eq!(encoded, [0x06, 0x1E, 0x01, 0xE8]);
+        assert_eq!(Message::from_bytes(&encoded).unwrap(), message);
     }
 }
