@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use posbridge::config::{Config, DEFAULT_CONFIG};
-use posbridge::telemetry::{self, LogFormat};
+use posbridge::telemetry::{self, LogFormat, LogOutput};
 
 /// EX_USAGE: a bad configuration; systemd does not restart on it.
 const EXIT_CONFIG: u8 = 64;
@@ -13,7 +13,7 @@ const EXIT_CONFIG: u8 = 64;
 #[derive(Parser)]
 #[command(
     name = "posbridge",
-    version,
+    version = env!("POSBRIDGE_LONG_VERSION"),
     about = "VTEX Payment Provider Protocol bridge for in-store card terminals"
 )]
 struct Cli {
@@ -100,7 +100,7 @@ fn main() -> ExitCode {
         Command::SimulateTerminal {
             protocol: SimulatedProtocol::Zvt(args),
         } => {
-            let _ = telemetry::init("info", LogFormat::Text);
+            let _ = telemetry::init("info", LogFormat::Text, LogOutput::Stderr);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -191,7 +191,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            if let Err(e) = telemetry::init(&log_level, log_format) {
+            if let Err(e) = telemetry::init(&log_level, log_format, LogOutput::Stdout) {
                 eprintln!("posbridge: {e}");
                 return ExitCode::from(EXIT_CONFIG);
             }

@@ -442,7 +442,7 @@ fn sale_fields(outcome: &SaleOutcome) -> SaleFields {
             nsu: Some(a.nsu.clone()),
             acquirer: Some(a.acquirer.clone()),
             code: Some("00".into()),
-            message: Some("approved".into()),
+            message: Some(a.message.clone()),
             card_brand: Some(a.card_brand.clone()),
             first_digits: Some(a.first_digits.clone()),
             last_digits: Some(a.last_digits.clone()),

@@ -118,6 +118,8 @@ pub struct Approval {
     pub last_digits: String,
     /// The terminal's reference for the sale, named by reversals.
     pub terminal_ref: String,
+    /// What to tell the Gateway in `message` (e.g. the terminal's receipt and trace numbers).
+    pub message: String,
     pub receipts: Vec<Receipt>,
 }
 
@@ -161,6 +163,7 @@ pub struct SaleInquiry {
 
 /// The answer to "what happened to sale X?" after a crash, timeout or lost line.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // one per recovery question: boxing would buy nothing
 pub enum SaleQuery {
     Completed(SaleOutcome),
     /// The terminal has no such transaction: proven not done.

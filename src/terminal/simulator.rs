@@ -227,6 +227,7 @@ impl Simulator {
                 first_digits: planned.first_digits.clone(),
                 last_digits: planned.last_digits.clone(),
                 terminal_ref: reference.to_string(),
+                message: "approved".into(),
                 receipts,
             })
         } else {

@@ -10,3 +10,4 @@ mod merchants;
 mod operations;
 mod payment_flow;
 mod secrets;
+mod zvt;

@@ -264,13 +264,21 @@ impl ZvtDriver {
             .trace_number()
             .map(|t| t.to_string())
             .unwrap_or_default();
+        let receipt = status
+            .receipt_number()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        let tid = status
+            .terminal_id()
+            .map(|t| t.to_string())
+            .unwrap_or_default();
         SaleOutcome::Approved(Approval {
             authorization_code: status
                 .aid()
                 .map(|a| a.trimmed())
                 .filter(|a| !a.is_empty())
                 .unwrap_or_else(|| trace.clone()),
-            nsu: trace,
+            nsu: trace.clone(),
             acquirer: status.terminal_id().map_or_else(
                 || format!("zvt:{}", self.terminal_id),
                 |tid| format!("zvt:{tid}"),
@@ -282,10 +290,8 @@ impl ZvtDriver {
                 .unwrap_or_else(|| "unknown".into()),
             first_digits: pan.and_then(|p| p.first6()).unwrap_or_default(),
             last_digits: pan.and_then(|p| p.last4()).unwrap_or_default(),
-            terminal_ref: status
-                .receipt_number()
-                .map(|r| r.to_string())
-                .unwrap_or_default(),
+            message: format!("approved; terminal {tid}, receipt {receipt}, trace {trace}"),
+            terminal_ref: receipt,
             receipts: dialogue.receipts.clone(),
         })
     }
