@@ -64,6 +64,8 @@ pub struct ZvtLink<S> {
     received: VecDeque<Apdu>,
     /// `ACK`/`NAK` bytes that arrived while we were reading APDUs.
     acks: VecDeque<bool>,
+    /// `ACK`/`NAK` bytes we owe the peer, not yet written.
+    replies: Vec<u8>,
     pub faults: LinkFaults,
 }
 
@@ -76,6 +78,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ZvtLink<S> {
             tcp_buffer: Vec::new(),
             received: VecDeque::new(),
             acks: VecDeque::new(),
+            replies: Vec::new(),
             faults: LinkFaults::default(),
         }
     }
@@ -92,6 +95,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ZvtLink<S> {
             return Ok(self.stream.flush().await?);
         }
         let frame = encode_frame(&bytes);
+        self.send_replies().await?;
         for _ in 0..MAX_SENDS {
             let mut wire = frame.clone();
             if std::mem::take(&mut self.faults.bad_crc_next)
@@ -131,7 +135,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ZvtLink<S> {
         }
     }
 
+    /// Reads what is there and handles it. Cancel-safe: nothing read is lost and no reply byte
+    /// is written twice if the future is dropped (decoded APDUs are queued before any write,
+    /// and ACK/NAK bytes wait in `replies` until written).
     async fn read_more(&mut self) -> Result<(), LinkError> {
+        self.send_replies().await?;
         let mut chunk = [0u8; 1024];
         let n = AsyncReadExt::read(&mut self.stream, &mut chunk).await?;
         if n == 0 {
@@ -160,10 +168,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ZvtLink<S> {
                     match event {
                         FrameEvent::Frame(bytes) => {
                             if std::mem::take(&mut self.faults.nak_next) {
-                                self.write_byte(frame::NAK).await?;
+                                self.replies.push(frame::NAK);
                                 continue;
                             }
-                            self.write_byte(frame::ACK).await?;
+                            self.replies.push(frame::ACK);
                             match Apdu::decode(&bytes) {
                                 Ok(apdu) => self.received.push_back(apdu),
                                 Err(e) => {
@@ -173,7 +181,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ZvtLink<S> {
                         }
                         FrameEvent::Rejected(e) => {
                             tracing::debug!(error = %e, "ZVT: bad frame, sending NAK");
-                            self.write_byte(frame::NAK).await?;
+                            self.replies.push(frame::NAK);
                         }
                         FrameEvent::Ack => self.acks.push_back(true),
                         FrameEvent::Nak => self.acks.push_back(false),
@@ -182,11 +190,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ZvtLink<S> {
                 }
             }
         }
-        Ok(())
+        self.send_replies().await
     }
 
-    async fn write_byte(&mut self, byte: u8) -> Result<(), LinkError> {
-        self.stream.write_all(&[byte]).await?;
+    /// Writes the queued ACK/NAK bytes. A single `write` either writes some bytes or none,
+    /// so draining after each keeps a cancelled call from losing or repeating one.
+    async fn send_replies(&mut self) -> Result<(), LinkError> {
+        if self.replies.is_empty() {
+            return Ok(());
+        }
+        while !self.replies.is_empty() {
+            let n = AsyncWriteExt::write(&mut self.stream, &self.replies).await?;
+            if n == 0 {
+                return Err(LinkError::Closed);
+            }
+            self.replies.drain(..n.min(self.replies.len()));
+        }
         Ok(self.stream.flush().await?)
     }
 }
