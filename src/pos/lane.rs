@@ -15,8 +15,8 @@ use crate::store::operations::{self, OpKind, OpState, Operation};
 use crate::store::payments::{self, SaleFields};
 use crate::store::{outbox, receipts};
 use crate::terminal::{
-    OperationOutcome, OperationQuery, OperationRequest, SaleInquiry, SaleOutcome, SaleQuery,
-    SaleRequest, TerminalError, TerminalHandle,
+    DriverError, OperationOutcome, OperationQuery, OperationRequest, SaleInquiry, SaleOutcome,
+    SaleQuery, SaleRequest, TerminalError, TerminalHandle,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +125,15 @@ impl Engine {
         match terminal.sale(request).await {
             Ok(outcome) => {
                 crate::failpoint::hit("after-terminal-result");
+                self.record_sale(terminal, payment_id, outcome, shutdown)
+                    .await
+            }
+            Err(TerminalError::Driver(DriverError::NotSent(why))) => {
+                tracing::warn!(payment_id = %payment_id, error = %why, "the terminal is offline: sale not sent");
+                let outcome = SaleOutcome::declined(
+                    "terminal-offline",
+                    &format!("the terminal could not be reached: {why}"),
+                );
                 self.record_sale(terminal, payment_id, outcome, shutdown)
                     .await
             }

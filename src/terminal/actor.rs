@@ -150,7 +150,10 @@ fn observe<T>(shared: &Shared, result: &Result<T, DriverError>) {
             shared.last_seen_ms.store(now, Ordering::Relaxed);
         }
         Err(e) => {
-            if matches!(e, DriverError::Disconnected(_) | DriverError::Timeout) {
+            if matches!(
+                e,
+                DriverError::Disconnected(_) | DriverError::NotSent(_) | DriverError::Timeout
+            ) {
                 shared.online.store(false, Ordering::Relaxed);
             }
             if let Ok(mut last) = shared.last_error.lock() {

@@ -206,6 +206,9 @@ pub enum DriverError {
     Disconnected(String),
     #[error("the terminal spoke garbage: {0}")]
     Protocol(String),
+    /// The sale could not even be handed to the terminal: it is certainly not charged.
+    #[error("the sale was not sent: {0}")]
+    NotSent(String),
 }
 
 /// A prompt or status the terminal shows while it works ("insert card", "enter PIN").

@@ -352,5 +352,5 @@ async fn zvt_terminal_unreachable_denies_without_charging() {
     let receiver = CallbackReceiver::start(0).await;
     let done = pay(&daemon, &receiver, "zvt-down", json!(5)).await;
     assert_eq!(done["status"], "denied", "{done}");
-    assert_eq!(done["code"], "no-transaction");
+    assert_eq!(done["code"], "terminal-offline");
 }

@@ -323,8 +323,11 @@ impl TerminalDriver for ZvtDriver {
                 "the amount does not fit the terminal",
             ));
         };
-        // Connect (and learn the baseline) before journaling, so the intent carries it.
-        self.link().await?;
+        // Connect (and learn the baseline) before journaling, so the intent carries it. If
+        // that fails, nothing reached the terminal.
+        if let Err(e) = self.link().await {
+            return Err(DriverError::NotSent(e.to_string()));
+        }
         let trace_before = self.baseline.flatten();
         let intent = JournalEntry::Intent {
             reference: request.reference.clone(),
