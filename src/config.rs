@@ -78,12 +78,16 @@ impl Default for ServerConfig {
 pub struct StorageConfig {
     /// SQLite file; relative paths are relative to the working directory.
     pub path: PathBuf,
+    /// Finished payments, their receipts and delivered callbacks are deleted after this many
+    /// days (LGPD: keep no personal data longer than needed); 0 keeps them forever.
+    pub retain_days: u32,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("posbridge.db"),
+            retain_days: 90,
         }
     }
 }

@@ -40,6 +40,13 @@ enum Command {
     },
     /// Print the embedded default configuration.
     PrintDefaultConfig,
+    /// Copy the live database to a new file (consistent while the daemon runs).
+    Backup {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Where to write the copy (must not exist).
+        destination: PathBuf,
+    },
     /// Ask the running daemon about its terminals (through its admin listener).
     Terminals {
         #[arg(long, short)]
@@ -115,6 +122,29 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("posbridge: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Backup {
+            config,
+            destination,
+        } => {
+            let config = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match posbridge::store::maintenance::backup(&config.storage.path, &destination) {
+                Ok(()) => {
+                    println!(
+                        "backed up {} to {}",
+                        config.storage.path.display(),
+                        destination.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("posbridge: backup failed: {e}");
                     ExitCode::FAILURE
                 }
             }

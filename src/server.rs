@@ -47,13 +47,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .context("cannot build the callback HTTP client")?;
     let outbox = OutboxWorker {
         store: store.clone(),
-        clock,
+        clock: clock.clone(),
         config: config.callbacks.clone(),
         sender,
         inflight: engine.inflight().clone(),
         wake: engine.outbox_wake().clone(),
     };
     tasks.spawn(outbox.run(workers_stop.clone()));
+
+    if config.storage.retain_days > 0 {
+        tasks.spawn(purge_old_data(
+            store.clone(),
+            clock.clone(),
+            config.storage.retain_days,
+            workers_stop.clone(),
+        ));
+    }
 
     let issued = store.call(merchants::all).await?;
     let state = AppState {
@@ -109,6 +118,36 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Deletes what the retention period no longer allows, at start and then hourly.
+async fn purge_old_data(
+    store: Store,
+    clock: SharedClock,
+    retain_days: u32,
+    stop: CancellationToken,
+) {
+    const EVERY: Duration = Duration::from_secs(3600);
+    loop {
+        let cutoff = clock.now_ms() - i64::from(retain_days) * 86_400_000;
+        match store
+            .call(move |c| crate::store::maintenance::purge(c, cutoff))
+            .await
+        {
+            Ok(purged) if purged.payments + purged.callbacks > 0 => tracing::info!(
+                payments = purged.payments,
+                callbacks = purged.callbacks,
+                retain_days,
+                "purged data past the retention period"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "retention purge failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(EVERY) => {}
+            () = stop.cancelled() => return,
+        }
+    }
 }
 
 /// Cancels the returned token on SIGTERM or SIGINT.

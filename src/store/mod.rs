@@ -4,6 +4,7 @@
 
 mod schema;
 
+pub mod maintenance;
 pub mod merchants;
 pub mod operations;
 pub mod outbox;

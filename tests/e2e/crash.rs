@@ -144,3 +144,43 @@ async fn a_failing_gateway_gets_the_callback_on_retry() {
     );
     assert!(daemon.logs().contains("callback failed; will retry"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_online_backup_restores_every_answer() {
+    let daemon = Daemon::start(Options::default()).await;
+    let receiver = CallbackReceiver::start(0).await;
+    let gateway = daemon.gateway();
+    let body = create_body(
+        "pay-bak",
+        json!(21),
+        "Venda Direta Credito",
+        &receiver.url_for("pay-bak"),
+    );
+    start_charge(&gateway, &body).await;
+    let done = gateway.poll_final(&body, Duration::from_secs(30)).await;
+    let backup = daemon.dir().join("backup.db");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_posbridge"))
+        .args(["backup", "--config"])
+        .arg(daemon.dir().join("posbridge.toml"))
+        .arg(&backup)
+        .output()
+        .expect("backup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Restore: stop, put the copy in place, start again.
+    let mut daemon = daemon;
+    daemon.kill();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", daemon.db_path().display()));
+    }
+    std::fs::copy(&backup, daemon.db_path()).expect("restore");
+    let daemon = daemon.restart().await;
+    assert_eq!(
+        daemon.gateway().create(&body).await,
+        done,
+        "the restored database answers the same"
+    );
+}
