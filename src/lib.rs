@@ -14,5 +14,6 @@ pub mod ppp;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;
 pub mod terminal;

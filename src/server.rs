@@ -98,6 +98,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tracing::info!("admin listening on http://{admin_addr}");
     }
     tracing::info!("listening on http://{addr}");
+    // Ready: the database is open and the listener bound.
+    let notifier = Arc::new(crate::systemd::Notifier::from_env());
+    notifier.notify("READY=1");
+    if let Some(period) = crate::systemd::watchdog_period() {
+        tracing::info!(
+            period_ms = period.as_millis(),
+            "pinging the systemd watchdog"
+        );
+        tasks.spawn(crate::systemd::watchdog(
+            notifier.clone(),
+            engine.clone(),
+            period,
+            workers_stop.clone(),
+        ));
+    }
+    {
+        let notifier = notifier.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            notifier.notify("STOPPING=1");
+        });
+    }
     let grace = Duration::from_secs(config.server.shutdown_grace_s);
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());

@@ -8,6 +8,7 @@ mod lane;
 pub mod state;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -130,6 +131,7 @@ pub struct Engine {
     terminal_events: broadcast::Sender<TerminalEvent>,
     inflight: Arc<InFlight>,
     outbox_wake: Arc<Notify>,
+    heartbeats: AtomicU64,
 }
 
 impl Engine {
@@ -202,6 +204,7 @@ impl Engine {
             terminal_events,
             inflight: Arc::new(InFlight::default()),
             outbox_wake: Arc::new(Notify::new()),
+            heartbeats: AtomicU64::new(0),
         }))
     }
 
@@ -248,6 +251,27 @@ impl Engine {
                 tasks.spawn(async move { engine.run_lane(handle, rx, shutdown).await });
             }
         }
+        Ok(())
+    }
+
+    /// Proves the engine is alive: its database writer answers. The watchdog pings on it.
+    pub async fn heartbeat(&self) -> Result<(), EngineError> {
+        if crate::failpoint::active("stall-engine")
+            && self.heartbeats.fetch_add(1, Ordering::Relaxed) >= 2
+        {
+            // Test-only: wedge the writer thread as a hung engine would.
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                store
+                    .call(|_| -> Result<(), StoreError> {
+                        loop {
+                            std::thread::park();
+                        }
+                    })
+                    .await
+            });
+        }
+        self.store.call(|_| Ok(())).await?;
         Ok(())
     }
 

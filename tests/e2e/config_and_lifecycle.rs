@@ -184,3 +184,122 @@ async fn store_it_asks_the_running_daemon_about_its_terminals() {
         "the admin token is never logged"
     );
 }
+
+/// A fake systemd: a datagram socket that records what the daemon notifies, with arrival times.
+fn fake_systemd(
+    dir: &std::path::Path,
+) -> (
+    String,
+    std::sync::mpsc::Receiver<(std::time::Instant, String)>,
+) {
+    let path = dir.join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind notify socket");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok(n) = socket.recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            if tx.send((std::time::Instant::now(), text)).is_err() {
+                break;
+            }
+        }
+    });
+    (path.display().to_string(), rx)
+}
+
+fn collect(
+    rx: &std::sync::mpsc::Receiver<(std::time::Instant, String)>,
+    for_: Duration,
+) -> Vec<(std::time::Instant, String)> {
+    let end = std::time::Instant::now() + for_;
+    let mut got = Vec::new();
+    while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(m) => got.push(m),
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_watchdog_and_stopping() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (socket, rx) = fake_systemd(dir.path());
+    let env = vec![
+        ("NOTIFY_SOCKET", socket),
+        ("WATCHDOG_USEC", "400000".to_string()),
+    ];
+    let mut daemon = Daemon::start(Options {
+        env,
+        ..Options::default()
+    })
+    .await;
+    let first =
+        tokio::task::spawn_blocking(move || (collect(&rx, Duration::from_millis(1500)), rx))
+            .await
+            .expect("join");
+    let (messages, rx) = first;
+    assert_eq!(
+        messages.first().map(|m| m.1.as_str()),
+        Some("READY=1"),
+        "{messages:?}"
+    );
+    let pings = messages.iter().filter(|m| m.1 == "WATCHDOG=1").count();
+    assert!(pings >= 3, "pings at half of 400 ms: {messages:?}");
+    daemon.signal("TERM");
+    daemon
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .expect("exit");
+    let rest = tokio::task::spawn_blocking(move || collect(&rx, Duration::from_millis(300)))
+        .await
+        .expect("join");
+    assert!(rest.iter().any(|m| m.1 == "STOPPING=1"), "{rest:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_engine_stops_the_watchdog_pings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (socket, rx) = fake_systemd(dir.path());
+    let env = vec![
+        ("NOTIFY_SOCKET", socket),
+        ("WATCHDOG_USEC", "400000".to_string()),
+    ];
+    let daemon = Daemon::start(Options {
+        env,
+        failpoint: Some("stall-engine"),
+        ..Options::default()
+    })
+    .await;
+    let messages = tokio::task::spawn_blocking(move || collect(&rx, Duration::from_millis(3000)))
+        .await
+        .expect("join");
+    let pings: Vec<_> = messages
+        .iter()
+        .filter(|m| m.1 == "WATCHDOG=1")
+        .map(|m| m.0)
+        .collect();
+    assert!(
+        !pings.is_empty() && pings.len() <= 3,
+        "a couple of pings, then none: {messages:?}"
+    );
+    let last = *pings.last().expect("ping");
+    let silent = messages
+        .last()
+        .map_or(Duration::ZERO, |m| m.0.duration_since(last));
+    assert!(silent == Duration::ZERO, "nothing after the last ping");
+    assert!(
+        daemon.logs().contains("did not answer its heartbeat"),
+        "{}",
+        daemon.logs()
+    );
+    // The HTTP side still answers: only the engine is wedged, and that is what the watchdog sees.
+    assert_eq!(
+        reqwest::get(format!("{}/healthz", daemon.base))
+            .await
+            .expect("get")
+            .status(),
+        200
+    );
+}

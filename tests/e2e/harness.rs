@@ -39,6 +39,8 @@ pub struct Options {
     pub zvt_transport: Option<String>,
     pub completion_timeout_s: u64,
     pub admin: bool,
+    /// Extra environment for the daemon.
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -58,6 +60,7 @@ impl Default for Options {
             zvt_transport: None,
             completion_timeout_s: 30,
             admin: false,
+            env: Vec::new(),
         }
     }
 }
@@ -163,6 +166,9 @@ result_timeout_s = {result_timeout}
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        for (key, value) in &options.env {
+            command.env(key, value);
+        }
         match options.failpoint {
             Some(name) => command.env("POSBRIDGE_FAILPOINT", name),
             None => command.env_remove("POSBRIDGE_FAILPOINT"),
