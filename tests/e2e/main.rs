@@ -8,6 +8,7 @@ mod config_and_lifecycle;
 mod crash;
 mod merchants;
 mod operations;
+mod packaging;
 mod payment_flow;
 mod secrets;
 mod zvt;
