@@ -150,7 +150,11 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_it_asks_the_running_daemon_about_its_terminals() {
-    let daemon = Daemon::start(Options { admin: true, ..Options::default() }).await;
+    let daemon = Daemon::start(Options {
+        admin: true,
+        ..Options::default()
+    })
+    .await;
     let (code, out) = daemon.terminals_cli(&["list"]);
     assert_eq!(code, Some(0), "{out}");
     let list: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
@@ -175,5 +179,8 @@ async fn store_it_asks_the_running_daemon_about_its_terminals() {
         .expect("get");
     assert_eq!(response.status(), 401);
     let logs = daemon.logs();
-    assert!(!logs.contains(ADMIN_TOKEN), "the admin token is never logged");
+    assert!(
+        !logs.contains(ADMIN_TOKEN),
+        "the admin token is never logged"
+    );
 }

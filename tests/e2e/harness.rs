@@ -39,6 +39,8 @@ pub struct Options {
     pub zvt_transport: Option<String>,
     pub completion_timeout_s: u64,
     pub admin: bool,
+    /// `[payment_app] app_name`: a custom Payment App with the live feed.
+    pub payment_app: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -58,6 +60,7 @@ impl Default for Options {
             zvt_transport: None,
             completion_timeout_s: 30,
             admin: false,
+            payment_app: None,
         }
     }
 }
@@ -103,7 +106,7 @@ identify_terminal = {identify}
 
 [callbacks]
 first_retry_s = {first_retry}
-max_interval_s = 2
+max_interval_s = {max_interval}
 give_up_after_s = 3600
 request_timeout_s = 2
 
@@ -111,6 +114,7 @@ request_timeout_s = 2
 code = "{ONBOARDING_CODE}"
 
 {admin}
+{payment_app}
 [[terminals]]
 id = "lane-1"
 serial_number = "{SERIAL}"
@@ -124,11 +128,16 @@ result_timeout_s = {result_timeout}
             waiting = o.seconds_waiting,
             identify = o.identify_terminal,
             first_retry = o.first_retry_s,
+            max_interval = o.first_retry_s.max(2),
             result_timeout = o.result_timeout_s,
             admin = if o.admin {
                 format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n")
             } else {
                 String::new()
+            },
+            payment_app = match o.payment_app {
+                Some(name) => format!("[payment_app]\napp_name = \"{name}\"\n"),
+                None => String::new(),
             },
             terminal = match &o.zvt_transport {
                 Some(transport) => format!(

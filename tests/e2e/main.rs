@@ -8,5 +8,6 @@ mod config_and_lifecycle;
 mod crash;
 mod merchants;
 mod operations;
+mod payment_app;
 mod payment_flow;
 mod secrets;
