@@ -30,7 +30,18 @@ pub struct Config {
     #[serde(default)]
     pub admin: AdminConfig,
     #[serde(default)]
+    pub payment_app: PaymentAppConfig,
+    #[serde(default)]
     pub terminals: Vec<TerminalConfig>,
+}
+
+/// The Payment App the second Create answer opens while the terminal works.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentAppConfig {
+    /// A custom Payment App (`vendor.app-name`) that gets a WebSocket URL with live terminal
+    /// events; unset: VTEX's `vtex.challenge-wait-for-confirmation`.
+    pub app_name: Option<String>,
 }
 
 /// The local admin listener (terminal commands for store IT's CLI).
@@ -335,6 +346,21 @@ impl Config {
         {
             return bad("onboarding.code", "must be at least 8 characters".into());
         }
+        if let Some(name) = &self.payment_app.app_name {
+            let valid = name.split_once('.').is_some_and(|(vendor, app)| {
+                !vendor.is_empty()
+                    && !app.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            });
+            if !valid {
+                return bad(
+                    "payment_app.app_name",
+                    format!("`{name}` must look like `vendor.app-name`"),
+                );
+            }
+        }
         let mut ids = HashSet::new();
         let mut serials = HashSet::new();
         for t in &self.terminals {
@@ -480,6 +506,7 @@ mod tests {
                 "[callbacks]",
                 "[onboarding]",
                 "[admin]",
+                "[payment_app]",
                 "[[terminals]]",
             ] {
                 if text.contains(table) {
@@ -508,6 +535,22 @@ mod tests {
             .expect("line")
             + 1;
         assert_eq!(line, expected);
+    }
+
+    #[test]
+    fn payment_app_name_must_look_like_vendor_app() {
+        let with = |name: &str| {
+            DEFAULT_CONFIG.replace(
+                "# app_name = \"vendor.app-name\"",
+                &format!("app_name = \"{name}\""),
+            )
+        };
+        let c = Config::parse(&with("acme.pos-feed"), "x").expect("valid");
+        assert_eq!(c.payment_app.app_name.as_deref(), Some("acme.pos-feed"));
+        for bad in ["", "noname", "acme.", "acme. app", "<script>.x"] {
+            let err = Config::parse(&with(bad), "x").expect_err(bad).to_string();
+            assert!(err.contains("payment_app.app_name"), "{bad}: {err}");
+        }
     }
 
     #[test]

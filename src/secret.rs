@@ -68,6 +68,16 @@ pub fn token_hash(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
 }
 
+/// A token derived from a secret one for one purpose: unguessable while `secret` is, and
+/// reveals nothing of it (one-way), so it can be handed to a less trusted party.
+pub fn derived_token(purpose: &str, secret: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(purpose.as_bytes());
+    h.update([0u8]);
+    h.update(secret.as_bytes());
+    hex(&h.finalize())
+}
+
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes

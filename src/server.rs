@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -14,11 +15,15 @@ use tokio_util::task::TaskTracker;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::outbox::{HttpSender, OutboxWorker};
+use crate::payment_app::Hub;
 use crate::pos::Engine;
 use crate::ppp::auth::Credentials;
 use crate::ppp::onboarding::Onboarding;
 use crate::ppp::{self, AppState};
 use crate::store::{Store, merchants};
+
+/// Kernel send buffer of each connection on the PPP / Payment App listener.
+const SEND_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -37,6 +42,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let engine = Engine::new(&config, store.clone(), clock.clone(), public_url)?;
     let tasks = TaskTracker::new();
     let workers_stop = CancellationToken::new();
+    // Subscribed before the terminals start: the feed misses nothing.
+    let hub = Hub::new(engine.clone(), shutdown.clone());
+    tasks.spawn(hub.clone().run(workers_stop.clone()));
     engine.start(&tasks, workers_stop.clone()).await?;
 
     let sender = HttpSender::new(
@@ -70,6 +78,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         credentials: Credentials::new(&config.vtex.app_key, config.vtex.app_token.clone(), issued),
         onboarding: Arc::new(Onboarding::new(&config.onboarding)),
         max_body_bytes: config.server.max_body_bytes,
+        hub,
     };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -122,6 +131,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         });
     }
     let grace = Duration::from_secs(config.server.shutdown_grace_s);
+    // A bounded kernel send buffer per connection: a Payment App client that stops reading
+    // fills it quickly, so its feed falls behind and is closed (1013) instead of piling up
+    // megabytes in the kernel. Plenty for PPP answers.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER_BYTES) {
+            tracing::debug!(error = %e, "cannot bound a connection's send buffer");
+        }
+    });
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     tokio::select! {

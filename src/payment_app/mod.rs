@@ -1,12 +1,18 @@
-//! What the Sales App's Payment Apps call. For now: the terminal-connector-app's submitUrl,
-//! which names the terminal that will take the payment.
+//! What the Sales App's Payment Apps call: the terminal-connector-app's submitUrl, which names
+//! the terminal that will take the payment, and, for a custom Payment App, the live feed of
+//! the payment over WebSocket (`hub`, `socket`) and the reference page that shows it.
+
+pub mod hub;
+mod socket;
+
+pub use hub::Hub;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 use tower_http::cors::{Any, CorsLayer};
@@ -23,6 +29,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/pos/payments/{payment_id}/terminal", post(submit_serial))
         .layer(cors)
+        .route("/payment-app/ws/{payment_id}", get(socket::upgrade))
+        .route("/payment-app", get(socket::to_page))
+        .route("/payment-app/", get(socket::page))
+        .route("/payment-app/app.js", get(socket::script))
 }
 
 #[derive(Deserialize)]

@@ -18,6 +18,8 @@ use crate::terminal::OperationOutcome;
 const CANCEL: &str = "cancel";
 const SETTLE: &str = "settle";
 const REFUND: &str = "refund";
+/// The requestId of a cancel pressed in the Payment App.
+pub const PAYMENT_APP_CANCEL_REQUEST: &str = "payment-app-cancel";
 
 /// What a first look at the request decided.
 enum Step {
@@ -93,6 +95,23 @@ impl Engine {
         } else {
             self.finish_operation(op, OperationOutcome::Done).await
         }
+    }
+
+    /// A cancel pressed in the Payment App: the Gateway's cancellation path, on behalf of the
+    /// payment's merchant, with one fixed requestId (a repeat is a repeat, not a second cancel).
+    pub async fn cancel_from_payment_app(
+        &self,
+        payment_id: &str,
+    ) -> Result<OperationAnswer, EngineError> {
+        let id = payment_id.to_string();
+        let p = self
+            .store
+            .call(move |c| payments::get(c, &id))
+            .await?
+            .ok_or(EngineError::UnknownPayment)?;
+        tracing::info!(payment_id = %payment_id, "cancel requested from the Payment App");
+        self.cancel(&p.merchant, payment_id, PAYMENT_APP_CANCEL_REQUEST)
+            .await
     }
 
     pub async fn cancel(

@@ -92,6 +92,22 @@ pub fn wait_for_confirmation_app(seconds_waiting: u32) -> PaymentAppData {
     }
 }
 
+/// A partner's Payment App: what the wait app gets, plus the live terminal feed.
+pub fn custom_app(
+    app_name: &str,
+    payment_id: &str,
+    seconds_waiting: u32,
+    ws_url: &str,
+) -> PaymentAppData {
+    PaymentAppData {
+        app_name: app_name.into(),
+        payload: json!({
+            "paymentId": payment_id, "secondsWaiting": seconds_waiting, "wsUrl": ws_url,
+        })
+        .to_string(),
+    }
+}
+
 /// An answer to cancel / settle / refund: HTTP status and the spec's body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OperationAnswer {

@@ -123,6 +123,8 @@ pub struct Engine {
     pos: PosConfig,
     test_suite_cards: bool,
     public_url: String,
+    /// A custom Payment App for the charge (`[payment_app] app_name`).
+    payment_app_name: Option<String>,
     lanes: HashMap<String, Lane>,
     /// serial number → terminal id
     serials: HashMap<String, String>,
@@ -142,7 +144,8 @@ impl Engine {
         clock: SharedClock,
         public_url: String,
     ) -> Result<Arc<Self>, EngineError> {
-        let (terminal_events, _) = broadcast::channel(256);
+        // Roomy: a chatty terminal may send many status lines in a burst.
+        let (terminal_events, _) = broadcast::channel(4096);
         let (changes, _) = broadcast::channel(1024);
         let mut lanes = HashMap::new();
         let mut serials = HashMap::new();
@@ -197,6 +200,7 @@ impl Engine {
             pos: config.pos.clone(),
             test_suite_cards: config.vtex.test_suite_cards,
             public_url: public_url.trim_end_matches('/').to_string(),
+            payment_app_name: config.payment_app.app_name.clone(),
             lanes,
             serials,
             pending_lane_jobs: Mutex::new(pending),
@@ -322,6 +326,11 @@ impl Engine {
         self.clock.now_ms()
     }
 
+    /// The engine's clock (unix ms).
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     fn publish(&self, payment_id: &str, state: PaymentState) {
         let _ = self.changes.send(PaymentChange {
             payment_id: payment_id.to_string(),
@@ -338,6 +347,20 @@ impl Engine {
         )
     }
 
+    /// The WebSocket URL of a payment's live feed, with its token (see [`payment_app_token`]).
+    pub fn ws_url(&self, p: &Payment) -> String {
+        let base = match self.public_url.split_once("://") {
+            Some(("https", rest)) => format!("wss://{rest}"),
+            Some((_, rest)) => format!("ws://{rest}"),
+            None => self.public_url.clone(),
+        };
+        format!(
+            "{base}/payment-app/ws/{}?token={}",
+            encode_path_segment(&p.payment_id),
+            payment_app_token(p)
+        )
+    }
+
     /// The PPP answer for a payment now. `first_call`: the Create that stored it.
     pub fn answer(&self, p: &Payment, first_call: bool) -> PaymentAnswer {
         let status = if first_call && p.first_answer_undefined {
@@ -348,7 +371,15 @@ impl Engine {
         let app = match p.state {
             _ if p.terminal_id.is_none() && p.state != PaymentState::Received => None,
             PaymentState::Received => Some(answer::terminal_connector_app(&self.submit_url(p))),
-            _ => Some(answer::wait_for_confirmation_app(p.delays.seconds_waiting)),
+            _ => Some(match &self.payment_app_name {
+                Some(name) => answer::custom_app(
+                    name,
+                    &p.payment_id,
+                    p.delays.seconds_waiting,
+                    &self.ws_url(p),
+                ),
+                None => answer::wait_for_confirmation_app(p.delays.seconds_waiting),
+            }),
         };
         PaymentAnswer::of(p, status, app)
     }
@@ -592,6 +623,12 @@ impl Engine {
             }
         }
     }
+}
+
+/// The token of a payment's live feed: derived one-way from its random submit token, so it is
+/// unguessable, good for this payment only, survives restarts, and cannot bind a terminal.
+pub fn payment_app_token(p: &Payment) -> String {
+    crate::secret::derived_token("posbridge payment-app feed v1", &p.submit_token)
 }
 
 fn must_get(c: &Connection, payment_id: &str) -> Result<Payment, StoreError> {

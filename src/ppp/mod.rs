@@ -24,6 +24,8 @@ pub struct AppState {
     pub credentials: Arc<Credentials>,
     pub onboarding: Arc<Onboarding>,
     pub max_body_bytes: usize,
+    /// The Payment App feed.
+    pub hub: Arc<crate::payment_app::Hub>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -4,6 +4,7 @@
 
 mod schema;
 
+pub mod events;
 pub mod maintenance;
 pub mod merchants;
 pub mod operations;

@@ -113,3 +113,53 @@ pub fn given_up(c: &Connection) -> Result<Vec<(String, u32, Option<String>)>, St
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
+
+/// A callback not delivered yet, for store IT's status page (no URL: it carries a signature).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undelivered {
+    pub id: i64,
+    pub payment_id: String,
+    /// `pending` (no failed attempt yet), `failing` (retrying) or `given_up`.
+    pub state: &'static str,
+    pub attempts: u32,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+}
+
+/// Every callback not delivered, oldest first (at most `limit`).
+pub fn undelivered(c: &Connection, limit: u32) -> Result<Vec<Undelivered>, StoreError> {
+    let mut stmt = c.prepare(
+        "SELECT id, payment_id, state, attempts, next_attempt_at, last_error FROM outbox
+         WHERE state != 'delivered' ORDER BY id LIMIT ?1",
+    )?;
+    let rows = stmt
+        .query_map([limit], |r| {
+            let state: String = r.get(2)?;
+            let attempts: u32 = r.get(3)?;
+            Ok(Undelivered {
+                id: r.get(0)?,
+                payment_id: r.get(1)?,
+                state: match (state.as_str(), attempts) {
+                    ("given_up", _) => "given_up",
+                    (_, 0) => "pending",
+                    _ => "failing",
+                },
+                attempts,
+                next_attempt_at: r.get(4)?,
+                last_error: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Makes an undelivered callback due now (a given-up one too: one more attempt). False when
+/// there is no such undelivered callback.
+pub fn redeliver_now(c: &Connection, id: i64, now: i64) -> Result<bool, StoreError> {
+    let changed = c.execute(
+        "UPDATE outbox SET state = 'pending', next_attempt_at = ?2
+         WHERE id = ?1 AND state != 'delivered'",
+        params![id, now],
+    )?;
+    Ok(changed == 1)
+}

@@ -355,6 +355,17 @@ pub fn with_alarms(c: &Connection) -> Result<Vec<Payment>, StoreError> {
     Ok(rows)
 }
 
+/// Payments created at or after `since` (unix ms), newest first, at most `limit`.
+pub fn created_since(c: &Connection, since: i64, limit: u32) -> Result<Vec<Payment>, StoreError> {
+    let mut stmt = c.prepare(
+        "SELECT * FROM payments WHERE created_at >= ?1 ORDER BY created_at DESC LIMIT ?2",
+    )?;
+    let rows = stmt
+        .query_map(params![since, limit], from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

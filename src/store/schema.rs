@@ -101,8 +101,21 @@ CREATE TABLE receipts (
 CREATE INDEX receipts_by_payment ON receipts (payment_id);
 ";
 
+/// The Payment App feed: every event of a payment with its sequence number, so a client can
+/// resume (`?after=SEQ`) without loss or duplicates, across restarts too.
+const V3: &str = "
+CREATE TABLE payment_events (
+    payment_id  TEXT NOT NULL REFERENCES payments (payment_id),
+    seq         INTEGER NOT NULL,      -- 1, 2, 3… per payment
+    kind        TEXT NOT NULL,         -- state | prompt | result | error
+    body        TEXT NOT NULL,         -- the JSON frame sent to clients, seq included
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (payment_id, seq)
+) WITHOUT ROWID;
+";
+
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), String> {
-    Migrations::new(vec![M::up(V1), M::up(V2)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
         .to_latest(conn)
         .map_err(|e| format!("migration failed: {e}"))
 }

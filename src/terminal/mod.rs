@@ -217,6 +217,8 @@ pub struct TerminalEvent {
     pub terminal_id: String,
     pub reference: String,
     pub text: String,
+    /// When the terminal showed it (unix microseconds).
+    pub at_us: i64,
 }
 
 /// Where drivers publish what the terminal shows.
@@ -241,8 +243,16 @@ impl PromptSink {
             terminal_id: self.terminal_id.clone(),
             reference: reference.to_string(),
             text: text.to_string(),
+            at_us: unix_micros(),
         });
     }
+}
+
+fn unix_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// A terminal protocol. The actor calls one method at a time; `abort` may fire during `sale`.

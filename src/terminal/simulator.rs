@@ -29,6 +29,8 @@ use super::{
 use crate::clock::SharedClock;
 
 const SLOW_SALE: Duration = Duration::from_secs(20);
+/// `.07`: how many status lines a chatty terminal sends during the sale.
+const CHATTY_LINES: usize = 20_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -337,10 +339,24 @@ impl TerminalDriver for Simulator {
             (duration / 3, "enter PIN"),
             (duration / 3, "processing, please wait"),
         ];
+        let chatty = request.amount_minor.rem_euclid(100) == 7;
         let work = async {
             for (pause, text) in steps {
                 tokio::time::sleep(pause).await;
                 prompts.show(&request.reference, text);
+            }
+            if chatty {
+                // Like a ZVT terminal streaming intermediate status: many lines, in bursts.
+                for burst in 0..CHATTY_LINES / 50 {
+                    for i in 0..50 {
+                        let n = burst * 50 + i + 1;
+                        prompts.show(
+                            &request.reference,
+                            &format!("processing ({n}/{CHATTY_LINES})"),
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             }
             tokio::time::sleep(duration - 2 * (duration / 3)).await;
         };

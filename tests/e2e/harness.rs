@@ -41,6 +41,8 @@ pub struct Options {
     pub admin: bool,
     /// Extra environment for the daemon.
     pub env: Vec<(&'static str, String)>,
+    /// `[payment_app] app_name`: a custom Payment App with the live feed.
+    pub payment_app: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -61,6 +63,7 @@ impl Default for Options {
             completion_timeout_s: 30,
             admin: false,
             env: Vec::new(),
+            payment_app: None,
         }
     }
 }
@@ -106,7 +109,7 @@ identify_terminal = {identify}
 
 [callbacks]
 first_retry_s = {first_retry}
-max_interval_s = 2
+max_interval_s = {max_interval}
 give_up_after_s = 3600
 request_timeout_s = 2
 
@@ -114,6 +117,7 @@ request_timeout_s = 2
 code = "{ONBOARDING_CODE}"
 
 {admin}
+{payment_app}
 [[terminals]]
 id = "lane-1"
 serial_number = "{SERIAL}"
@@ -127,11 +131,16 @@ result_timeout_s = {result_timeout}
             waiting = o.seconds_waiting,
             identify = o.identify_terminal,
             first_retry = o.first_retry_s,
+            max_interval = o.first_retry_s.max(2),
             result_timeout = o.result_timeout_s,
             admin = if o.admin {
                 format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n")
             } else {
                 String::new()
+            },
+            payment_app = match o.payment_app {
+                Some(name) => format!("[payment_app]\napp_name = \"{name}\"\n"),
+                None => String::new(),
             },
             terminal = match &o.zvt_transport {
                 Some(transport) => format!(

@@ -9,6 +9,7 @@ mod crash;
 mod merchants;
 mod operations;
 mod packaging;
+mod payment_app;
 mod payment_flow;
 mod secrets;
 mod zvt;
