@@ -27,6 +27,7 @@ fn main() {
         "cargo:rustc-env=POSBRIDGE_LONG_VERSION={} (commit {commit}, built {y:04}-{m:02}-{d:02})",
         env!("CARGO_PKG_VERSION")
     );
+    println!("cargo:rustc-env=POSBRIDGE_BUILD_UNIX={seconds}");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");

@@ -26,16 +26,21 @@ pub fn router(engine: Arc<Engine>, token: Secret) -> Router {
         .route("/terminals", get(list_terminals))
         .route("/terminals/{id}/probe", post(probe))
         .route("/terminals/{id}/end-of-day", post(end_of_day))
-        .with_state(AdminState { engine, token })
+        .with_state(AdminState {
+            engine: engine.clone(),
+            token: token.clone(),
+        })
+        .merge(crate::admin_ops::router(engine, token))
 }
 
-fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response>> {
+/// Whether the request carries the admin Bearer token (constant-time compare).
+pub(crate) fn authorized(token: &Secret, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let presented = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    if state.token.matches(presented.trim()) {
+    if token.matches(presented.trim()) {
         Ok(())
     } else {
         tracing::warn!("admin: rejected a request without the right token");
@@ -48,7 +53,7 @@ fn authorized(state: &AdminState, headers: &HeaderMap) -> Result<(), Box<Respons
 }
 
 async fn list_terminals(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
+    if let Err(r) = authorized(&state.token, &headers) {
         return *r;
     }
     let terminals: Vec<_> = state
@@ -72,7 +77,7 @@ async fn probe(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
+    if let Err(r) = authorized(&state.token, &headers) {
         return *r;
     }
     let Some(terminal) = state.engine.terminal_handle(&id) else {
@@ -97,7 +102,7 @@ async fn end_of_day(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
+    if let Err(r) = authorized(&state.token, &headers) {
         return *r;
     }
     let Some(terminal) = state.engine.terminal_handle(&id) else {
@@ -124,6 +129,7 @@ pub async fn call(
     config: &Config,
     method: reqwest::Method,
     path: &str,
+    body: Option<String>,
 ) -> Result<(u16, String), String> {
     let Some(token) = &config.admin.token else {
         return Err("no [admin] token in the configuration: the admin listener is off".into());
@@ -135,6 +141,7 @@ pub async fn call(
         .map_err(|e| e.to_string())?
         .request(method, &url)
         .bearer_auth(token.expose())
+        .body(body.unwrap_or_default())
         .send()
         .await
         .map_err(|e| format!("cannot reach the daemon at {}: {e}", config.admin.listen))?;

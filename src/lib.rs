@@ -2,11 +2,15 @@
 //! in-store card payments and drives the payment terminal. See ARCHITECTURE.md.
 
 pub mod admin;
+pub mod admin_ops;
 pub mod alarms;
+pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod doctor;
 pub mod failpoint;
 pub mod money;
+pub mod observability;
 pub mod outbox;
 pub mod payment_app;
 pub mod pos;

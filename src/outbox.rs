@@ -166,6 +166,7 @@ impl<S: CallbackSender> OutboxWorker<S> {
                 self.store
                     .call(move |c| outbox::delivered(c, id, now))
                     .await?;
+                crate::observability::callback_attempt("delivered");
                 tracing::info!("callback delivered");
             }
             Err(why) => {
@@ -182,6 +183,11 @@ impl<S: CallbackSender> OutboxWorker<S> {
                 self.store
                     .call(move |c| outbox::failed(c, id, next, &reason))
                     .await?;
+                crate::observability::callback_attempt(if next.is_some() {
+                    "retry"
+                } else {
+                    "given_up"
+                });
                 match next {
                     Some(at) => {
                         tracing::warn!(error = %why, retry_in_ms = at - now, "callback failed; will retry")

@@ -80,9 +80,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         max_body_bytes: config.server.max_body_bytes,
         hub,
     };
+    crate::observability::install();
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(ppp::router(state))
+        .layer(axum::middleware::from_fn(crate::observability::track_http))
         .fallback(|| async {
             ppp::error::PppError::bad("not-found", "no such route").into_response_404()
         });

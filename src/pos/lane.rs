@@ -284,7 +284,8 @@ impl Engine {
             })
             .await?;
         match effect {
-            ResultEffect::Finish(_) => {
+            ResultEffect::Finish(finished) => {
+                crate::observability::payment_result(finished.as_str());
                 tracing::info!(payment_id = %payment_id, state = %state, "terminal result recorded; callback queued");
                 self.outbox_wake.notify_one();
             }

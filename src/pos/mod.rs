@@ -440,6 +440,7 @@ impl Engine {
             }
         }
         if started {
+            crate::observability::charge_started(payment.terminal_id.as_deref().unwrap_or("-"));
             tracing::info!(payment_id = %payment.payment_id, terminal = payment.terminal_id.as_deref().unwrap_or("-"), "charge queued on the terminal");
             self.publish(&payment.payment_id, payment.state);
             self.enqueue(&payment, LaneJob::Charge(payment.payment_id.clone()));

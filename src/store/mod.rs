@@ -4,6 +4,8 @@
 
 mod schema;
 
+pub use schema::LATEST_VERSION;
+
 pub mod events;
 pub mod maintenance;
 pub mod merchants;
@@ -199,7 +201,9 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
         }
         replies.push(reply);
     }
+    let started = std::time::Instant::now();
     let commit_error = tx.commit().err().map(StoreError::from);
+    crate::observability::database_commit(started.elapsed().as_secs_f64(), size);
     if let Some(e) = &commit_error {
         tracing::error!(error = %e, "commit failed; {size} requests failed");
     }

@@ -163,3 +163,12 @@ pub fn redeliver_now(c: &Connection, id: i64, now: i64) -> Result<bool, StoreErr
     )?;
     Ok(changed == 1)
 }
+
+/// Undelivered callbacks: how many, and when the oldest was written.
+pub fn backlog(c: &Connection) -> Result<(i64, Option<i64>), StoreError> {
+    Ok(c.query_row(
+        "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state = 'pending'",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?)
+}

@@ -366,6 +366,16 @@ pub fn created_since(c: &Connection, since: i64, limit: u32) -> Result<Vec<Payme
     Ok(rows)
 }
 
+/// How many payments are in each state.
+pub fn count_by_state(c: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut stmt =
+        c.prepare("SELECT state, COUNT(*) FROM payments GROUP BY state ORDER BY state")?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -114,6 +114,9 @@ CREATE TABLE payment_events (
 ) WITHOUT ROWID;
 ";
 
+/// How many migrations this binary knows (the database's `user_version` once migrated).
+pub const LATEST_VERSION: i64 = 3;
+
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), String> {
     Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
         .to_latest(conn)

@@ -237,6 +237,7 @@ impl PromptSink {
     }
 
     pub fn show(&self, reference: &str, text: &str) {
+        crate::observability::terminal_event(&self.terminal_id);
         tracing::debug!(payment_id = %reference, prompt = %text, "terminal prompt");
         // No subscriber is fine: prompts are informational.
         let _ = self.events.send(TerminalEvent {

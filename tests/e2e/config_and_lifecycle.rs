@@ -303,3 +303,213 @@ async fn a_stalled_engine_stops_the_watchdog_pings() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_it_observes_payments_callbacks_metrics_and_logs() {
+    let daemon = Daemon::start(Options {
+        admin: true,
+        first_retry_s: 30,
+        ..Options::default()
+    })
+    .await;
+    let receiver = CallbackReceiver::start(0).await;
+    receiver.fail_always();
+    let gateway = daemon.gateway();
+    let body = create_body(
+        "pay-ops-view",
+        json!(12.34),
+        "Venda Direta Credito",
+        &receiver.url_for("pay-ops-view"),
+    );
+    start_charge(&gateway, &body).await;
+    gateway.poll_final(&body, Duration::from_secs(30)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while receiver.attempts() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no callback attempt"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (code, out) = daemon.admin_cli("payments", &["list"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("pay-ops-view") && out.contains("\"lastDigits\":\"1111\""),
+        "{out}"
+    );
+    assert!(!out.contains("444433"), "never the first 6 digits: {out}");
+    let (code, out) = daemon.admin_cli("payments", &["show", "pay-ops-view"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("\"receipts\"") && out.contains("customer"),
+        "{out}"
+    );
+    assert!(!out.contains("SIGtestSECRET"), "no callback URL: {out}");
+
+    let (code, out) = daemon.admin_cli("callbacks", &["list"]);
+    assert_eq!(code, Some(0), "{out}");
+    let list: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    let callback = &list["callbacks"][0];
+    assert_eq!(callback["paymentId"], "pay-ops-view");
+    assert_eq!(callback["state"], "failing");
+    receiver.succeed_from_now();
+    let id = callback["id"].as_i64().expect("id").to_string();
+    let (code, out) = daemon.admin_cli("callbacks", &["retry", &id]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        receiver
+            .wait_for("pay-ops-view", Duration::from_secs(5))
+            .await
+            .len(),
+        1,
+        "re-delivered now, not in 30 s"
+    );
+
+    let admin = daemon.admin.as_ref().expect("admin");
+    let metrics = reqwest::Client::new()
+        .get(format!("http://{admin}/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for needle in [
+        "posbridge_http_requests_total{route=\"/payments\",status=\"200\"}",
+        "posbridge_http_request_duration_seconds_bucket{route=\"/payments\"",
+        "posbridge_charges_started_total{terminal=\"lane-1\"} 1",
+        "posbridge_payments{state=\"approved\"} 1",
+        "posbridge_callback_attempts_total{outcome=\"retry\"}",
+        "posbridge_callback_attempts_total{outcome=\"delivered\"} 1",
+        "posbridge_db_commits_per_fsync_count",
+        "posbridge_terminal_online{terminal=\"lane-1\",protocol=\"simulator\"} 1",
+        "posbridge_terminal_events_total{terminal=\"lane-1\"}",
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "missing `{needle}` in:\n{metrics}"
+        );
+    }
+
+    // The log level changes at runtime: at `warn` a new payment leaves no INFO line.
+    let (code, out) = daemon.admin_cli("log-level", &["warn"]);
+    assert_eq!(code, Some(0), "{out}");
+    let quiet = create_body(
+        "pay-quiet",
+        json!(5),
+        "Venda Direta Credito",
+        &receiver.url_for("pay-quiet"),
+    );
+    gateway.create(&quiet).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !daemon
+            .logs()
+            .lines()
+            .any(|l| l.contains("payment stored") && l.contains("pay-quiet"))
+    );
+    let (code, _) = daemon.admin_cli("log-level", &["info"]);
+    assert_eq!(code, Some(0));
+    let loud = create_body(
+        "pay-loud",
+        json!(5),
+        "Venda Direta Credito",
+        &receiver.url_for("pay-loud"),
+    );
+    gateway.create(&loud).await;
+    assert!(daemon.wait_log("pay-loud", Duration::from_secs(5)).await);
+    let (code, out) = daemon.admin_cli("log-level", &["not a level!!"]);
+    assert_eq!(code, Some(1), "{out}");
+
+    let (code, out) = daemon.admin_cli("doctor", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    for needle in [
+        "ok    configuration",
+        "ok    database integrity",
+        "ok    database schema",
+        "ok    daemon",
+        "ok    terminal lane-1: online",
+    ] {
+        assert!(out.contains(needle), "missing `{needle}`:\n{out}");
+    }
+    assert!(!daemon.logs().contains(ADMIN_TOKEN));
+}
+
+#[test]
+fn doctor_fails_clearly_without_a_daemon() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/posbridge.toml"
+    ))
+    .expect("example");
+    let text = good
+        .replace(
+            "# token = \"choose-a-long-random-token\"",
+            "token = \"doctor-token\"",
+        )
+        .replace("listen = \"127.0.0.1:9090\"", "listen = \"127.0.0.1:1\"")
+        .replace(
+            "path = \"posbridge.db\"",
+            &format!("path = \"{}\"", dir.path().join("none.db").display()),
+        );
+    let path = dir.path().join("doctor.toml");
+    std::fs::write(&path, text).expect("write");
+    let out = posbridge(&["doctor", "--config", path.to_str().expect("utf8")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL  daemon"), "{text}");
+    assert!(text.contains("warn  database"), "{text}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/posbridge.toml"
+    ))
+    .expect("example");
+    let text = good
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+        .replace(
+            "path = \"posbridge.db\"",
+            &format!("path = \"{}\"", dir.path().join("j.db").display()),
+        );
+    let path = dir.path().join("json.toml");
+    std::fs::write(&path, text).expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_posbridge"))
+        .args([
+            "run",
+            "--log-format",
+            "json",
+            "--config",
+            path.to_str().expect("utf8"),
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = Vec::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+        let done = line.contains("listening on http://");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            event["level"].is_string() && event["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+}

@@ -321,6 +321,11 @@ result_timeout_s = {result_timeout}
 
     /// `posbridge terminals ARGS…` against this daemon's admin listener: (exit code, output).
     pub fn terminals_cli(&self, args: &[&str]) -> (Option<i32>, String) {
+        self.admin_cli("terminals", args)
+    }
+
+    /// `posbridge COMMAND --config <this daemon's config, admin port filled in> ARGS…`.
+    pub fn admin_cli(&self, command: &str, args: &[&str]) -> (Option<i32>, String) {
         let admin = self.admin.as_ref().expect("admin listener on");
         let cli_config = self.dir.path().join("cli.toml");
         let text = std::fs::read_to_string(self.dir.path().join("posbridge.toml"))
@@ -331,7 +336,7 @@ result_timeout_s = {result_timeout}
             );
         std::fs::write(&cli_config, text).expect("cli config");
         let out = Command::new(env!("CARGO_BIN_EXE_posbridge"))
-            .args(["terminals", "--config"])
+            .args([command, "--config"])
             .arg(&cli_config)
             .args(args)
             .output()

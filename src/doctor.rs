@@ -1,0 +1,210 @@
+//! `posbridge doctor`: the checks store IT would otherwise do by hand, in one report.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, DEFAULT_CONFIG};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    checks: Vec<(Level, String, String)>,
+}
+
+impl Report {
+    fn add(&mut self, level: Level, check: &str, detail: impl Into<String>) {
+        self.checks.push((level, check.to_string(), detail.into()));
+    }
+
+    /// True when nothing failed (warnings are fine).
+    pub fn ok(&self) -> bool {
+        self.checks
+            .iter()
+            .all(|(level, _, _)| *level != Level::Fail)
+    }
+
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for (level, check, detail) in &self.checks {
+            let tag = match level {
+                Level::Ok => "ok  ",
+                Level::Warn => "warn",
+                Level::Fail => "FAIL",
+            };
+            let _ = writeln!(out, "{tag}  {check}: {detail}");
+        }
+        let _ = writeln!(
+            out,
+            "{}",
+            if self.ok() {
+                "all checks passed"
+            } else {
+                "some checks FAILED"
+            }
+        );
+        out
+    }
+}
+
+pub async fn run(config_path: Option<&Path>) -> Report {
+    let mut report = Report::default();
+    let loaded = match config_path {
+        Some(path) => Config::load(path),
+        None => Config::parse(DEFAULT_CONFIG, "(embedded default)"),
+    };
+    let config = match loaded {
+        Ok(c) => {
+            report.add(
+                Level::Ok,
+                "configuration",
+                format!("{} terminal(s) configured", c.terminals.len()),
+            );
+            c
+        }
+        Err(e) => {
+            report.add(Level::Fail, "configuration", e.to_string());
+            return report;
+        }
+    };
+    check_database(&mut report, &config.storage.path);
+    check_clock(&mut report);
+    check_daemon(&mut report, &config).await;
+    report
+}
+
+fn check_database(report: &mut Report, path: &Path) {
+    if !path.exists() {
+        report.add(
+            Level::Warn,
+            "database",
+            format!(
+                "{} does not exist yet (the daemon creates it)",
+                path.display()
+            ),
+        );
+        return;
+    }
+    let conn = match crate::store::open_read_only(path) {
+        Ok(c) => c,
+        Err(e) => return report.add(Level::Fail, "database", e.to_string()),
+    };
+    match conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)) {
+        Ok(v) if v == "ok" => report.add(
+            Level::Ok,
+            "database integrity",
+            format!("{}: ok", path.display()),
+        ),
+        Ok(v) => report.add(Level::Fail, "database integrity", v),
+        Err(e) => report.add(Level::Fail, "database integrity", e.to_string()),
+    }
+    match conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)) {
+        Ok(v) if v == crate::store::LATEST_VERSION => report.add(
+            Level::Ok,
+            "database schema",
+            format!("version {v} (current)"),
+        ),
+        Ok(v) if v < crate::store::LATEST_VERSION => report.add(
+            Level::Warn,
+            "database schema",
+            format!(
+                "version {v}; migrates to {} on the next start",
+                crate::store::LATEST_VERSION
+            ),
+        ),
+        Ok(v) => report.add(
+            Level::Fail,
+            "database schema",
+            format!(
+                "version {v} is newer than this binary knows ({}): a downgrade?",
+                crate::store::LATEST_VERSION
+            ),
+        ),
+        Err(e) => report.add(Level::Fail, "database schema", e.to_string()),
+    }
+    match crate::store::payments::with_alarms(&conn) {
+        Ok(list) if list.is_empty() => report.add(Level::Ok, "alarms", "none"),
+        Ok(list) => report.add(
+            Level::Warn,
+            "alarms",
+            format!(
+                "{} payment(s) need a person: see `posbridge alarms`",
+                list.len()
+            ),
+        ),
+        Err(e) => report.add(Level::Fail, "alarms", e.to_string()),
+    }
+}
+
+fn check_clock(report: &mut Report) {
+    let now_s = SystemClock.now_ms() / 1000;
+    let built_s: i64 = env!("POSBRIDGE_BUILD_UNIX").parse().unwrap_or(0);
+    if now_s + 86_400 < built_s {
+        report.add(
+            Level::Fail,
+            "clock",
+            "the system clock is before this binary was built: set the time (NTP)",
+        );
+    } else if now_s > built_s + 20 * 365 * 86_400 {
+        report.add(
+            Level::Fail,
+            "clock",
+            "the system clock is decades ahead: set the time (NTP)",
+        );
+    } else {
+        report.add(Level::Ok, "clock", "plausible (not before the build date)");
+    }
+}
+
+async fn check_daemon(report: &mut Report, config: &Config) {
+    if config.admin.token.is_none() {
+        report.add(
+            Level::Warn,
+            "daemon",
+            "no [admin] token: the running daemon and its terminals cannot be asked",
+        );
+        return;
+    }
+    match crate::admin::call(config, reqwest::Method::GET, "/terminals", None).await {
+        Ok((200, body)) => {
+            report.add(
+                Level::Ok,
+                "daemon",
+                format!("answering on {}", config.admin.listen),
+            );
+            let parsed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            for t in parsed["terminals"].as_array().into_iter().flatten() {
+                let id = t["id"].as_str().unwrap_or("?");
+                let seen = t["lastSeenMs"].as_i64();
+                match (t["online"].as_bool(), seen) {
+                    (Some(true), _) => report.add(Level::Ok, &format!("terminal {id}"), "online"),
+                    (_, None) => report.add(
+                        Level::Warn,
+                        &format!("terminal {id}"),
+                        "not used yet (run `posbridge terminals probe`)",
+                    ),
+                    _ => report.add(
+                        Level::Fail,
+                        &format!("terminal {id}"),
+                        format!(
+                            "offline: {}",
+                            t["lastError"].as_str().unwrap_or("no answer")
+                        ),
+                    ),
+                }
+            }
+        }
+        Ok((status, body)) => report.add(
+            Level::Fail,
+            "daemon",
+            format!("the admin listener answered {status}: {body}"),
+        ),
+        Err(e) => report.add(Level::Fail, "daemon", e),
+    }
+}
