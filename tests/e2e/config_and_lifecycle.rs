@@ -236,7 +236,7 @@ async fn systemd_hears_ready_watchdog_and_stopping() {
     })
     .await;
     let first =
-        tokio::task::spawn_blocking(move || (collect(&rx, Duration::from_millis(1500)), rx))
+        tokio::task::spawn_blocking(move || (collect(&rx, Duration::from_millis(2500)), rx))
             .await
             .expect("join");
     let (messages, rx) = first;
