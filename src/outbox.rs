@@ -209,7 +209,7 @@ mod tests {
     use super::*;
     use crate::clock::{Clock, TokioClock};
     use crate::pos::state::PaymentState;
-    use crate::store::payments::{self, Delays, NewPayment, SaleFields};
+    use crate::store::payments;
 
     #[test]
     fn retry_schedule_doubles_up_to_the_cap() {
@@ -248,28 +248,8 @@ mod tests {
         let now = clock.now_ms();
         store
             .call(move |c| {
-                let p = NewPayment {
-                    payment_id: "p1".into(),
-                    merchant: "m".into(),
-                    transaction_id: "t".into(),
-                    method: "Venda Direta Credito".into(),
-                    amount_minor: 100,
-                    currency: "BRL".into(),
-                    installments: None,
-                    callback_url: "http://127.0.0.1:9/cb".into(),
-                    submit_token: "x".into(),
-                    tid: "tid".into(),
-                    state: PaymentState::Approved,
-                    terminal_id: None,
-                    delays: Delays {
-                        seconds_waiting: 1,
-                        delay_to_cancel: 1,
-                        delay_to_auto_settle: 1,
-                        delay_to_auto_settle_after_antifraud: 1,
-                    },
-                    sale: SaleFields::default(),
-                    first_answer_undefined: false,
-                };
+                let mut p = payments::test_payment("p1", PaymentState::Approved);
+                p.amount_minor = 100;
                 payments::insert(c, &p, now)?;
                 outbox::enqueue(c, "p1", &p.callback_url, "{}", now)
             })

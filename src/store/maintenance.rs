@@ -69,33 +69,8 @@ pub fn purge(c: &Connection, cutoff_ms: i64) -> Result<Purged, StoreError> {
 mod tests {
     use super::*;
     use crate::pos::state::PaymentState;
-    use crate::store::payments::{self, Delays, NewPayment, SaleFields};
+    use crate::store::payments::{self, test_payment};
     use crate::store::{Store, outbox, receipts};
-
-    fn payment(id: &str, state: PaymentState) -> NewPayment {
-        NewPayment {
-            payment_id: id.into(),
-            merchant: "m".into(),
-            transaction_id: "t".into(),
-            method: "Venda Direta Credito".into(),
-            amount_minor: 100,
-            currency: "BRL".into(),
-            installments: None,
-            callback_url: "http://127.0.0.1:9/cb".into(),
-            submit_token: "x".into(),
-            tid: "tid".into(),
-            state,
-            terminal_id: None,
-            delays: Delays {
-                seconds_waiting: 1,
-                delay_to_cancel: 1,
-                delay_to_auto_settle: 1,
-                delay_to_auto_settle_after_antifraud: 1,
-            },
-            sale: SaleFields::default(),
-            first_answer_undefined: false,
-        }
-    }
 
     #[tokio::test]
     async fn purge_keeps_recent_unfinished_alarmed_and_undelivered_payments() {
@@ -105,7 +80,7 @@ mod tests {
         let purged = store
             .call(move |c| {
                 let old = 1_000 * day;
-                payments::insert(c, &payment("old-done", PaymentState::Approved), old)?;
+                payments::insert(c, &test_payment("old-done", PaymentState::Approved), old)?;
                 receipts::insert(c, "old-done", "customer", "text", old)?;
                 outbox::enqueue(c, "old-done", "http://x", "{}", old)?;
                 let id: i64 = c.query_row(
@@ -114,12 +89,24 @@ mod tests {
                     |r| r.get(0),
                 )?;
                 outbox::delivered(c, id, old)?;
-                payments::insert(c, &payment("old-charging", PaymentState::Charging), old)?;
-                payments::insert(c, &payment("old-alarm", PaymentState::Approved), old)?;
+                payments::insert(
+                    c,
+                    &test_payment("old-charging", PaymentState::Charging),
+                    old,
+                )?;
+                payments::insert(c, &test_payment("old-alarm", PaymentState::Approved), old)?;
                 payments::set_alarm(c, "old-alarm", Some("late approval"), old)?;
-                payments::insert(c, &payment("old-undelivered", PaymentState::Denied), old)?;
+                payments::insert(
+                    c,
+                    &test_payment("old-undelivered", PaymentState::Denied),
+                    old,
+                )?;
                 outbox::enqueue(c, "old-undelivered", "http://x", "{}", old)?;
-                payments::insert(c, &payment("recent", PaymentState::Approved), 1_095 * day)?;
+                payments::insert(
+                    c,
+                    &test_payment("recent", PaymentState::Approved),
+                    1_095 * day,
+                )?;
                 purge(c, 1_010 * day)
             })
             .await
@@ -158,7 +145,7 @@ mod tests {
         let db = dir.path().join("live.db");
         let store = Store::open(&db).expect("open");
         store
-            .call(|c| payments::insert(c, &payment("kept", PaymentState::Approved), 1))
+            .call(|c| payments::insert(c, &test_payment("kept", PaymentState::Approved), 1))
             .await
             .expect("insert");
         let copy = dir.path().join("copy.db");

@@ -376,35 +376,37 @@ pub fn count_by_state(c: &Connection) -> Result<Vec<(String, i64)>, StoreError> 
     Ok(rows)
 }
 
+/// A payment for tests: 10.00 BRL, on `lane-1` when bound or later.
+#[cfg(test)]
+pub(crate) fn test_payment(id: &str, state: PaymentState) -> NewPayment {
+    NewPayment {
+        payment_id: id.into(),
+        merchant: "m".into(),
+        transaction_id: "t".into(),
+        method: "Venda Direta Credito".into(),
+        amount_minor: 1000,
+        currency: "BRL".into(),
+        installments: None,
+        callback_url: "http://127.0.0.1:9/cb".into(),
+        submit_token: "tok".into(),
+        tid: "tid".into(),
+        state,
+        terminal_id: (state != PaymentState::Received).then(|| "lane-1".into()),
+        delays: Delays {
+            seconds_waiting: 600,
+            delay_to_cancel: 900,
+            delay_to_auto_settle: 1,
+            delay_to_auto_settle_after_antifraud: 1,
+        },
+        sale: SaleFields::default(),
+        first_answer_undefined: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::Store;
-
-    fn new_payment(id: &str) -> NewPayment {
-        NewPayment {
-            payment_id: id.into(),
-            merchant: "m".into(),
-            transaction_id: "t".into(),
-            method: "Venda Direta Credito".into(),
-            amount_minor: 1000,
-            currency: "BRL".into(),
-            installments: None,
-            callback_url: "http://127.0.0.1:1/cb".into(),
-            submit_token: "tok".into(),
-            tid: "tid".into(),
-            state: PaymentState::Bound,
-            terminal_id: Some("lane-1".into()),
-            delays: Delays {
-                seconds_waiting: 600,
-                delay_to_cancel: 900,
-                delay_to_auto_settle: 1,
-                delay_to_auto_settle_after_antifraud: 1,
-            },
-            sale: SaleFields::default(),
-            first_answer_undefined: false,
-        }
-    }
 
     /// Two separate connections (two writer threads, as two processes would have) race to
     /// start the same charge many times; exactly one wins each race.
@@ -416,7 +418,7 @@ mod tests {
         let b = Store::open(&path).expect("open b");
         for round in 0..25 {
             let id = format!("p{round}");
-            let p = new_payment(&id);
+            let p = test_payment(&id, PaymentState::Bound);
             a.call(move |c| insert(c, &p, 1)).await.expect("insert");
             let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(8));
             let mut racers = Vec::new();

@@ -2,6 +2,7 @@
 //! that runs one transaction at a time. Knows nothing of PPP or the database.
 
 mod actor;
+pub mod journal;
 pub mod simulator;
 pub mod zvt;
 

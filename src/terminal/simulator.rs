@@ -14,7 +14,6 @@
 //! down: a sale is journaled with the time it completes, so after a crash the recovery query
 //! finds the approval the terminal made meanwhile.
 
-use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -104,34 +103,11 @@ impl Simulator {
     }
 
     fn read(&self) -> Result<Vec<Entry>, DriverError> {
-        let file = match std::fs::File::open(&self.journal) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(DriverError::Disconnected(e.to_string())),
-        };
-        let mut entries = Vec::new();
-        for line in std::io::BufReader::new(file).lines() {
-            let line = line.map_err(|e| DriverError::Disconnected(e.to_string()))?;
-            // A line torn by a crash mid-write is ignored, as a terminal ignores a torn record.
-            if let Ok(entry) = serde_json::from_str(&line) {
-                entries.push(entry);
-            }
-        }
-        Ok(entries)
+        super::journal::read(&self.journal)
     }
 
     fn append(&self, entry: &Entry) -> Result<(), DriverError> {
-        let io = |e: std::io::Error| DriverError::Disconnected(e.to_string());
-        let mut line =
-            serde_json::to_string(entry).map_err(|e| DriverError::Protocol(e.to_string()))?;
-        line.push('\n');
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.journal)
-            .map_err(io)?;
-        file.write_all(line.as_bytes()).map_err(io)?;
-        file.sync_data().map_err(io)
+        super::journal::append(&self.journal, entry)
     }
 
     fn plan(&self, request: &SaleRequest, serial: usize) -> (Option<Duration>, Planned) {

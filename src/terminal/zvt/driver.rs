@@ -9,7 +9,6 @@
 //! payment stays undefined and store IT is alarmed).
 
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -73,6 +72,8 @@ pub struct ZvtDriver {
     /// half a dialogue, so it is reopened before the next command.
     interrupted: bool,
     journal: PathBuf,
+    /// Set when the journal could not be read at start: recovery then cannot tell.
+    journal_unreadable: Option<String>,
     baseline: Baseline,
     intents: HashMap<String, (i64, Option<u32>)>,
     clock: SharedClock,
@@ -108,6 +109,7 @@ impl ZvtDriver {
             link: None,
             interrupted: false,
             journal,
+            journal_unreadable: None,
             baseline: None,
             intents: HashMap::new(),
             clock,
@@ -125,39 +127,32 @@ impl ZvtDriver {
     }
 
     fn load_journal(&mut self) {
-        let Ok(file) = std::fs::File::open(&self.journal) else {
-            return;
+        let entries = match crate::terminal::journal::read::<JournalEntry>(&self.journal) {
+            Ok(entries) => entries,
+            Err(e) => {
+                // Without the journal, "no intent" proves nothing: recovery must not decide.
+                tracing::error!(terminal = %self.terminal_id, error = %e, "ALARM: cannot read the ZVT journal");
+                self.journal_unreadable = Some(e.to_string());
+                Vec::new()
+            }
         };
-        for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
-            match serde_json::from_str::<JournalEntry>(&line) {
-                Ok(JournalEntry::Baseline { trace }) => self.baseline = Some(trace),
-                Ok(JournalEntry::Intent {
+        for entry in entries {
+            match entry {
+                JournalEntry::Baseline { trace } => self.baseline = Some(trace),
+                JournalEntry::Intent {
                     reference,
                     amount_minor,
                     trace_before,
                     ..
-                }) => {
+                } => {
                     self.intents.insert(reference, (amount_minor, trace_before));
                 }
-                Err(_) => {} // a line torn by a crash
             }
         }
     }
 
     fn append(&self, entry: &JournalEntry) -> Result<(), DriverError> {
-        let io = |e: std::io::Error| {
-            DriverError::Disconnected(format!("cannot write the ZVT journal: {e}"))
-        };
-        let mut line =
-            serde_json::to_string(entry).map_err(|e| DriverError::Protocol(e.to_string()))?;
-        line.push('\n');
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.journal)
-            .map_err(io)?;
-        file.write_all(line.as_bytes()).map_err(io)?;
-        file.sync_data().map_err(io)
+        crate::terminal::journal::append(&self.journal, entry)
     }
 
     fn note_trace(&mut self, status: Option<&BmpList>) -> Result<(), DriverError> {
@@ -377,6 +372,11 @@ impl TerminalDriver for ZvtDriver {
     }
 
     async fn query_sale(&mut self, inquiry: &SaleInquiry) -> Result<SaleQuery, DriverError> {
+        if let Some(why) = &self.journal_unreadable {
+            return Err(DriverError::Protocol(format!(
+                "the journal is unreadable ({why}): cannot tell"
+            )));
+        }
         let (amount_minor, trace_before) = match self.intents.get(&inquiry.reference) {
             Some(intent) => *intent,
             // No intent journaled: the sale never reached the terminal.
@@ -471,6 +471,11 @@ impl TerminalDriver for ZvtDriver {
     }
 
     async fn query_operation(&mut self, reference: &str) -> Result<OperationQuery, DriverError> {
+        if let Some(why) = &self.journal_unreadable {
+            return Err(DriverError::Protocol(format!(
+                "the journal is unreadable ({why}): cannot tell"
+            )));
+        }
         let Some((_, trace_before)) = self.intents.get(reference).copied() else {
             return Ok(OperationQuery::NotFound);
         };
