@@ -12,4 +12,5 @@ mod packaging;
 mod payment_app;
 mod payment_flow;
 mod secrets;
+mod status_page;
 mod zvt;
