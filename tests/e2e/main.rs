@@ -4,6 +4,7 @@
 mod harness;
 
 mod bad_input;
+mod browser;
 mod config_and_lifecycle;
 mod crash;
 mod merchants;
