@@ -2,7 +2,6 @@
 //! in-store card payments and drives the payment terminal. See ARCHITECTURE.md.
 
 pub mod admin;
-pub mod admin_ops;
 pub mod alarms;
 pub mod cli;
 pub mod clock;

@@ -96,7 +96,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 format!("cannot listen on {} ([admin] listen)", config.admin.listen)
             })?;
         let admin_addr = admin_listener.local_addr().context("no local address")?;
-        let admin = crate::admin::router(engine.clone(), token.clone());
+        let admin = crate::admin::router(engine.clone(), token.clone(), shutdown.clone());
         let stop = shutdown.clone();
         tasks.spawn(async move {
             let served = axum::serve(admin_listener, admin)

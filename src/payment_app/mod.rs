@@ -3,7 +3,7 @@
 //! the payment over WebSocket (`hub`, `socket`) and the reference page that shows it.
 
 pub mod hub;
-mod socket;
+pub(crate) mod socket;
 
 pub use hub::Hub;
 

@@ -220,7 +220,7 @@ fn on_client_text(hub: &Arc<Hub>, payment_id: &str, text: &str, cancel_running: 
 
 /// Sends a close frame (after whatever is still buffered) and waits briefly for the client's
 /// answer, so the frame is not lost to a reset.
-async fn close(
+pub(crate) async fn close(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut stream: futures_util::stream::SplitStream<WebSocket>,
     code: u16,

@@ -4,6 +4,7 @@
 mod harness;
 
 mod bad_input;
+mod browser;
 mod config_and_lifecycle;
 mod crash;
 mod merchants;
@@ -12,4 +13,5 @@ mod packaging;
 mod payment_app;
 mod payment_flow;
 mod secrets;
+mod status_page;
 mod zvt;

@@ -1,43 +1,19 @@
 //! Operations on the admin listener: Prometheus metrics, the log level, and what the
-//! `posbridge payments …` / `callbacks …` commands ask. Same Bearer token as every admin route.
+//! `posbridge payments …` / `callbacks …` commands ask (behind the admin auth layer).
 
-use std::sync::Arc;
-
+use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::clock::{Clock, SystemClock};
 use crate::money::Currency;
-use crate::pos::Engine;
-use crate::secret::Secret;
 use crate::store::payments::Payment;
 use crate::store::{StoreError, outbox, payments, receipts};
 
-#[derive(Clone)]
-struct OpsState {
-    engine: Arc<Engine>,
-    token: Secret,
-}
-
-pub fn router(engine: Arc<Engine>, token: Secret) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/log-level", put(set_log_level))
-        .route("/payments", get(list_payments))
-        .route("/payments/{id}", get(show_payment))
-        .route("/callbacks", get(list_callbacks))
-        .route("/callbacks/{id}/retry", post(retry_callback))
-        .with_state(OpsState { engine, token })
-}
-
-fn check(state: &OpsState, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    crate::admin::authorized(&state.token, headers)
-}
+use super::AdminState;
 
 fn internal(e: StoreError) -> Response {
     tracing::error!(error = %e, "admin: database error");
@@ -48,10 +24,7 @@ fn internal(e: StoreError) -> Response {
         .into_response()
 }
 
-async fn metrics(State(state): State<OpsState>, headers: HeaderMap) -> Response {
-    if let Err(r) = check(&state, &headers) {
-        return *r;
-    }
+pub async fn metrics(State(state): State<AdminState>) -> Response {
     let now = SystemClock.now_ms();
     let read = state
         .engine
@@ -100,14 +73,7 @@ async fn metrics(State(state): State<OpsState>, headers: HeaderMap) -> Response 
         .into_response()
 }
 
-async fn set_log_level(
-    State(state): State<OpsState>,
-    headers: HeaderMap,
-    body: String,
-) -> Response {
-    if let Err(r) = check(&state, &headers) {
-        return *r;
-    }
+pub async fn set_log_level(body: String) -> Response {
     match crate::telemetry::set_level(body.trim()) {
         Ok(()) => {
             tracing::warn!(level = %body.trim(), "log level changed by store IT");
@@ -130,21 +96,17 @@ fn payment_json(p: &Payment) -> Value {
 }
 
 #[derive(Deserialize)]
-struct ListQuery {
+pub struct ListQuery {
     #[serde(default)]
     since_ms: Option<i64>,
     #[serde(default)]
     limit: Option<u32>,
 }
 
-async fn list_payments(
-    State(state): State<OpsState>,
-    headers: HeaderMap,
+pub async fn list_payments(
+    State(state): State<AdminState>,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    if let Err(r) = check(&state, &headers) {
-        return *r;
-    }
     let since = q.since_ms.unwrap_or(SystemClock.now_ms() - 86_400_000);
     let limit = q.limit.unwrap_or(200).min(1000);
     match state
@@ -159,14 +121,7 @@ async fn list_payments(
     }
 }
 
-async fn show_payment(
-    State(state): State<OpsState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if let Err(r) = check(&state, &headers) {
-        return *r;
-    }
+pub async fn show_payment(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
     let read = state
         .engine
         .store()
@@ -207,10 +162,7 @@ async fn show_payment(
     }
 }
 
-async fn list_callbacks(State(state): State<OpsState>, headers: HeaderMap) -> Response {
-    if let Err(r) = check(&state, &headers) {
-        return *r;
-    }
+pub async fn list_callbacks(State(state): State<AdminState>) -> Response {
     match state
         .engine
         .store()
@@ -228,14 +180,7 @@ async fn list_callbacks(State(state): State<OpsState>, headers: HeaderMap) -> Re
     }
 }
 
-async fn retry_callback(
-    State(state): State<OpsState>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Response {
-    if let Err(r) = check(&state, &headers) {
-        return *r;
-    }
+pub async fn retry_callback(State(state): State<AdminState>, Path(id): Path<i64>) -> Response {
     let now = SystemClock.now_ms();
     match state
         .engine

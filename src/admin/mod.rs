@@ -1,0 +1,100 @@
+//! The local admin listener: store IT's commands to the running daemon, which owns the
+//! terminals (a second process must never open a serial port or a terminal session), and the
+//! status page.
+//!
+//! * `auth`: every route but the login form and static files needs
+//!   `Authorization: Bearer <[admin] token>` or the status page's login cookie.
+//! * `terminals`: `GET /terminals`, `POST /terminals/{id}/probe|end-of-day` (the CLI).
+//! * `status`: `GET /status` (the page), `/status/api` (its JSON), the re-delivery of a
+//!   callback, the login form.
+//! * `live`: `GET /status/ws`, the page's live "changed" notices.
+//! * `ops`: `GET /metrics`, `PUT /log-level`, `GET /payments[/{id}]`, `GET /callbacks`,
+//!   `POST /callbacks/{id}/retry` (the CLI).
+
+mod auth;
+mod live;
+mod ops;
+mod status;
+mod terminals;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware;
+use axum::routing::{get, post, put};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::pos::Engine;
+use crate::secret::Secret;
+
+pub use auth::AdminAuth;
+
+#[derive(Clone)]
+pub struct AdminState {
+    engine: Arc<Engine>,
+    auth: AdminAuth,
+    /// Cancelled when the daemon shuts down: every status socket closes with a close frame.
+    sockets_stop: CancellationToken,
+}
+
+pub fn router(engine: Arc<Engine>, token: Secret, sockets_stop: CancellationToken) -> Router {
+    let auth = AdminAuth::new(token);
+    let state = AdminState {
+        engine,
+        auth: auth.clone(),
+        sockets_stop,
+    };
+    let protected = Router::new()
+        .route("/terminals", get(terminals::list_terminals))
+        .route("/terminals/{id}/probe", post(terminals::probe))
+        .route("/terminals/{id}/end-of-day", post(terminals::end_of_day))
+        .route("/status/api", get(status::api))
+        .route(
+            "/status/api/callbacks/{id}/redeliver",
+            post(status::redeliver),
+        )
+        .route("/status/ws", get(live::upgrade))
+        .route("/metrics", get(ops::metrics))
+        .route("/log-level", put(ops::set_log_level))
+        .route("/payments", get(ops::list_payments))
+        .route("/payments/{id}", get(ops::show_payment))
+        .route("/callbacks", get(ops::list_callbacks))
+        .route("/callbacks/{id}/retry", post(ops::retry_callback))
+        .route_layer(middleware::from_fn_with_state(auth, auth::require));
+    let public = Router::new()
+        // The page checks the cookie itself: without it, it sends the browser to the login.
+        .route("/status", get(status::page))
+        .route("/status/", get(status::to_page))
+        .route("/status/status.js", get(status::script))
+        .route("/status/login", get(status::login_page).post(status::login))
+        .route("/status/logout", post(status::logout));
+    protected.merge(public).with_state(state)
+}
+
+/// The CLI side: one request to the running daemon's admin listener, as the config says.
+/// Returns the HTTP status and body, or why the daemon could not be asked.
+pub async fn call(
+    config: &Config,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<String>,
+) -> Result<(u16, String), String> {
+    let Some(token) = &config.admin.token else {
+        return Err("no [admin] token in the configuration: the admin listener is off".into());
+    };
+    let url = format!("http://{}{path}", config.admin.listen);
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(90))
+        .build()
+        .map_err(|e| e.to_string())?
+        .request(method, &url)
+        .bearer_auth(token.expose())
+        .body(body.unwrap_or_default())
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach the daemon at {}: {e}", config.admin.listen))?;
+    let status = response.status().as_u16();
+    let body = response.text().await.map_err(|e| e.to_string())?;
+    Ok((status, body))
+}

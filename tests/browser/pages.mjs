@@ -1,0 +1,144 @@
+// Real-browser tests of posbridge's pages: Debian's chromium, driven by playwright-core.
+// Run by tests/e2e/browser.rs, which starts the daemon and passes what the test needs:
+//
+//   node pages.mjs payment-app   PAGE_URL SCREENSHOT            prompts, then the approval
+//   node pages.mjs cancel        PAGE_URL SCREENSHOT            cancel from the page
+//   node pages.mjs status        STATUS_URL ADMIN_TOKEN PAYMENT_ID SCREENSHOT
+//                                                               log in, re-deliver a callback
+//
+// Prints what it saw as one line `RESULT {json}` and exits 0; any failure exits non-zero.
+import { chromium } from "playwright-core";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const FLAGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--no-first-run",
+];
+
+function need(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`missing environment variable ${name}`);
+  return value;
+}
+
+const text = (page, selector) => page.locator(selector).innerText();
+
+async function paymentApp(page, { cancel }) {
+  const seen = [];
+  await page.exposeFunction("posbridgeSaw", (t) => seen.push(t));
+  await page.addInitScript(() => {
+    // Records every prompt the page shows, as the shopper would see them.
+    new MutationObserver(() => {
+      const prompt = document.getElementById("prompt");
+      if (prompt && prompt.textContent) window.posbridgeSaw(prompt.textContent);
+    }).observe(document, { subtree: true, childList: true, characterData: true });
+  });
+  await page.goto(need("PAGE_URL"));
+  await page.waitForFunction(() => document.getElementById("connection").textContent === "live"
+    || document.getElementById("result").textContent !== "", null, { timeout: 15000 });
+  // A prompt from the terminal while the sale runs.
+  await page.waitForFunction(
+    () => ["enter PIN", "processing, please wait", "insert, tap or swipe card"]
+      .includes(document.getElementById("prompt").textContent),
+    null, { timeout: 20000 });
+  const promptWhileRunning = await text(page, "#prompt");
+  const stateWhileRunning = await text(page, "#state");
+  if (cancel) {
+    await page.click("#cancel");
+  }
+  await page.waitForSelector(cancel ? "#result.denied" : "#result.approved", { timeout: 30000 });
+  await page.waitForFunction(() => document.getElementById("connection").textContent === "done",
+    null, { timeout: 10000 });
+  return {
+    promptWhileRunning,
+    stateWhileRunning,
+    prompts: [...new Set(seen)],
+    state: await text(page, "#state"),
+    result: await text(page, "#result"),
+    log: await text(page, "#log"),
+    cancelDisabled: await page.locator("#cancel").isDisabled(),
+  };
+}
+
+async function statusPage(page, context) {
+  const paymentId = need("PAYMENT_ID");
+  await page.goto(need("STATUS_URL"));
+  const loginUrl = page.url();
+  await page.fill("#token", need("ADMIN_TOKEN"));
+  await Promise.all([page.waitForURL(/\/status$/), page.click("#login")]);
+  const row = page.locator(`tr[data-callback]`, { hasText: paymentId });
+  await row.first().waitFor({ timeout: 15000 });
+  await page.waitForSelector("#connection.live", { timeout: 10000 });
+  const before = await row.first().innerText();
+  const cookies = (await context.cookies()).map(({ name, value, httpOnly, sameSite }) =>
+    ({ name, value, httpOnly, sameSite }));
+  const content = await page.content();
+  const screenshot = need("SCREENSHOT");
+  await page.screenshot({ path: screenshot, fullPage: true });
+  await row.first().locator("button.redeliver").click();
+  // The row disappears once the callback is delivered.
+  await row.first().waitFor({ state: "detached", timeout: 10000 });
+  return {
+    loginUrl,
+    before,
+    cookies,
+    alarms: await text(page, "#alarms"),
+    terminals: await text(page, "#terminals"),
+    payments: await text(page, "#payments"),
+    callbacksAfter: await page.locator("#callbacks").isVisible()
+      ? await text(page, "#callbacks") : "",
+    pageHasSignature: content.includes("X-VTEX-signature") || content.includes("SIGtestSECRET"),
+    pageHasFirstDigits: content.includes("444433") || content.includes("555566"),
+  };
+}
+
+async function main() {
+  const test = process.argv[2];
+  const userDataDir = mkdtempSync(join(tmpdir(), "posbridge-chromium-"));
+  // The fresh user-data dir is what launchPersistentContext passes as --user-data-dir.
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    args: FLAGS,
+    viewport: { width: 1100, height: 800 },
+  });
+  try {
+    const page = context.pages()[0] ?? await context.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    page.on("console", (m) => {
+      // Chromium asks every site for /favicon.ico; posbridge has none.
+      if (m.type() === "error" && !(m.location().url || "").endsWith("/favicon.ico")) {
+        errors.push(m.text() + " " + (m.location().url || ""));
+      }
+    });
+    let result;
+    if (test === "payment-app" || test === "cancel") {
+      result = await paymentApp(page, { cancel: test === "cancel" });
+      await page.screenshot({ path: need("SCREENSHOT") });
+    } else if (test === "status") {
+      result = await statusPage(page, context);
+    } else {
+      throw new Error(`unknown test ${test}: payment-app, cancel or status`);
+    }
+    result.errors = errors;
+    console.log("RESULT " + JSON.stringify(result));
+  } finally {
+    await context.close();
+    rmSync(userDataDir, { recursive: true, force: true });
+  }
+}
+
+const watchdog = setTimeout(() => {
+  console.error("browser test took longer than 90 s");
+  process.exit(3);
+}, 90000);
+main().then(() => clearTimeout(watchdog)).catch((e) => {
+  console.error("FAILED: " + (e && e.stack ? e.stack : e));
+  process.exit(1);
+});

@@ -1,0 +1,416 @@
+//! The status page for store IT on the admin listener: authentication (Bearer or the login
+//! cookie), what `/status/api` shows (and never shows), re-delivering a failing callback, the
+//! live-update socket and its close frame on shutdown.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::harness::*;
+
+const FINAL: Duration = Duration::from_secs(20);
+
+/// A daemon with the admin listener and callbacks retried only once a minute (a failing
+/// callback stays failing for the whole test unless re-delivered).
+pub async fn status_daemon(approve_after_ms: u64) -> Daemon {
+    Daemon::start(Options {
+        admin: true,
+        first_retry_s: 60,
+        approve_after_ms,
+        ..Options::default()
+    })
+    .await
+}
+
+pub fn admin_base(daemon: &Daemon) -> String {
+    format!("http://{}", daemon.admin.as_ref().expect("admin listener"))
+}
+
+/// A payment through the POS flow to its final answer.
+pub async fn final_payment(
+    daemon: &Daemon,
+    receiver: &CallbackReceiver,
+    id: &str,
+    value: f64,
+) -> Value {
+    let gateway = daemon.gateway();
+    let body = create_body(
+        id,
+        json!(value),
+        "Venda Direta Credito",
+        &receiver.url_for(id),
+    );
+    start_charge(&gateway, &body).await;
+    gateway.poll_final(&body, FINAL).await
+}
+
+/// An approved payment with an alarm: `.06` cannot return an unsettled difference.
+pub async fn alarmed_payment(daemon: &Daemon, receiver: &CallbackReceiver, id: &str) {
+    let done = final_payment(daemon, receiver, id, 20.06).await;
+    assert_eq!(done["status"], "approved");
+    let (status, settled) = daemon
+        .gateway()
+        .post(
+            &format!("/payments/{id}/settlements"),
+            &json!({ "requestId": "s1", "value": 15 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{settled}");
+}
+
+/// Waits until the receiver saw at least `n` attempts.
+pub async fn wait_attempts(receiver: &CallbackReceiver, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while receiver.attempts() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} callback attempts",
+            receiver.attempts()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+async fn get(url: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut request = client().get(url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+/// The login form: (status, Set-Cookie, Location).
+async fn login(base: &str, token: &str) -> (u16, Option<String>, Option<String>) {
+    let response = client()
+        .post(format!("{base}/status/login"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .expect("login");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    (
+        response.status().as_u16(),
+        header("set-cookie"),
+        header("location"),
+    )
+}
+
+fn payment<'a>(api: &'a Value, id: &str) -> &'a Value {
+    api["payments"]
+        .as_array()
+        .expect("payments")
+        .iter()
+        .find(|p| p["paymentId"] == id)
+        .unwrap_or_else(|| panic!("payment {id} not listed: {api}"))
+}
+
+fn callbacks_of<'a>(api: &'a Value, id: &str) -> Vec<&'a Value> {
+    api["callbacks"]
+        .as_array()
+        .expect("callbacks")
+        .iter()
+        .filter(|c| c["paymentId"] == id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_api_and_page_need_the_token_show_what_store_it_needs_and_redeliver() {
+    let daemon = status_daemon(200).await;
+    let base = admin_base(&daemon);
+    let receiver = CallbackReceiver::start(0).await;
+    receiver.fail_always();
+    let approved = final_payment(&daemon, &receiver, "ST-1", 29.90).await;
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(
+        approved["firstDigits"], "444433",
+        "the simulator reports first 6"
+    );
+    alarmed_payment(&daemon, &receiver, "ST-ALARM").await;
+    wait_attempts(&receiver, 2).await;
+
+    // Without, or with a wrong, token or cookie: 401.
+    let api = format!("{base}/status/api");
+    assert_eq!(get(&api, &[]).await.0, 401);
+    assert_eq!(
+        get(&api, &[("Authorization", "Bearer wrong-token")])
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        get(
+            &api,
+            &[("Cookie", &format!("posbridge_admin={ADMIN_TOKEN}"))]
+        )
+        .await
+        .0,
+        401,
+        "the cookie is not the token"
+    );
+    assert_eq!(
+        get(&api, &[("Cookie", "posbridge_admin=0000")]).await.0,
+        401
+    );
+    // The page sends a browser without the cookie to the login form.
+    let unauth = client()
+        .get(format!("{base}/status"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(unauth.status().as_u16(), 303);
+    assert_eq!(unauth.headers()["location"], "/status/login");
+    let (status, form) = get(&format!("{base}/status/login"), &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        form.contains("<form") && form.contains("name=\"token\""),
+        "{form}"
+    );
+
+    // With the Bearer token.
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let (status, text) = get(&api, &[("Authorization", &bearer)]).await;
+    assert_eq!(status, 200, "{text}");
+    let body: Value = serde_json::from_str(&text).expect("json");
+    let p = payment(&body, "ST-1");
+    assert_eq!(p["state"], "approved");
+    assert_eq!(p["amount"], "29.90");
+    assert_eq!(p["currency"], "BRL");
+    assert_eq!(p["lastDigits"], "1111");
+    assert!(p["cardBrand"].is_string(), "{p}");
+    assert!(!text.contains("444433"), "never the first 6 digits: {text}");
+    assert!(
+        !text.contains("SIGtestSECRET") && !text.contains("X-VTEX-signature"),
+        "never the callback URL: {text}"
+    );
+    let failing = callbacks_of(&body, "ST-1");
+    assert_eq!(failing.len(), 1, "{body}");
+    assert_eq!(failing[0]["state"], "failing");
+    assert!(failing[0]["attempts"].as_u64().expect("attempts") >= 1);
+    assert!(
+        failing[0]["nextAttemptAt"].as_i64().expect("next") > body["now"].as_i64().expect("now")
+    );
+    assert!(failing[0]["lastError"].is_string(), "{failing:?}");
+    let alarm = body["alarms"]
+        .as_array()
+        .expect("alarms")
+        .iter()
+        .find(|a| a["paymentId"] == "ST-ALARM")
+        .unwrap_or_else(|| panic!("alarm listed: {body}"));
+    assert!(
+        alarm["message"]
+            .as_str()
+            .expect("message")
+            .contains("return the unsettled amount"),
+        "{alarm}"
+    );
+    let terminal = &body["terminals"][0];
+    assert_eq!(terminal["id"], "lane-1");
+    assert_eq!(terminal["online"], true);
+    assert_eq!(terminal["protocol"], "simulator");
+
+    // The login form: a wrong token gets 401 and no cookie; the right one a cookie.
+    let (status, cookie, _) = login(&base, "wrong").await;
+    assert_eq!((status, cookie), (401, None));
+    let (status, cookie, location) = login(&base, ADMIN_TOKEN).await;
+    assert_eq!(status, 303);
+    assert_eq!(location.as_deref(), Some("/status"));
+    let cookie = cookie.expect("Set-Cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains(ADMIN_TOKEN), "the cookie holds no token");
+    let pair = cookie.split(';').next().expect("pair").to_string();
+    let (status, text) = get(&api, &[("Cookie", &pair)]).await;
+    assert_eq!(status, 200);
+    let by_cookie: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(payment(&by_cookie, "ST-1")["amount"], "29.90");
+    let (status, page) = get(&format!("{base}/status"), &[("Cookie", &pair)]).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("posbridge") && page.contains("status.js"),
+        "{page}"
+    );
+    assert!(!page.contains("SIGtestSECRET"));
+    let (status, script) = get(&format!("{base}/status/status.js"), &[]).await;
+    assert_eq!(status, 200);
+    assert!(script.contains("/status/api"));
+
+    // Re-deliver: with the cookie, only with the page's header.
+    let id = failing[0]["id"].as_i64().expect("id");
+    let redeliver = format!("{base}/status/api/callbacks/{id}/redeliver");
+    let refused = client()
+        .post(&redeliver)
+        .header("Cookie", &pair)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        refused.status().as_u16(),
+        403,
+        "a cookie alone cannot change"
+    );
+    let anonymous = client().post(&redeliver).send().await.expect("post");
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let unknown = client()
+        .post(format!("{base}/status/api/callbacks/999999/redeliver"))
+        .header("Authorization", &bearer)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(unknown.status().as_u16(), 404);
+
+    receiver.succeed_from_now();
+    assert!(receiver.for_payment("ST-1").is_empty());
+    let asked = tokio::time::Instant::now();
+    let answer = client()
+        .post(&redeliver)
+        .header("Cookie", &pair)
+        .header("X-Posbridge-Admin", "1")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(answer.status().as_u16(), 200);
+    let delivered = receiver.wait_for("ST-1", Duration::from_secs(3)).await;
+    assert_eq!(delivered.len(), 1, "delivered after the re-delivery");
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, text) = get(&api, &[("Authorization", &bearer)]).await;
+    let after: Value = serde_json::from_str(&text).expect("json");
+    assert!(callbacks_of(&after, "ST-1").is_empty(), "{after}");
+    assert_eq!(
+        callbacks_of(&after, "ST-ALARM").len(),
+        1,
+        "the other callback still waits for its own schedule"
+    );
+
+    let logs = daemon.logs();
+    let cookie_value = pair.split_once('=').expect("value").1;
+    assert!(
+        !logs.contains(ADMIN_TOKEN),
+        "the admin token is never logged"
+    );
+    assert!(!logs.contains(cookie_value), "the cookie is never logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_socket_notices_payment_changes_and_closes_on_shutdown() {
+    let mut daemon = status_daemon(300).await;
+    let admin = daemon.admin.clone().expect("admin");
+    let url = format!("ws://{admin}/status/ws");
+
+    // Without the token: refused before the upgrade.
+    let refused = tokio_tungstenite::connect_async(&url).await;
+    assert!(
+        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 401),
+        "{refused:?}"
+    );
+    // From another origin (a browser on another site): refused.
+    let mut foreign = url.as_str().into_client_request().expect("request");
+    foreign.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {ADMIN_TOKEN}").parse().expect("header"),
+    );
+    foreign
+        .headers_mut()
+        .insert("Origin", "http://evil.example".parse().expect("header"));
+    let refused = tokio_tungstenite::connect_async(foreign).await;
+    assert!(
+        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 403),
+        "{refused:?}"
+    );
+
+    let mut request = url.as_str().into_client_request().expect("request");
+    request.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {ADMIN_TOKEN}").parse().expect("header"),
+    );
+    let (mut socket, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("status socket");
+    assert_eq!(response.status(), 101);
+
+    // A payment changes: a "changed" notice (before the first tick, 3 s).
+    let receiver = CallbackReceiver::start(0).await;
+    let gateway = daemon.gateway();
+    let body = create_body(
+        "ST-WS",
+        json!(12.00),
+        "Venda Direta Credito",
+        &receiver.url_for("ST-WS"),
+    );
+    let started = tokio::time::Instant::now();
+    start_charge(&gateway, &body).await;
+    let notice = loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a notice in time");
+        match next {
+            Some(Ok(Message::Text(text))) => {
+                let notice: Value = serde_json::from_str(&text).expect("json");
+                if notice["type"] == "changed" {
+                    break notice;
+                }
+            }
+            Some(Ok(_)) => {}
+            other => panic!("socket ended: {other:?}"),
+        }
+    };
+    assert_eq!(notice["paymentId"], "ST-WS");
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // Quiet: a tick still comes every few seconds.
+    gateway.poll_final(&body, FINAL).await;
+    let mut ticked = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    while !ticked {
+        let next = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .expect("a tick in time");
+        if let Some(Ok(Message::Text(text))) = next {
+            ticked = serde_json::from_str::<Value>(&text).expect("json")["type"] == "tick";
+        }
+    }
+
+    daemon.signal("TERM");
+    let code = loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a close frame in time");
+        match next {
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| f.code),
+            Some(Ok(_)) => {}
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(CloseCode::Away));
+    let status = daemon
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .expect("exited");
+    assert!(status.success(), "{status:?}");
+}
