@@ -36,7 +36,7 @@ pub struct Purged {
 }
 
 /// Deletes payments finished before `cutoff_ms` (final, nothing pending on the terminal or in
-/// the outbox) with their receipts, answers and operations, and delivered callbacks older than
+/// the outbox) with their receipts, answers, operations and Payment App events, and delivered callbacks older than
 /// the cutoff. Unresolved or alarmed payments are kept whatever their age.
 pub fn purge(c: &Connection, cutoff_ms: i64) -> Result<Purged, StoreError> {
     let doomed = "SELECT payment_id FROM payments p
@@ -45,7 +45,7 @@ pub fn purge(c: &Connection, cutoff_ms: i64) -> Result<Purged, StoreError> {
           AND p.alarm IS NULL
           AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.payment_id = p.payment_id AND o.state != 'delivered')
           AND NOT EXISTS (SELECT 1 FROM operations op WHERE op.payment_id = p.payment_id AND op.state IN ('pending', 'sent'))";
-    for table in ["receipts", "answers", "operations", "outbox"] {
+    for table in ["receipts", "answers", "operations", "outbox", "payment_events"] {
         c.execute(
             &format!("DELETE FROM {table} WHERE payment_id IN ({doomed})"),
             params![cutoff_ms],
@@ -82,6 +82,10 @@ mod tests {
                 let old = 1_000 * day;
                 payments::insert(c, &test_payment("old-done", PaymentState::Approved), old)?;
                 receipts::insert(c, "old-done", "customer", "text", old)?;
+                c.execute(
+                    "INSERT INTO payment_events (payment_id, seq, kind, body, created_at) VALUES ('old-done', 1, 'state', '{}', ?1)",
+                    [old],
+                )?;
                 outbox::enqueue(c, "old-done", "http://x", "{}", old)?;
                 let id: i64 = c.query_row(
                     "SELECT id FROM outbox WHERE payment_id = 'old-done'",
