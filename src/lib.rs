@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod failpoint;
 pub mod money;
+pub mod net;
 pub mod outbox;
 pub mod payment_app;
 pub mod pos;

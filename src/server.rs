@@ -1,6 +1,7 @@
 //! Wiring and lifecycle: open the database, start the terminals and the outbox, serve HTTP,
 //! and on shutdown stop accepting, let in-flight requests finish within the grace period.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,10 @@ const SEND_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let limits = Arc::new(
+        crate::net::Limits::new(&config.server, &config.rate_limits)
+            .map_err(|e| anyhow::anyhow!("[server] trusted_proxies: {e}"))?,
+    );
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -86,6 +91,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .fallback(|| async {
             ppp::error::PppError::bad("not-found", "no such route").into_response_404()
         });
+    let app = crate::net::layer(app, &config.server, limits);
 
     if let Some(token) = &config.admin.token {
         let admin_listener = TcpListener::bind(config.admin.listen)
@@ -134,6 +140,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // A bounded kernel send buffer per connection: a Payment App client that stops reading
     // fills it quickly, so its feed falls behind and is closed (1013) instead of piling up
     // megabytes in the kernel. Plenty for PPP answers.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER_BYTES) {
             tracing::debug!(error = %e, "cannot bound a connection's send buffer");

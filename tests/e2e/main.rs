@@ -7,6 +7,7 @@ mod bad_input;
 mod config_and_lifecycle;
 mod crash;
 mod merchants;
+mod network;
 mod operations;
 mod packaging;
 mod payment_app;
