@@ -65,6 +65,16 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// `[server.tls]`: serve HTTPS (TLS 1.2 and 1.3) with this certificate chain and key (PEM).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
 /// The Payment App the second Create answer opens while the terminal works.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -109,6 +119,8 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// Peers (IPs or CIDRs) whose `X-Forwarded-For` names the client; nobody else's is read.
     pub trusted_proxies: Vec<String>,
+    /// HTTPS instead of HTTP.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -122,6 +134,7 @@ impl Default for ServerConfig {
             ppp_timeout_ms: 4_000,
             request_timeout_ms: 10_000,
             trusted_proxies: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -363,6 +376,14 @@ impl Config {
         if let Err(problem) = crate::net::TrustedProxies::parse(&self.server.trusted_proxies) {
             return bad("server.trusted_proxies", problem);
         }
+        if let Some(tls) = &self.server.tls {
+            if tls.cert.as_os_str().is_empty() {
+                return bad("server.tls.cert", "must name a PEM file".into());
+            }
+            if tls.key.as_os_str().is_empty() {
+                return bad("server.tls.key", "must name a PEM file".into());
+            }
+        }
         let limits = &self.rate_limits;
         if limits.window_s == 0 {
             return bad("rate_limits.window_s", "must be at least 1".into());
@@ -578,6 +599,7 @@ mod tests {
                 "[admin]",
                 "[payment_app]",
                 "[rate_limits]",
+                "[server.tls]",
                 "[[terminals]]",
             ] {
                 if text.contains(table) {

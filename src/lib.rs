@@ -18,3 +18,4 @@ pub mod store;
 pub mod systemd;
 pub mod telemetry;
 pub mod terminal;
+pub mod tls;

@@ -207,6 +207,8 @@ result_timeout_s = {result_timeout}
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     if let Some(addr) = line.split("admin listening on http://").nth(1) {
                         let _ = tx.send(format!("admin {}", addr.trim()));
+                    } else if let Some(addr) = line.split("listening on https://").nth(1) {
+                        let _ = tx.send(format!("https://{}", addr.trim()));
                     } else if let Some(addr) = line.split("listening on http://").nth(1) {
                         let _ = tx.send(addr.trim().to_string());
                     }
@@ -241,7 +243,11 @@ result_timeout_s = {result_timeout}
             dir,
             options,
             child,
-            base: format!("http://{addr}"),
+            base: if addr.starts_with("https://") {
+                addr
+            } else {
+                format!("http://{addr}")
+            },
             admin,
             logs,
         }

@@ -1,6 +1,9 @@
-//! The network edge: per-address rate limits (with
+//! The network edge: HTTPS with certificate reload, per-address rate limits (with
 //! `X-Forwarded-For` believed only from trusted proxies), load shedding and time limits.
 
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -285,4 +288,260 @@ async fn overload_is_shed_with_503_and_slow_ppp_requests_time_out() {
         .expect("manifest");
     assert_eq!(manifest.status(), 200);
     assert!(daemon.logs().contains("request over its time limit"));
+}
+
+/// A CA and leaves it signs for localhost / 127.0.0.1.
+struct Pki {
+    ca_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "posbridge test CA");
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().expect("key");
+        let ca = params.self_signed(&key).expect("ca");
+        Pki {
+            ca_pem: ca.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// Writes a new leaf and its key to `cert`/`key` (each through a rename); its DER.
+    fn issue(&self, cert: &Path, key: &Path) -> Vec<u8> {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .expect("params");
+        params
+            .extended_key_usages
+            .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+        let leaf_key = rcgen::KeyPair::generate().expect("key");
+        let leaf = params.signed_by(&leaf_key, &self.issuer).expect("leaf");
+        for (path, text) in [(key, leaf_key.serialize_pem()), (cert, leaf.pem())] {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, text).expect("write");
+            std::fs::rename(&tmp, path).expect("rename");
+        }
+        leaf.der().to_vec()
+    }
+
+    fn client(&self, max_tls12: bool) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .tls_certs_only([reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("ca")])
+            .tls_info(true);
+        if max_tls12 {
+            builder = builder.tls_version_max(reqwest::tls::Version::TLS_1_2);
+        }
+        builder.build().expect("client")
+    }
+}
+
+/// GET /manifest; the leaf certificate the server presented on that connection.
+async fn manifest_over(client: &reqwest::Client, base: &str) -> Vec<u8> {
+    let response = client
+        .get(format!("{base}/manifest"))
+        .send()
+        .await
+        .expect("manifest over TLS");
+    assert_eq!(response.status(), 200);
+    let served = response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|i| i.peer_certificate())
+        .expect("peer certificate")
+        .to_vec();
+    let manifest: Value = response.json().await.expect("json");
+    assert!(manifest["paymentMethods"].is_array(), "{manifest}");
+    served
+}
+
+/// Sends a TLS 1.1 ClientHello; the first byte back (None: closed without a word).
+fn hello_tls11(addr: &str) -> Option<u8> {
+    let mut body = vec![0x03, 0x02];
+    body.extend([7u8; 32]);
+    body.push(0);
+    body.extend([0x00, 0x04, 0xc0, 0x13, 0x00, 0x2f]);
+    body.extend([0x01, 0x00]);
+    let mut handshake = vec![0x01, 0, (body.len() >> 8) as u8, body.len() as u8];
+    handshake.extend(body);
+    let mut record = vec![
+        0x16,
+        0x03,
+        0x01,
+        (handshake.len() >> 8) as u8,
+        handshake.len() as u8,
+    ];
+    record.extend(handshake);
+    let mut socket = std::net::TcpStream::connect(addr).expect("connect");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    socket.write_all(&record).expect("send hello");
+    let mut first = [0u8; 1];
+    match socket.read(&mut first) {
+        Ok(1) => Some(first[0]),
+        _ => None,
+    }
+}
+
+fn tls_files(dir: &Path) -> (PathBuf, PathBuf, String) {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let table = format!(
+        "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    (cert, key, table)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_serves_tls_12_and_13_only_and_reloads_the_certificate_live() {
+    let pki = Pki::new();
+    let files = tempfile::tempdir().expect("dir");
+    let (cert, key, table) = tls_files(files.path());
+    let first = pki.issue(&cert, &key);
+    let mut daemon = Daemon::start(Options {
+        extra_config: table,
+        ..Options::default()
+    })
+    .await;
+    assert!(
+        daemon.base.starts_with("https://127.0.0.1:"),
+        "{}",
+        daemon.base
+    );
+    let addr = daemon.base.trim_start_matches("https://").to_string();
+
+    let kept = pki.client(false);
+    assert_eq!(manifest_over(&kept, &daemon.base).await, first);
+    assert_eq!(
+        manifest_over(&pki.client(true), &daemon.base).await,
+        first,
+        "TLS 1.2"
+    );
+    let answer = tokio::task::spawn_blocking({
+        let addr = addr.clone();
+        move || hello_tls11(&addr)
+    })
+    .await
+    .expect("join");
+    assert!(
+        matches!(answer, None | Some(0x15)),
+        "TLS 1.1 must get an alert or nothing, not a ServerHello: {answer:?}"
+    );
+    // Plain HTTP on the TLS port gets nothing useful.
+    assert!(
+        client()
+            .get(format!("http://{addr}/manifest"))
+            .send()
+            .await
+            .map_or(true, |r| !r.status().is_success())
+    );
+
+    // SIGHUP: new connections get the new certificate; the open one keeps working.
+    let second = pki.issue(&cert, &key);
+    daemon.signal("HUP");
+    assert!(
+        daemon
+            .wait_log(
+                "SIGHUP: reloading the TLS certificate",
+                Duration::from_secs(10)
+            )
+            .await
+    );
+    assert!(
+        daemon
+            .wait_log("reloaded the TLS certificate", Duration::from_secs(10))
+            .await
+    );
+    assert_eq!(
+        manifest_over(&pki.client(false), &daemon.base).await,
+        second
+    );
+    assert_eq!(
+        manifest_over(&kept, &daemon.base).await,
+        first,
+        "the keep-alive connection from before the reload still works"
+    );
+
+    // A broken key is refused with an ERROR; the served certificate stays.
+    std::fs::write(&key, "not a key").expect("write");
+    daemon.signal("HUP");
+    assert!(
+        daemon
+            .wait_log("cannot reload the TLS certificate", Duration::from_secs(10))
+            .await
+    );
+    assert_eq!(
+        manifest_over(&pki.client(false), &daemon.base).await,
+        second
+    );
+
+    // A file change alone (no signal) is picked up too.
+    let third = pki.issue(&cert, &key);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let served = manifest_over(&pki.client(false), &daemon.base).await;
+        if served == third {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the changed files were not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(manifest_over(&kept, &daemon.base).await, first);
+
+    // SIGTERM stops the TLS listener as it stops the plain one: exit 0.
+    daemon.signal("TERM");
+    let status = daemon.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_key_file_stops_startup_naming_it() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().expect("dir");
+    let (cert, key, table) = tls_files(dir.path());
+    pki.issue(&cert, &key);
+    std::fs::remove_file(&key).expect("remove key");
+    let options = Options {
+        extra_config: table,
+        ..Options::default()
+    };
+    let config = dir.path().join("posbridge.toml");
+    std::fs::write(&config, Daemon::config_text(dir.path(), &options)).expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_posbridge"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains(&key.display().to_string()), "{stderr}");
+    assert!(stderr.contains("key"), "{stderr}");
+    assert!(
+        !dir.path().join("posbridge.db").exists(),
+        "checked before anything else starts"
+    );
+    let check = Command::new(env!("CARGO_BIN_EXE_posbridge"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .expect("check-config");
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains(&key.display().to_string()), "{stderr}");
 }
