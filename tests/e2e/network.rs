@@ -276,10 +276,8 @@ async fn overload_is_shed_with_503_and_slow_ppp_requests_time_out() {
     let ((status, answer), took) = slow.await.expect("join");
     assert_eq!(status, 503, "{answer}");
     assert_eq!(answer["code"], "timeout", "{answer}");
-    assert!(
-        took >= Duration::from_millis(1900) && took < Duration::from_millis(2900),
-        "{took:?}"
-    );
+    // (Without the limit the cancel would answer 500 cancel-pending after its 3 s.)
+    assert!(took >= Duration::from_millis(1900), "{took:?}");
     // The slot is free again while the cancel still finishes behind the answer.
     let manifest = client()
         .get(format!("{}/manifest", daemon.base))
@@ -474,14 +472,22 @@ async fn https_serves_tls_12_and_13_only_and_reloads_the_certificate_live() {
         "the keep-alive connection from before the reload still works"
     );
 
-    // A broken key is refused with an ERROR; the served certificate stays.
+    // A broken key is refused with an ERROR; the served certificate stays. (Counted: the poll
+    // may have caught the pair above half-written and logged one already.)
+    let refusals = || {
+        daemon
+            .logs()
+            .matches("cannot reload the TLS certificate")
+            .count()
+    };
+    let before = refusals();
     std::fs::write(&key, "not a key").expect("write");
     daemon.signal("HUP");
-    assert!(
-        daemon
-            .wait_log("cannot reload the TLS certificate", Duration::from_secs(10))
-            .await
-    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while refusals() == before {
+        assert!(Instant::now() < deadline, "the broken key was not refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         manifest_over(&pki.client(false), &daemon.base).await,
         second
