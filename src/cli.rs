@@ -183,7 +183,14 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config } => match load(Some(&config)) {
-            Ok(_) => {
+            Ok(loaded) => {
+                // The certificate and key are read as `run` would read them.
+                if let Some(files) = &loaded.server.tls
+                    && let Err(e) = crate::tls::Tls::load(files)
+                {
+                    eprintln!("posbridge: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
                 println!("{}: configuration OK", config.display());
                 ExitCode::SUCCESS
             }
@@ -325,7 +332,12 @@ pub fn main() -> ExitCode {
                 Err(e) => {
                     tracing::error!("fatal: {e:#}");
                     eprintln!("posbridge: {e:#}");
-                    ExitCode::FAILURE
+                    // An unusable certificate or key file is a configuration problem.
+                    if e.downcast_ref::<crate::tls::TlsFileError>().is_some() {
+                        ExitCode::from(EXIT_CONFIG)
+                    } else {
+                        ExitCode::FAILURE
+                    }
                 }
             }
         }

@@ -32,7 +32,47 @@ pub struct Config {
     #[serde(default)]
     pub payment_app: PaymentAppConfig,
     #[serde(default)]
+    pub rate_limits: RateLimitConfig,
+    #[serde(default)]
     pub terminals: Vec<TerminalConfig>,
+}
+
+/// Per client address: this many failures within `window_s` and that address gets 429 on
+/// those routes for `window_s`. 0 turns a limit off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub window_s: u64,
+    /// Wrong or missing app key / token on `/payments…` (401).
+    pub credential_failures: u32,
+    /// Wrong submitUrl / Payment App feed tokens (403).
+    pub token_failures: u32,
+    /// Wrong onboarding codes or authorization tokens on the configuration flow's pages.
+    pub onboarding_failures: u32,
+    /// Client addresses remembered at most (memory bound); the oldest unblocked go first.
+    pub tracked_addresses: usize,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            window_s: 300,
+            credential_failures: 20,
+            token_failures: 10,
+            onboarding_failures: 10,
+            tracked_addresses: 10_000,
+        }
+    }
+}
+
+/// `[server.tls]`: serve HTTPS (TLS 1.2 and 1.3) with this certificate chain and key (PEM).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// The Payment App the second Create answer opens while the terminal works.
@@ -71,6 +111,16 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace_s: u64,
+    /// Requests handled at once; beyond it: 503 `overloaded` at once, never a queue.
+    pub max_concurrent_requests: usize,
+    /// Time limit of a PPP request (`/payments…`, `/manifest`, `/authorization/…`).
+    pub ppp_timeout_ms: u64,
+    /// Time limit of any other request (submitUrl, Payment App pages, `/healthz`).
+    pub request_timeout_ms: u64,
+    /// Peers (IPs or CIDRs) whose `X-Forwarded-For` names the client; nobody else's is read.
+    pub trusted_proxies: Vec<String>,
+    /// HTTPS instead of HTTP.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +130,11 @@ impl Default for ServerConfig {
             public_url: None,
             max_body_bytes: 1024 * 1024,
             shutdown_grace_s: 10,
+            max_concurrent_requests: 256,
+            ppp_timeout_ms: 4_000,
+            request_timeout_ms: 10_000,
+            trusted_proxies: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -303,6 +358,42 @@ impl Config {
                 "must be at least 1024 bytes".into(),
             );
         }
+        if self.server.max_concurrent_requests == 0 {
+            return bad(
+                "server.max_concurrent_requests",
+                "must be at least 1".into(),
+            );
+        }
+        if !(1_000..=4_500).contains(&self.server.ppp_timeout_ms) {
+            return bad(
+                "server.ppp_timeout_ms",
+                "must be between 1000 and 4500: the Gateway gives up after 5 s".into(),
+            );
+        }
+        if self.server.request_timeout_ms < 1_000 {
+            return bad("server.request_timeout_ms", "must be at least 1000".into());
+        }
+        if let Err(problem) = crate::net::TrustedProxies::parse(&self.server.trusted_proxies) {
+            return bad("server.trusted_proxies", problem);
+        }
+        if let Some(tls) = &self.server.tls {
+            if tls.cert.as_os_str().is_empty() {
+                return bad("server.tls.cert", "must name a PEM file".into());
+            }
+            if tls.key.as_os_str().is_empty() {
+                return bad("server.tls.key", "must name a PEM file".into());
+            }
+        }
+        let limits = &self.rate_limits;
+        if limits.window_s == 0 {
+            return bad("rate_limits.window_s", "must be at least 1".into());
+        }
+        if limits.tracked_addresses < 16 {
+            return bad(
+                "rate_limits.tracked_addresses",
+                "must be at least 16".into(),
+            );
+        }
         if self.vtex.app_key.is_empty() || self.vtex.app_token.is_empty() {
             return bad(
                 "vtex.app_key",
@@ -507,6 +598,8 @@ mod tests {
                 "[onboarding]",
                 "[admin]",
                 "[payment_app]",
+                "[rate_limits]",
+                "[server.tls]",
                 "[[terminals]]",
             ] {
                 if text.contains(table) {
@@ -551,6 +644,45 @@ mod tests {
             let err = Config::parse(&with(bad), "x").expect_err(bad).to_string();
             assert!(err.contains("payment_app.app_name"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn network_keys_are_checked_with_their_line() {
+        let proxies = "# trusted_proxies = [\"127.0.0.1\", \"::1\"]";
+        for (from, to, key) in [
+            (
+                proxies,
+                "trusted_proxies = [\"10.0.0.0/8\", \"not-an-ip\"]",
+                "server.trusted_proxies",
+            ),
+            (
+                "ppp_timeout_ms = 4000",
+                "ppp_timeout_ms = 5000",
+                "server.ppp_timeout_ms",
+            ),
+            (
+                "max_concurrent_requests = 256",
+                "max_concurrent_requests = 0",
+                "server.max_concurrent_requests",
+            ),
+            ("window_s = 300", "window_s = 0", "rate_limits.window_s"),
+        ] {
+            assert!(DEFAULT_CONFIG.contains(from), "{from}");
+            let text = DEFAULT_CONFIG.replace(from, to);
+            let err = Config::parse(&text, "x.toml").expect_err(to);
+            let ConfigError::Invalid { line, key: k, .. } = &err else {
+                panic!("wrong kind")
+            };
+            assert_eq!(k, key);
+            assert_eq!(text.lines().nth(line - 1), Some(to), "{err}");
+        }
+        let text = DEFAULT_CONFIG.replace(
+            proxies,
+            "trusted_proxies = [\"127.0.0.1\", \"::1\", \"10.0.0.0/8\"]",
+        );
+        let c = Config::parse(&text, "x").expect("valid");
+        assert_eq!(c.server.trusted_proxies.len(), 3);
+        assert_eq!(c.server.max_concurrent_requests, 256);
     }
 
     #[test]

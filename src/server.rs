@@ -1,6 +1,7 @@
 //! Wiring and lifecycle: open the database, start the terminals and the outbox, serve HTTP,
 //! and on shutdown stop accepting, let in-flight requests finish within the grace period.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,15 +28,25 @@ const SEND_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // Certificate problems are configuration problems: before anything else (exit 64).
+    let tls = match &config.server.tls {
+        Some(files) => Some(crate::tls::Tls::load(files)?),
+        None => None,
+    };
+    let limits = Arc::new(
+        crate::net::Limits::new(&config.server, &config.rate_limits)
+            .map_err(|e| anyhow::anyhow!("[server] trusted_proxies: {e}"))?,
+    );
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr().context("no local address")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let public_url = config
         .server
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
 
     let store = Store::open(&config.storage.path)?;
     let clock: SharedClock = Arc::new(SystemClock);
@@ -88,6 +99,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .fallback(|| async {
             ppp::error::PppError::bad("not-found", "no such route").into_response_404()
         });
+    let app = crate::net::layer(app, &config.server, limits);
 
     if let Some(token) = &config.admin.token {
         let admin_listener = TcpListener::bind(config.admin.listen)
@@ -108,7 +120,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         });
         tracing::info!("admin listening on http://{admin_addr}");
     }
-    tracing::info!("listening on http://{addr}");
+    if let Some(tls) = &tls {
+        // Registers for SIGHUP now, before anyone is told the daemon is up.
+        tasks.spawn(tls.clone().watch(workers_stop.clone()));
+        tracing::info!(sha256 = %tls.fingerprint(), "serving TLS 1.2 and 1.3");
+    }
+    tracing::info!("listening on {scheme}://{addr}");
     // Ready: the database is open and the listener bound.
     let notifier = Arc::new(crate::systemd::Notifier::from_env());
     notifier.notify("READY=1");
@@ -136,13 +153,43 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // A bounded kernel send buffer per connection: a Payment App client that stops reading
     // fills it quickly, so its feed falls behind and is closed (1013) instead of piling up
     // megabytes in the kernel. Plenty for PPP answers.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER_BYTES) {
-            tracing::debug!(error = %e, "cannot bound a connection's send buffer");
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let server = async {
+        match tls {
+            None => {
+                let listener = listener.tap_io(|tcp| {
+                    if let Err(e) =
+                        socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER_BYTES)
+                    {
+                        tracing::debug!(error = %e, "cannot bound a connection's send buffer");
+                    }
+                });
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                    .await
+            }
+            Some(tls) => {
+                // The same bound, set in the acceptor before the handshake.
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
+                    axum_server::tls_rustls::RustlsConfig::from_config(tls.server_config()),
+                )
+                .acceptor(crate::tls::SendBufferAcceptor(SEND_BUFFER_BYTES));
+                let handle = axum_server::Handle::<SocketAddr>::new();
+                let stop = shutdown.clone();
+                let on_stop = handle.clone();
+                tokio::spawn(async move {
+                    stop.cancelled().await;
+                    // Stop accepting; the grace period below bounds the rest.
+                    on_stop.graceful_shutdown(None);
+                });
+                axum_server::Server::<SocketAddr>::from_listener(listener)
+                    .acceptor(acceptor)
+                    .handle(handle)
+                    .serve(app)
+                    .await
+            }
         }
-    });
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    };
     tokio::select! {
         result = server => result.context("HTTP server failed")?,
         () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {

@@ -28,6 +28,10 @@ pub fn router() -> Router<AppState> {
         .allow_headers(Any);
     Router::new()
         .route("/pos/payments/{payment_id}/terminal", post(submit_serial))
+        // `{"serialNumber": "…"}`: a few bytes.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::ppp::SMALL_BODY_BYTES,
+        ))
         .layer(cors)
         .route("/payment-app/ws/{payment_id}", get(socket::upgrade))
         .route("/payment-app", get(socket::to_page))

@@ -28,6 +28,9 @@ pub struct AppState {
     pub hub: Arc<crate::payment_app::Hub>,
 }
 
+/// Body limit of the routes that only ever get a few short fields (onboarding, submitUrl).
+pub const SMALL_BODY_BYTES: usize = 16 * 1024;
+
 pub fn router(state: AppState) -> Router {
     let max_body = state.max_body_bytes;
     Router::new()
@@ -48,13 +51,19 @@ pub fn router(state: AppState) -> Router {
             "/payments/{payment_id}/inbound-request/{action}",
             post(payments::inbound),
         )
-        .route("/authorization/token", post(onboarding::create_token))
-        .route(
-            "/authorization/redirect",
-            get(onboarding::redirect_page).post(onboarding::submit_code),
+        .merge(
+            Router::new()
+                .route("/authorization/token", post(onboarding::create_token))
+                .route(
+                    "/authorization/redirect",
+                    get(onboarding::redirect_page).post(onboarding::submit_code),
+                )
+                .route("/authorization/credentials", get(onboarding::credentials))
+                // A token request and a code form are a few hundred bytes.
+                .layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)),
         )
-        .route("/authorization/credentials", get(onboarding::credentials))
         .merge(crate::payment_app::router())
+        // Routes with their own (smaller) limit keep it: the inner layer runs last.
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }

@@ -45,7 +45,13 @@ pub fn purge(c: &Connection, cutoff_ms: i64) -> Result<Purged, StoreError> {
           AND p.alarm IS NULL
           AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.payment_id = p.payment_id AND o.state != 'delivered')
           AND NOT EXISTS (SELECT 1 FROM operations op WHERE op.payment_id = p.payment_id AND op.state IN ('pending', 'sent'))";
-    for table in ["receipts", "answers", "operations", "outbox", "payment_events"] {
+    for table in [
+        "receipts",
+        "answers",
+        "operations",
+        "outbox",
+        "payment_events",
+    ] {
         c.execute(
             &format!("DELETE FROM {table} WHERE payment_id IN ({doomed})"),
             params![cutoff_ms],

@@ -43,6 +43,10 @@ pub struct Options {
     pub env: Vec<(&'static str, String)>,
     /// `[payment_app] app_name`: a custom Payment App with the live feed.
     pub payment_app: Option<&'static str>,
+    /// More `[server]` lines (TOML).
+    pub server_extra: String,
+    /// More tables, appended at the end (TOML).
+    pub extra_config: String,
 }
 
 impl Default for Options {
@@ -64,6 +68,8 @@ impl Default for Options {
             admin: false,
             env: Vec::new(),
             payment_app: None,
+            server_extra: String::new(),
+            extra_config: String::new(),
         }
     }
 }
@@ -84,13 +90,14 @@ impl Daemon {
         Self::spawn(dir, options).await
     }
 
-    fn config_text(dir: &Path, o: &Options) -> String {
+    pub fn config_text(dir: &Path, o: &Options) -> String {
         let mut text = format!(
             r#"
 [server]
 listen = "127.0.0.1:0"
 max_body_bytes = {max_body}
 shutdown_grace_s = {grace}
+{server_extra}
 
 [storage]
 path = "{db}"
@@ -126,6 +133,7 @@ result_timeout_s = {result_timeout}
 "#,
             max_body = o.max_body_bytes,
             grace = o.shutdown_grace_s,
+            server_extra = o.server_extra,
             db = dir.join("posbridge.db").display(),
             test_suite = o.test_suite_cards,
             waiting = o.seconds_waiting,
@@ -159,6 +167,8 @@ result_timeout_s = {result_timeout}
                 o.approve_after_ms
             ));
         }
+        text.push('\n');
+        text.push_str(&o.extra_config);
         text
     }
 
@@ -197,6 +207,8 @@ result_timeout_s = {result_timeout}
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     if let Some(addr) = line.split("admin listening on http://").nth(1) {
                         let _ = tx.send(format!("admin {}", addr.trim()));
+                    } else if let Some(addr) = line.split("listening on https://").nth(1) {
+                        let _ = tx.send(format!("https://{}", addr.trim()));
                     } else if let Some(addr) = line.split("listening on http://").nth(1) {
                         let _ = tx.send(addr.trim().to_string());
                     }
@@ -231,7 +243,11 @@ result_timeout_s = {result_timeout}
             dir,
             options,
             child,
-            base: format!("http://{addr}"),
+            base: if addr.starts_with("https://") {
+                addr
+            } else {
+                format!("http://{addr}")
+            },
             admin,
             logs,
         }

@@ -8,6 +8,7 @@ mod browser;
 mod config_and_lifecycle;
 mod crash;
 mod merchants;
+mod network;
 mod operations;
 mod packaging;
 mod payment_app;
