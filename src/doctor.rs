@@ -73,10 +73,42 @@ pub async fn run(config_path: Option<&Path>) -> Report {
             return report;
         }
     };
+    check_tls(&mut report, &config);
     check_database(&mut report, &config.storage.path);
     check_clock(&mut report);
     check_daemon(&mut report, &config).await;
     report
+}
+
+fn check_tls(report: &mut Report, config: &Config) {
+    let Some(files) = &config.server.tls else {
+        report.add(
+            Level::Ok,
+            "tls",
+            "off (plain HTTP; fine behind a TLS proxy or tunnel)",
+        );
+        return;
+    };
+    if let Err(e) = crate::tls::Tls::load(files) {
+        return report.add(Level::Fail, "tls", e.to_string());
+    }
+    match crate::tls::certificate_expiry(files) {
+        Ok(expiry) => {
+            let days = (expiry - SystemClock.now_ms() / 1000) / 86_400;
+            let level = match days {
+                d if d < 0 => Level::Fail,
+                d if d < 14 => Level::Warn,
+                _ => Level::Ok,
+            };
+            let detail = if days < 0 {
+                format!("{} expired {} days ago", files.cert.display(), -days)
+            } else {
+                format!("{} valid, expires in {days} days", files.cert.display())
+            };
+            report.add(level, "tls certificate", detail);
+        }
+        Err(e) => report.add(Level::Fail, "tls certificate", e.to_string()),
+    }
 }
 
 fn check_database(report: &mut Report, path: &Path) {

@@ -232,9 +232,109 @@ impl fmt::Debug for Tls {
     }
 }
 
+/// When the server certificate (the first in the file) expires, as unix seconds.
+pub fn certificate_expiry(files: &TlsConfig) -> Result<i64, TlsFileError> {
+    let error = |problem: String| TlsFileError {
+        key: "cert",
+        path: files.cert.clone(),
+        problem,
+    };
+    let pem = std::fs::read(&files.cert).map_err(|e| error(format!("cannot read: {e}")))?;
+    let cert = CertificateDer::pem_slice_iter(&pem)
+        .next()
+        .ok_or_else(|| error("no certificate in the file".into()))?
+        .map_err(|e| error(format!("not PEM: {e}")))?;
+    not_after(cert.as_ref()).ok_or_else(|| error("cannot read the certificate's validity".into()))
+}
+
+/// One DER element: (tag, contents, rest).
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7F);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// `notAfter` of an X.509 certificate: Certificate → tbsCertificate → [version], serial,
+/// signature, issuer, validity { notBefore, notAfter }.
+fn not_after(der: &[u8]) -> Option<i64> {
+    let (_, certificate, _) = der_element(der)?;
+    let (_, tbs, _) = der_element(certificate)?;
+    let mut rest = tbs;
+    let (tag, _, after) = der_element(rest)?;
+    if tag == 0xA0 {
+        rest = after; // explicit version
+    }
+    for _ in 0..3 {
+        rest = der_element(rest)?.2; // serial, signature algorithm, issuer
+    }
+    let (_, validity, _) = der_element(rest)?;
+    let (_, _, after_not_before) = der_element(validity)?;
+    let (tag, time, _) = der_element(after_not_before)?;
+    let text = std::str::from_utf8(time).ok()?;
+    let digits = text.strip_suffix('Z')?;
+    let (year, rest) = match tag {
+        0x17 => {
+            let yy: i64 = digits.get(..2)?.parse().ok()?;
+            (
+                if yy >= 50 { 1900 + yy } else { 2000 + yy },
+                digits.get(2..)?,
+            )
+        }
+        0x18 => (digits.get(..4)?.parse().ok()?, digits.get(4..)?),
+        _ => return None,
+    };
+    let field = |i: usize| -> Option<i64> { rest.get(i..i + 2)?.parse().ok() };
+    let (month, day, hour, minute, second) =
+        (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
+    // Days from civil (H. Hinnant), proleptic Gregorian.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_when_the_certificate_expires() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).expect("params");
+        params.not_after = rcgen::date_time_ymd(2031, 5, 17);
+        let cert = params.self_signed(&key).expect("cert");
+        let files = TlsConfig {
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+        };
+        std::fs::write(&files.cert, cert.pem()).expect("write");
+        // 2031-05-17T00:00:00Z
+        assert_eq!(certificate_expiry(&files).expect("expiry"), 1_936_742_400);
+        params.not_after = rcgen::date_time_ymd(2060, 1, 2);
+        let later = params.self_signed(&key).expect("cert");
+        std::fs::write(&files.cert, later.pem()).expect("write");
+        // GeneralizedTime from 2050 on: 2060-01-02T00:00:00Z
+        assert_eq!(certificate_expiry(&files).expect("expiry"), 2_840_227_200);
+        std::fs::write(&files.cert, "garbage").expect("write");
+        assert!(certificate_expiry(&files).is_err());
+    }
 
     fn write_pair(dir: &Path) -> TlsConfig {
         let key = rcgen::KeyPair::generate().expect("key");

@@ -513,3 +513,47 @@ fn json_logs_are_one_object_per_line() {
         );
     }
 }
+
+#[test]
+fn doctor_reports_an_expired_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).expect("params");
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let cert = params.self_signed(&key).expect("cert");
+    std::fs::write(dir.path().join("cert.pem"), cert.pem()).expect("cert");
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).expect("key");
+    let good = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/posbridge.toml"
+    ))
+    .expect("example");
+    let text = good
+        .replace(
+            "path = \"posbridge.db\"",
+            &format!("path = \"{}\"", dir.path().join("none.db").display()),
+        )
+        .replace(
+            "[storage]",
+            &format!(
+                "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[storage]",
+                dir.path().join("cert.pem").display(),
+                dir.path().join("key.pem").display()
+            ),
+        );
+    let path = dir.path().join("doctor.toml");
+    std::fs::write(&path, text).expect("write");
+    let out = posbridge(&["doctor", "--config", path.to_str().expect("utf8")]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("FAIL  tls certificate") && report.contains("expired"),
+        "{report}"
+    );
+}
