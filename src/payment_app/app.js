@@ -30,6 +30,7 @@
       $("state").textContent = event.state;
       $("prompt").textContent = "";
       $("cancel").disabled = true;
+      $("cancel").textContent = "Cancel";
       item.textContent = "result: " + event.status;
     } else if (event.type === "error") {
       $("error").textContent = event.message || event.code;
