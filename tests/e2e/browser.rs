@@ -12,9 +12,7 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 use crate::payment_app::{feed_daemon, start_with_app, ws_url};
-use crate::status_page::{
-    admin_base, alarmed_payment, final_payment, status_daemon, wait_attempts,
-};
+use crate::status_page::{admin_base, alarmed_payment, status_daemon, wait_attempts};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -234,12 +232,12 @@ async fn the_status_page_logs_in_and_redelivers_a_failing_callback() {
     let receiver = CallbackReceiver::start(0).await;
     receiver.fail_always();
     assert_eq!(
-        final_payment(&daemon, &receiver, "BR-ST-1", 129.90).await["status"],
+        pay(&daemon, &receiver, "BR-ST-1", json!(129.90)).await["status"],
         "approved"
     );
     alarmed_payment(&daemon, &receiver, "BR-ST-2").await;
     assert_eq!(
-        final_payment(&daemon, &receiver, "BR-ST-3", 15.01).await["status"],
+        pay(&daemon, &receiver, "BR-ST-3", json!(15.01)).await["status"],
         "denied"
     );
     wait_attempts(&receiver, 3).await;

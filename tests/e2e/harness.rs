@@ -504,6 +504,14 @@ pub async fn submit_serial(url: &str, body: &str) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// A payment through the whole POS flow (credit) to its final answer.
+pub async fn pay(daemon: &Daemon, receiver: &CallbackReceiver, id: &str, value: Value) -> Value {
+    let gateway = daemon.gateway();
+    let body = create_body(id, value, "Venda Direta Credito", &receiver.url_for(id));
+    start_charge(&gateway, &body).await;
+    gateway.poll_final(&body, Duration::from_secs(40)).await
+}
+
 /// Drives a payment through the documented POS flow up to the charge: first Create, serial
 /// scan, second Create. Returns the second answer.
 pub async fn start_charge(gateway: &Gateway, body: &Value) -> Value {

@@ -14,16 +14,8 @@ async fn approved_payment(
     id: &str,
     value: f64,
 ) -> Value {
-    let gateway = daemon.gateway();
-    let body = create_body(
-        id,
-        json!(value),
-        "Venda Direta Credito",
-        &receiver.url_for(id),
-    );
-    start_charge(&gateway, &body).await;
-    let done = gateway.poll_final(&body, FINAL).await;
-    assert_eq!(done["status"], "approved");
+    let done = pay(daemon, receiver, id, json!(value)).await;
+    assert_eq!(done["status"], "approved", "{done}");
     done
 }
 

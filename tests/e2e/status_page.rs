@@ -30,27 +30,9 @@ pub fn admin_base(daemon: &Daemon) -> String {
     format!("http://{}", daemon.admin.as_ref().expect("admin listener"))
 }
 
-/// A payment through the POS flow to its final answer.
-pub async fn final_payment(
-    daemon: &Daemon,
-    receiver: &CallbackReceiver,
-    id: &str,
-    value: f64,
-) -> Value {
-    let gateway = daemon.gateway();
-    let body = create_body(
-        id,
-        json!(value),
-        "Venda Direta Credito",
-        &receiver.url_for(id),
-    );
-    start_charge(&gateway, &body).await;
-    gateway.poll_final(&body, FINAL).await
-}
-
 /// An approved payment with an alarm: `.06` cannot return an unsettled difference.
 pub async fn alarmed_payment(daemon: &Daemon, receiver: &CallbackReceiver, id: &str) {
-    let done = final_payment(daemon, receiver, id, 20.06).await;
+    let done = pay(daemon, receiver, id, json!(20.06)).await;
     assert_eq!(done["status"], "approved");
     let (status, settled) = daemon
         .gateway()
@@ -140,7 +122,7 @@ async fn status_api_and_page_need_the_token_show_what_store_it_needs_and_redeliv
     let base = admin_base(&daemon);
     let receiver = CallbackReceiver::start(0).await;
     receiver.fail_always();
-    let approved = final_payment(&daemon, &receiver, "ST-1", 29.90).await;
+    let approved = pay(&daemon, &receiver, "ST-1", json!(29.90)).await;
     assert_eq!(approved["status"], "approved");
     assert_eq!(
         approved["firstDigits"], "444433",

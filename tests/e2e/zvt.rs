@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::harness::*;
 
@@ -115,13 +115,6 @@ async fn daemon_for(terminal: &ZvtTerminal, options: Options) -> Daemon {
         ..options
     })
     .await
-}
-
-async fn pay(daemon: &Daemon, receiver: &CallbackReceiver, id: &str, value: Value) -> Value {
-    let gateway = daemon.gateway();
-    let body = create_body(id, value, "Venda Direta Credito", &receiver.url_for(id));
-    start_charge(&gateway, &body).await;
-    gateway.poll_final(&body, FINAL).await
 }
 
 fn receipts_of(daemon: &Daemon, payment_id: &str) -> Vec<(String, String)> {
