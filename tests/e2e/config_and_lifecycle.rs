@@ -7,6 +7,15 @@ use serde_json::json;
 
 use crate::harness::*;
 
+/// The shipped example configuration, for tests to adapt.
+fn example_config() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/posbridge.toml"
+    ))
+    .expect("example")
+}
+
 fn posbridge(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_posbridge"))
         .args(args)
@@ -17,11 +26,7 @@ fn posbridge(args: &[&str]) -> std::process::Output {
 #[test]
 fn a_bad_config_exits_64_naming_key_and_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let good = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/config/posbridge.toml"
-    ))
-    .expect("example");
+    let good = example_config();
     let cases = [
         (
             "unknown key",
@@ -440,11 +445,7 @@ async fn store_it_observes_payments_callbacks_metrics_and_logs() {
 #[test]
 fn doctor_fails_clearly_without_a_daemon() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let good = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/config/posbridge.toml"
-    ))
-    .expect("example");
+    let good = example_config();
     let text = good
         .replace(
             "# token = \"choose-a-long-random-token\"",
@@ -467,11 +468,7 @@ fn doctor_fails_clearly_without_a_daemon() {
 #[test]
 fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let good = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/config/posbridge.toml"
-    ))
-    .expect("example");
+    let good = example_config();
     let text = good
         .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
         .replace(
@@ -524,11 +521,7 @@ fn doctor_reports_an_expired_certificate() {
     let cert = params.self_signed(&key).expect("cert");
     std::fs::write(dir.path().join("cert.pem"), cert.pem()).expect("cert");
     std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).expect("key");
-    let good = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/config/posbridge.toml"
-    ))
-    .expect("example");
+    let good = example_config();
     let text = good
         .replace(
             "path = \"posbridge.db\"",
