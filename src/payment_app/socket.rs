@@ -13,6 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
 
 use super::error;
 use super::hub::{Denied, FeedEvent, Hub};
@@ -136,12 +137,8 @@ async fn serve(hub: Arc<Hub>, socket: WebSocket, payment_id: String, after: Opti
             let frame = Message::Text(event.json.clone().into());
             tokio::select! {
                 biased;
-                () = stop.cancelled() => {
-                    close(sink, stream, GOING_AWAY, "posbridge is shutting down; resume with ?after=").await;
-                    return;
-                }
-                () = lagged.cancelled() => {
-                    close(sink, stream, TRY_AGAIN_LATER, "fell behind; resume with ?after=").await;
+                (code, reason) = must_close(&stop, &lagged) => {
+                    close(sink, stream, code, reason).await;
                     return;
                 }
                 sent = sink.send(frame) => if sent.is_err() { return },
@@ -155,12 +152,8 @@ async fn serve(hub: Arc<Hub>, socket: WebSocket, payment_id: String, after: Opti
         }
         tokio::select! {
             biased;
-            () = stop.cancelled() => {
-                close(sink, stream, GOING_AWAY, "posbridge is shutting down; resume with ?after=").await;
-                return;
-            }
-            () = lagged.cancelled() => {
-                close(sink, stream, TRY_AGAIN_LATER, "fell behind; resume with ?after=").await;
+            (code, reason) = must_close(&stop, &lagged) => {
+                close(sink, stream, code, reason).await;
                 return;
             }
             event = subscription.events.recv() => match event {
@@ -181,6 +174,16 @@ async fn serve(hub: Arc<Hub>, socket: WebSocket, payment_id: String, after: Opti
                 }
             },
         }
+    }
+}
+
+/// Resolves when the socket must close whatever else happens: shutdown (1001) first, then a
+/// client that fell behind (1013). Both may resume with `?after=`.
+async fn must_close(stop: &CancellationToken, lagged: &CancellationToken) -> (u16, &'static str) {
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => (GOING_AWAY, "posbridge is shutting down; resume with ?after="),
+        () = lagged.cancelled() => (TRY_AGAIN_LATER, "fell behind; resume with ?after="),
     }
 }
 

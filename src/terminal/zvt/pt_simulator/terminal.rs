@@ -181,6 +181,28 @@ pub(super) struct Terminal {
 }
 
 impl Terminal {
+    /// The fields every Status-Information of a transaction starts with.
+    fn status_head(
+        &self,
+        code: ResultCode,
+        amount: Amount,
+        trace: u32,
+        time: Time,
+        date: Date,
+    ) -> BmpList {
+        let mut status = BmpList::new()
+            .with(Bmp::ResultCode(code))
+            .with(Bmp::Amount(amount))
+            .with(Bmp::TraceNumber(trace))
+            .with(Bmp::Time(time))
+            .with(Bmp::Date(date));
+        if let Some(pan) = Pan::from_digits(MASKED_PAN) {
+            status.push(Bmp::Pan(pan));
+        }
+        status.push(Bmp::TerminalId(self.terminal_id));
+        status
+    }
+
     pub(super) fn new(terminal_id: u32, faults: SaleFaults) -> Self {
         Self {
             terminal_id,
@@ -226,16 +248,7 @@ impl Terminal {
         } else {
             codes::DECLINED_BY_ISSUER
         };
-        let mut status = BmpList::new()
-            .with(Bmp::ResultCode(code))
-            .with(Bmp::Amount(amount))
-            .with(Bmp::TraceNumber(trace))
-            .with(Bmp::Time(time))
-            .with(Bmp::Date(date));
-        if let Some(pan) = Pan::from_digits(MASKED_PAN) {
-            status.push(Bmp::Pan(pan));
-        }
-        status.push(Bmp::TerminalId(self.terminal_id));
+        let mut status = self.status_head(code, amount, trace, time, date);
         if approved && let Some(aid) = FixedText::<8>::padded(&authorisation_code(trace), b' ') {
             status.push(Bmp::Aid(aid));
         }
@@ -341,16 +354,7 @@ impl Terminal {
         let trace = self.trace();
         let receipt_number = self.receipt();
         let (time, date) = now();
-        let mut status = BmpList::new()
-            .with(Bmp::ResultCode(ResultCode::SUCCESS))
-            .with(Bmp::Amount(amount))
-            .with(Bmp::TraceNumber(trace))
-            .with(Bmp::Time(time))
-            .with(Bmp::Date(date));
-        if let Some(pan) = Pan::from_digits(MASKED_PAN) {
-            status.push(Bmp::Pan(pan));
-        }
-        status.push(Bmp::TerminalId(self.terminal_id));
+        let mut status = self.status_head(ResultCode::SUCCESS, amount, trace, time, date);
         status.push(Bmp::OriginalTraceNumber(original_trace));
         status.push(Bmp::Currency(currency));
         status.push(Bmp::ReceiptNumber(receipt_number));
