@@ -1,6 +1,8 @@
 //! The `posbridge` command line: what each subcommand does, and its exit code.
 //! Exit codes: 0 success; 64 bad configuration (EX_USAGE: systemd does not restart on it);
-//! 1 failure; 2 the running daemon could not be asked.
+//! 65 the database is older than the terminals' journals (EX_DATAERR: restored from an old
+//! backup; `adopt-journals` or a newer backup, then start again); 1 failure; 2 the running
+//! daemon could not be asked.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +13,7 @@ use crate::config::{Config, DEFAULT_CONFIG};
 use crate::telemetry::{self, LogFormat, LogOutput};
 
 const EXIT_CONFIG: u8 = 64;
+const EXIT_JOURNALS_AHEAD: u8 = 65;
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +48,13 @@ enum Command {
     /// Check everything store IT would check: config, database, clock, the running daemon and
     /// its terminals. Exit 1 on any failure.
     Doctor {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// With the daemon stopped: adopt what the terminals' journals name and the database does
+    /// not know (after restoring an old backup), so the daemon starts again. Adopted sales are
+    /// recovered from the terminal when the Gateway repeats their Create; never charged again.
+    AdoptJournals {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -236,6 +246,32 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::AdoptJournals { config } => {
+            let config = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let _ = telemetry::init("warn", LogFormat::Text, LogOutput::Stderr);
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            match rt.block_on(crate::server::adopt_journals(config)) {
+                Ok(done) => {
+                    println!(
+                        "adopted {} journal entr{} the database did not know; {} payment(s) caught up to what the terminals were sent",
+                        done.adopted,
+                        if done.adopted == 1 { "y" } else { "ies" },
+                        done.caught_up.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("posbridge: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Terminals { config, action } => {
             let (method, path) = match &action {
                 TerminalAction::List => (reqwest::Method::GET, "/terminals".to_string()),
@@ -335,6 +371,11 @@ pub fn main() -> ExitCode {
                     // An unusable certificate or key file is a configuration problem.
                     if e.downcast_ref::<crate::tls::TlsFileError>().is_some() {
                         ExitCode::from(EXIT_CONFIG)
+                    } else if matches!(
+                        e.downcast_ref::<crate::pos::EngineError>(),
+                        Some(crate::pos::EngineError::JournalsAhead(_))
+                    ) {
+                        ExitCode::from(EXIT_JOURNALS_AHEAD)
                     } else {
                         ExitCode::FAILURE
                     }

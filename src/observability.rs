@@ -60,6 +60,12 @@ pub fn terminal_event(terminal: &str) {
         .increment(1);
 }
 
+/// A lane could not store what the terminal said and retries (disk full, I/O error).
+pub fn commit_retry(terminal: &str) {
+    metrics::counter!("posbridge_commit_retries_total", "terminal" => terminal.to_string())
+        .increment(1);
+}
+
 pub fn payment_result(state: &str) {
     metrics::counter!("posbridge_payment_results_total", "state" => state.to_string()).increment(1);
 }

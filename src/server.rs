@@ -48,6 +48,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{addr}"));
 
+    // One writer: a second daemon (or a maintenance command) on this database is refused.
+    let _writer = crate::store::lock_writer(&config.storage.path)?;
     let store = Store::open(&config.storage.path)?;
     let clock: SharedClock = Arc::new(SystemClock);
     let engine = Engine::new(&config, store.clone(), clock.clone(), public_url)?;
@@ -205,8 +207,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     {
         tracing::warn!("workers did not stop in time");
     }
+    // A clean stop leaves the database file complete on its own (nothing left in the -wal).
+    match store.checkpoint().await {
+        Ok(()) => tracing::info!("database checkpointed"),
+        Err(e) => tracing::warn!(error = %e, "cannot checkpoint the database at shutdown"),
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `posbridge adopt-journals`: with the daemon stopped, records what the terminals' journals
+/// name and the database does not know, so the daemon starts again: an adopted sale is
+/// recovered from its terminal when the Gateway repeats its Create, never charged again.
+pub async fn adopt_journals(config: Config) -> anyhow::Result<crate::pos::Reconciled> {
+    let _writer = crate::store::lock_writer(&config.storage.path)?;
+    let store = Store::open(&config.storage.path)?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let engine = Engine::new(&config, store.clone(), clock, String::new())?;
+    let reconciled = engine
+        .reconcile_journals(true, engine.journal_horizon_ms())
+        .await?;
+    store.checkpoint().await?;
+    Ok(reconciled)
 }
 
 /// Deletes what the retention period no longer allows, at start and then hourly.

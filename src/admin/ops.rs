@@ -65,6 +65,12 @@ pub async fn metrics(State(state): State<AdminState>) -> Response {
             &labels,
             f64::from(u8::from(handle.is_busy())),
         );
+        let blocked = state.engine.lane_status(&id).blocked_by.is_some();
+        crate::observability::gauge(
+            "posbridge_terminal_blocked",
+            &labels,
+            f64::from(u8::from(blocked)),
+        );
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -62,7 +62,13 @@
       cell(row, t.serialNumber);
       cell(row, t.protocol);
       pill(row, t.online ? "online" : "offline");
-      cell(row, t.busy ? "busy" : "idle");
+      if (t.blocked) {
+        const td = pill(row, "blocked", "bad");
+        td.appendChild(document.createTextNode(" " + (t.blockedReason || "") +
+          (t.blockedSinceMs ? " (since " + time(t.blockedSinceMs) + ")" : "")));
+      } else {
+        cell(row, t.busy ? "busy" : "idle");
+      }
       cell(row, time(t.lastSeenMs));
       cell(row, t.lastError || "");
     });

@@ -9,16 +9,20 @@ use serde_json::{Value, json};
 use super::AdminState;
 use crate::pos::Engine;
 
-/// Every configured terminal: online, busy, last seen, protocol, last error.
+/// Every configured terminal: online, busy, blocked (a lane waiting on an unresolved sale, and
+/// why), last seen, protocol, last error.
 pub fn list(engine: &Engine) -> Vec<Value> {
     engine
         .terminals()
         .into_iter()
         .map(|(id, serial, handle)| {
             let (online, last_seen_ms, last_error) = handle.health();
+            let lane = engine.lane_status(&id);
             json!({
                 "id": id, "serialNumber": serial, "protocol": handle.protocol(),
                 "online": online, "busy": handle.is_busy(),
+                "blocked": lane.blocked_by.is_some(), "blockedBy": lane.blocked_by,
+                "blockedReason": lane.reason, "blockedSinceMs": lane.since_ms,
                 "lastSeenMs": (last_seen_ms > 0).then_some(last_seen_ms), "lastError": last_error,
             })
         })

@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::pos::answer::PaymentAnswer;
 use crate::pos::state::PaymentState;
 use crate::pos::{Engine, PaymentChange, payment_app_token};
 use crate::secret::ct_eq;
@@ -487,17 +488,18 @@ fn record(
     Ok(())
 }
 
-/// The final result as the Payment App may show it: brand and last 4 digits only.
+/// The final result as the Payment App may show it (brand and last 4 digits only): what the
+/// payment's frozen PPP answer says, so the app, Create and the callback agree.
 fn result_fields(p: &Payment, state: PaymentState) -> Value {
-    let sale = &p.sale;
-    let approved = state == PaymentState::Approved;
+    let answer = PaymentAnswer::final_of(p);
+    let field = |get: fn(&PaymentAnswer) -> Option<String>| answer.as_ref().and_then(get);
     json!({
-        "status": state.ppp_status().as_str(),
+        "status": answer.as_ref().map_or(state.ppp_status(), |a| a.status).as_str(),
         "state": state.as_str(),
-        "cardBrand": sale.card_brand,
-        "lastDigits": sale.last_digits,
-        "authorizationId": if approved { sale.authorization_id.clone() } else { None },
-        "code": sale.code,
-        "message": sale.message,
+        "cardBrand": field(|a| a.card_brand.clone()),
+        "lastDigits": field(|a| a.last_digits.clone()),
+        "authorizationId": field(|a| a.authorization_id.clone()),
+        "code": field(|a| a.code.clone()),
+        "message": field(|a| a.message.clone()),
     })
 }

@@ -1,15 +1,21 @@
 //! Cancellation, settlement and refund. Each is idempotent on `requestId`: a final answer is
 //! stored and replayed. A terminal step that does not finish within a few seconds answers
 //! "still working" (500, null id) and finishes in the background, since VTEX retries.
+//!
+//! What excludes what is decided inside the one transaction that records the request: a
+//! reversal on its way or done excludes settling and refunding; a settlement excludes a
+//! reversal (refund instead); a payment is settled once, and only an exact repeat (same
+//! value) replays that settlement.
 
 use rusqlite::Connection;
 
 use super::answer::OperationAnswer;
-use super::lane::LaneJob;
+use super::finish::{self, cancelled};
+use super::lane::{LaneJob, record_operation};
 use super::state::PaymentState;
-use super::{Engine, EngineError, TERMINAL_STEP_WAIT, must_get};
+use super::{Engine, EngineError, TERMINAL_STEP_WAIT, find_for_merchant, must_get};
 use crate::money::{Amount, Currency};
-use crate::secret::{ct_eq, random_id};
+use crate::secret::random_id;
 use crate::store::StoreError;
 use crate::store::operations::{self, OpKind, OpState, Operation};
 use crate::store::payments::{self, Payment};
@@ -21,14 +27,24 @@ const REFUND: &str = "refund";
 /// The requestId of a cancel pressed in the Payment App.
 pub const PAYMENT_APP_CANCEL_REQUEST: &str = "payment-app-cancel";
 
-/// What a first look at the request decided.
-enum Step {
+/// What a first look at a cancel decided.
+enum CancelStep {
     Answer(OperationAnswer),
-    /// Wait for the terminal (an abort or an operation) and answer from the result.
+    /// Cancelled now, before anything reached the terminal: the callback is queued.
+    CancelledNow(OperationAnswer),
+    /// Wait for the terminal (an abort or a reversal) and answer from the result.
     Wait {
-        op: Option<(Operation, bool)>,
+        reversal: Option<(Operation, bool)>,
         abort: bool,
     },
+}
+
+/// What a first look at a settlement decided.
+enum SettleStep {
+    Refuse(&'static str, String),
+    /// Settled now (with the part to return on the terminal, for a partial one), or before
+    /// with the same value: answer once nothing is left to return.
+    Settled(Option<Operation>),
 }
 
 impl Engine {
@@ -41,17 +57,22 @@ impl Engine {
         kind: &'static str,
         request_id: &str,
     ) -> Result<Result<Payment, OperationAnswer>, EngineError> {
-        let (id, rid) = (payment_id.to_string(), request_id.to_string());
+        let (merchant, id, rid) = (
+            merchant.to_string(),
+            payment_id.to_string(),
+            request_id.to_string(),
+        );
         let (payment, stored) = self
             .store
             .call(move |c| {
-                Ok((
-                    payments::get(c, &id)?,
-                    operations::answer(c, &id, kind, &rid)?,
-                ))
+                let Some(p) = find_for_merchant(c, &merchant, &id)? else {
+                    return Ok((None, None));
+                };
+                let stored = operations::answer(c, &p.payment_id, kind, &rid)?;
+                Ok((Some(p), stored))
             })
             .await?;
-        let Some(p) = payment.filter(|p| ct_eq(p.merchant.as_bytes(), merchant.as_bytes())) else {
+        let Some(p) = payment else {
             return Err(EngineError::UnknownPayment);
         };
         if let Some((status, body)) = stored {
@@ -68,14 +89,14 @@ impl Engine {
 
     async fn save_if_final(
         &self,
-        payment_id: &str,
+        p: &Payment,
         kind: &'static str,
         request_id: &str,
         answer: &OperationAnswer,
     ) -> Result<(), EngineError> {
         if answer.is_final {
             let (id, rid, status, body) = (
-                payment_id.to_string(),
+                p.payment_id.clone(),
                 request_id.to_string(),
                 answer.http_status,
                 answer.body.to_string(),
@@ -91,10 +112,18 @@ impl Engine {
     async fn dispatch(&self, p: &Payment, op: &Operation) -> Result<(), EngineError> {
         if self.terminal(p).is_some() {
             self.enqueue(p, LaneJob::Operation(op.op_id.clone()));
-            Ok(())
         } else {
-            self.finish_operation(op, OperationOutcome::Done).await
+            let state = self
+                .store
+                .call(record_operation(
+                    op.clone(),
+                    OperationOutcome::Done,
+                    self.now(),
+                ))
+                .await?;
+            self.publish(&op.payment_id, state);
         }
+        Ok(())
     }
 
     /// A cancel pressed in the Payment App: the Gateway's cancellation path, on behalf of the
@@ -110,10 +139,13 @@ impl Engine {
             .await?
             .ok_or(EngineError::UnknownPayment)?;
         tracing::info!(payment_id = %payment_id, "cancel requested from the Payment App");
-        self.cancel(&p.merchant, payment_id, PAYMENT_APP_CANCEL_REQUEST)
+        self.cancel(&p.merchant, p.vtex_payment_id(), PAYMENT_APP_CANCEL_REQUEST)
             .await
     }
 
+    /// Cancels a payment: before the charge at once; while charging by aborting the sale
+    /// (answered only once the terminal confirms); once approved by a reversal. A 200 is only
+    /// ever answered for what is true: nothing was charged, or it was given back.
     pub async fn cancel(
         &self,
         merchant: &str,
@@ -127,38 +159,54 @@ impl Engine {
             Ok(p) => p,
             Err(stored) => return Ok(stored),
         };
-        let (id, rid) = (p.payment_id.clone(), request_id.to_string());
+        let (key, vtex_id, rid) = (
+            p.payment_id.clone(),
+            payment_id.to_string(),
+            request_id.to_string(),
+        );
         let now = self.now();
         let new_id = random_id("cx")?;
         let step = self
             .store
             .call(move |c| {
-                let p = must_get(c, &id)?;
-                let done = |c: &Connection| -> Result<Step, StoreError> {
-                    payments::cancel(c, &id, &new_id, now)?;
-                    Ok(Step::Answer(OperationAnswer::cancelled(&id, &new_id, &rid)))
+                let p = must_get(c, &key)?;
+                let answer = |cid: &str| OperationAnswer::cancelled(&vtex_id, cid, &rid);
+                let cancel_now = |c: &Connection, why: &str| -> Result<CancelStep, StoreError> {
+                    finish::finish(c, &key, PaymentState::Cancelled, &cancelled(why), now)?;
+                    payments::record_cancellation(c, &key, &new_id, now)?;
+                    Ok(CancelStep::CancelledNow(answer(&new_id)))
                 };
                 match p.state {
-                    PaymentState::Received | PaymentState::Bound | PaymentState::Denied => done(c),
+                    PaymentState::Received | PaymentState::Bound => {
+                        cancel_now(c, "payment cancelled before the charge")
+                    }
                     // Queued but never sent: nothing to abort.
-                    PaymentState::Charging if p.sent_to_terminal_at.is_none() => done(c),
-                    PaymentState::Charging | PaymentState::Unknown => {
-                        payments::request_cancel(c, &id, now)?;
-                        Ok(Step::Wait {
-                            op: None,
+                    PaymentState::Charging if p.sent_to_terminal_at.is_none() => cancel_now(
+                        c,
+                        "payment cancelled before the terminal was asked to charge",
+                    ),
+                    PaymentState::Charging | PaymentState::Unknown | PaymentState::Unresolved => {
+                        payments::request_cancel(c, &key, now)?;
+                        Ok(CancelStep::Wait {
+                            reversal: None,
                             abort: true,
                         })
                     }
+                    // Nothing was charged; its denied answer stays as it was.
+                    PaymentState::Denied => {
+                        payments::record_cancellation(c, &key, &new_id, now)?;
+                        Ok(CancelStep::Answer(answer(&new_id)))
+                    }
                     PaymentState::Cancelled => Ok(match &p.cancellation_id {
-                        Some(cid) => Step::Answer(OperationAnswer::cancelled(&id, cid, &rid)),
-                        None => Step::Wait {
-                            op: None,
+                        Some(cid) => CancelStep::Answer(answer(cid)),
+                        None => CancelStep::Wait {
+                            reversal: None,
                             abort: false,
                         },
                     }),
                     PaymentState::Approved if p.settle_id.is_some() => {
-                        Ok(Step::Answer(OperationAnswer::cancel_failed(
-                            &id,
+                        Ok(CancelStep::Answer(OperationAnswer::cancel_failed(
+                            &vtex_id,
                             &rid,
                             400,
                             "already-settled",
@@ -167,26 +215,27 @@ impl Engine {
                         )))
                     }
                     PaymentState::Approved => {
-                        let existing = operations::find(c, &id, OpKind::Reversal, None)?
+                        let existing = operations::find(c, &key, OpKind::Reversal, None)?
                             .filter(|o| o.state != OpState::Failed);
                         if let Some(op) = existing {
-                            return Ok(Step::Wait {
-                                op: Some((op, false)),
+                            return Ok(CancelStep::Wait {
+                                reversal: Some((op, false)),
                                 abort: false,
                             });
                         }
                         let op = Operation {
                             op_id: new_id.clone(),
-                            payment_id: id.clone(),
+                            payment_id: key.clone(),
                             kind: OpKind::Reversal,
                             request_id: Some(rid.clone()),
                             amount_minor: p.amount_minor,
                             state: OpState::Pending,
                             detail: None,
+                            sale_ref: None,
                         };
                         operations::insert(c, &op, now)?;
-                        Ok(Step::Wait {
-                            op: Some((op, true)),
+                        Ok(CancelStep::Wait {
+                            reversal: Some((op, true)),
                             abort: false,
                         })
                     }
@@ -194,50 +243,56 @@ impl Engine {
             })
             .await?;
         let answer = match step {
-            Step::Answer(a) => a,
-            Step::Wait { op, abort } => {
+            CancelStep::Answer(a) => a,
+            CancelStep::CancelledNow(a) => {
+                tracing::info!(payment_id = %p.payment_id, "cancelled before the charge; callback queued");
+                self.outbox_wake.notify_one();
+                a
+            }
+            CancelStep::Wait { reversal, abort } => {
                 if abort {
                     let aborted = self.terminal(&p).is_some_and(|t| t.abort(&p.payment_id));
                     tracing::info!(
-                        payment_id = %payment_id,
+                        payment_id = %p.payment_id,
                         aborted_running_sale = aborted,
-                        "cancel requested while charging"
+                        "cancel requested while charging: answered once the terminal confirms"
                     );
                 }
-                if let Some((op, true)) = &op {
+                if let Some((op, true)) = &reversal {
                     tracing::info!(
-                        payment_id = %payment_id,
+                        payment_id = %p.payment_id,
                         "cancel of an approved sale: reversing it on the terminal"
                     );
                     self.dispatch(&p, op).await?;
                 }
-                self.await_cancel(&p.payment_id, request_id).await?
+                self.await_cancel(&p.payment_id, payment_id, request_id)
+                    .await?
             }
         };
         if answer.http_status == 200 {
-            self.publish(payment_id, PaymentState::Cancelled);
+            self.publish(&p.payment_id, PaymentState::Cancelled);
         }
-        self.save_if_final(payment_id, CANCEL, request_id, &answer)
-            .await?;
+        self.save_if_final(&p, CANCEL, request_id, &answer).await?;
         Ok(answer)
     }
 
     async fn await_cancel(
         &self,
-        payment_id: &str,
+        key: &str,
+        vtex_id: &str,
         request_id: &str,
     ) -> Result<OperationAnswer, EngineError> {
-        let (id, rid) = (payment_id.to_string(), request_id.to_string());
+        let (id, vid, rid) = (key.to_string(), vtex_id.to_string(), request_id.to_string());
         let found = self
-            .wait_for(payment_id, TERMINAL_STEP_WAIT, move |c| {
+            .wait_for(key, TERMINAL_STEP_WAIT, move |c| {
                 let p = must_get(c, &id)?;
                 if let Some(cid) = &p.cancellation_id {
-                    return Ok(Some(OperationAnswer::cancelled(&id, cid, &rid)));
+                    return Ok(Some(OperationAnswer::cancelled(&vid, cid, &rid)));
                 }
                 let op = operations::find(c, &id, OpKind::Reversal, None)?;
                 Ok(match op.map(|o| (o.state, o.detail)) {
                     Some((OpState::Unsupported, why)) => Some(OperationAnswer::cancel_failed(
-                        &id,
+                        &vid,
                         &rid,
                         501,
                         "cancel-manually",
@@ -246,7 +301,7 @@ impl Engine {
                     )),
                     Some((OpState::Failed, why)) if p.state == PaymentState::Approved => {
                         Some(OperationAnswer::cancel_failed(
-                            &id,
+                            &vid,
                             &rid,
                             500,
                             "cancel-failed",
@@ -260,11 +315,11 @@ impl Engine {
             .await?;
         Ok(found.unwrap_or_else(|| {
             OperationAnswer::cancel_failed(
-                payment_id,
+                vtex_id,
                 request_id,
                 500,
                 "cancel-pending",
-                "the terminal is still working on it; retry",
+                "the terminal has not confirmed the cancellation yet; retry",
                 false,
             )
         }))
@@ -294,72 +349,96 @@ impl Engine {
             Ok(_) => return Ok(fail(400, "invalid-value", "value must be positive")),
             Err(e) => return Ok(fail(400, "invalid-value", &format!("value: {e}"))),
         };
-        if p.state != PaymentState::Approved {
-            return Ok(fail(
-                400,
-                "not-approved",
-                &format!("the payment is {}, not approved", p.state),
-            ));
-        }
-        if value > p.amount_minor {
-            return Ok(fail(
-                400,
-                "settle-exceeds-authorized",
-                &format!(
-                    "cannot settle {} above the authorized {}",
-                    currency.to_decimal(value),
-                    currency.to_decimal(p.amount_minor)
-                ),
-            ));
-        }
-        let (id, rid) = (p.payment_id.clone(), request_id.to_string());
+        let (key, rid) = (p.payment_id.clone(), request_id.to_string());
         let now = self.now();
         let settle_id = random_id("st")?;
         let op_id = random_id("sr")?;
-        let new_op = self
+        let step = self
             .store
             .call(move |c| {
-                let p = must_get(c, &id)?;
-                if p.settle_id.is_some() {
-                    return Ok(None);
+                let p = must_get(c, &key)?;
+                if p.state == PaymentState::Cancelled
+                    || operations::reversal_under_way(c, &key)?
+                {
+                    return Ok(SettleStep::Refuse(
+                        "payment-cancelled",
+                        "the payment is cancelled, or its cancellation is under way: it cannot be settled".into(),
+                    ));
                 }
-                payments::settle(c, &id, &settle_id, value, now)?;
+                if p.state != PaymentState::Approved {
+                    return Ok(SettleStep::Refuse(
+                        "not-approved",
+                        format!("the payment is {}, not approved", p.state),
+                    ));
+                }
+                if p.settle_id.is_some() {
+                    if value == p.settled_minor {
+                        return Ok(SettleStep::Settled(None));
+                    }
+                    return Ok(SettleStep::Refuse(
+                        "settle-conflict",
+                        format!(
+                            "the payment was already settled for {}; a second settlement for {} is refused",
+                            currency.to_decimal(p.settled_minor),
+                            currency.to_decimal(value)
+                        ),
+                    ));
+                }
+                if value > p.amount_minor {
+                    return Ok(SettleStep::Refuse(
+                        "settle-exceeds-authorized",
+                        format!(
+                            "cannot settle {} above the authorized {}",
+                            currency.to_decimal(value),
+                            currency.to_decimal(p.amount_minor)
+                        ),
+                    ));
+                }
+                payments::settle(c, &key, &settle_id, value, now)?;
                 if value == p.amount_minor {
-                    return Ok(None);
+                    return Ok(SettleStep::Settled(None));
                 }
                 let op = Operation {
                     op_id,
-                    payment_id: id.clone(),
+                    payment_id: key.clone(),
                     kind: OpKind::SettleReversal,
                     request_id: Some(rid),
                     amount_minor: p.amount_minor - value,
                     state: OpState::Pending,
                     detail: None,
+                    sale_ref: None,
                 };
                 operations::insert(c, &op, now)?;
-                Ok(Some(op))
+                Ok(SettleStep::Settled(Some(op)))
             })
             .await?;
+        let new_op = match step {
+            SettleStep::Refuse(code, message) => return Ok(fail(400, code, &message)),
+            SettleStep::Settled(op) => op,
+        };
         if let Some(op) = &new_op {
             tracing::info!(
-                payment_id = %payment_id,
+                payment_id = %p.payment_id,
                 returned_minor = op.amount_minor,
                 "partial settlement: returning the difference on the terminal"
             );
             self.dispatch(&p, op).await?;
         }
-        let id = p.payment_id.clone();
-        let rid = request_id.to_string();
+        let (key, vid, rid) = (
+            p.payment_id.clone(),
+            payment_id.to_string(),
+            request_id.to_string(),
+        );
         let found = self
-            .wait_for(payment_id, TERMINAL_STEP_WAIT, move |c| {
-                let p = must_get(c, &id)?;
+            .wait_for(&p.payment_id, TERMINAL_STEP_WAIT, move |c| {
+                let p = must_get(c, &key)?;
                 let Some(settle_id) = &p.settle_id else {
                     return Ok(None);
                 };
-                let pending = operations::find(c, &id, OpKind::SettleReversal, None)?
+                let pending = operations::find(c, &key, OpKind::SettleReversal, None)?
                     .is_some_and(|o| !o.state.is_final());
                 Ok((!pending).then(|| {
-                    OperationAnswer::settled(&id, settle_id, p.settled_minor, currency, &rid)
+                    OperationAnswer::settled(&vid, settle_id, p.settled_minor, currency, &rid)
                 }))
             })
             .await?;
@@ -370,8 +449,7 @@ impl Engine {
                 "the terminal is still returning the unsettled amount; retry",
             )
         });
-        self.save_if_final(payment_id, SETTLE, request_id, &answer)
-            .await?;
+        self.save_if_final(&p, SETTLE, request_id, &answer).await?;
         Ok(answer)
     }
 
@@ -399,17 +477,23 @@ impl Engine {
             Ok(_) => return Ok(fail(400, "invalid-value", "value must be positive")),
             Err(e) => return Ok(fail(400, "invalid-value", &format!("value: {e}"))),
         };
-        let (id, rid) = (p.payment_id.clone(), request_id.to_string());
+        let (key, rid) = (p.payment_id.clone(), request_id.to_string());
         let now = self.now();
         let op_id = random_id("rf")?;
         let decided = self
             .store
             .call(move |c| {
-                let p = must_get(c, &id)?;
-                if let Some(op) = operations::find(c, &id, OpKind::Refund, Some(&rid))?
+                let p = must_get(c, &key)?;
+                if let Some(op) = operations::find(c, &key, OpKind::Refund, Some(&rid))?
                     .filter(|o| o.state != OpState::Failed)
                 {
                     return Ok(Ok((op, false)));
+                }
+                if p.state == PaymentState::Cancelled || operations::reversal_under_way(c, &key)? {
+                    return Ok(Err((
+                        "payment-cancelled",
+                        "the payment is cancelled, or its cancellation is under way: nothing to refund".to_string(),
+                    )));
                 }
                 if p.settle_id.is_none() || p.state != PaymentState::Approved {
                     return Ok(Err((
@@ -428,15 +512,16 @@ impl Engine {
                         ),
                     )));
                 }
-                payments::add_refunded(c, &id, value, now)?;
+                payments::add_refunded(c, &key, value, now)?;
                 let op = Operation {
                     op_id,
-                    payment_id: id.clone(),
+                    payment_id: key.clone(),
                     kind: OpKind::Refund,
                     request_id: Some(rid),
                     amount_minor: value,
                     state: OpState::Pending,
                     detail: None,
+                    sale_ref: None,
                 };
                 operations::insert(c, &op, now)?;
                 Ok(Ok((op, true)))
@@ -448,33 +533,33 @@ impl Engine {
         };
         if is_new {
             tracing::info!(
-                payment_id = %payment_id,
+                payment_id = %p.payment_id,
                 refund_minor = op.amount_minor,
                 "refund started on the terminal"
             );
             self.dispatch(&p, &op).await?;
         }
-        let (id, rid, oid) = (
-            p.payment_id.clone(),
+        let (vid, rid, oid) = (
+            payment_id.to_string(),
             request_id.to_string(),
             op.op_id.clone(),
         );
         let found = self
-            .wait_for(payment_id, TERMINAL_STEP_WAIT, move |c| {
+            .wait_for(&p.payment_id, TERMINAL_STEP_WAIT, move |c| {
                 let Some(op) = operations::get(c, &oid)? else {
                     return Ok(None);
                 };
                 let why = op.detail.clone().unwrap_or_default();
                 Ok(match op.state {
                     OpState::Done => Some(OperationAnswer::refunded(
-                        &id,
+                        &vid,
                         &op.op_id,
                         op.amount_minor,
                         currency,
                         &rid,
                     )),
                     OpState::Unsupported => Some(OperationAnswer::refund_failed(
-                        &id,
+                        &vid,
                         &rid,
                         501,
                         "refund-manually",
@@ -482,7 +567,7 @@ impl Engine {
                         true,
                     )),
                     OpState::Failed => Some(OperationAnswer::refund_failed(
-                        &id,
+                        &vid,
                         &rid,
                         500,
                         "refund-failed",
@@ -500,8 +585,7 @@ impl Engine {
                 "the terminal is still working on the refund; retry",
             )
         });
-        self.save_if_final(payment_id, REFUND, request_id, &answer)
-            .await?;
+        self.save_if_final(&p, REFUND, request_id, &answer).await?;
         Ok(answer)
     }
 }

@@ -1,7 +1,13 @@
 //! What the engine answers, in the shapes and field names of the PPP spec. The Create answer is
 //! also the callback body, so both are built here, once.
+//!
+//! The answer of a final payment is frozen the moment it becomes final (stored with it, in the
+//! transaction that queues its callback): every later Create replays it and the callback
+//! carries it, so the two can never disagree and a final answer never changes. A payment
+//! approved and later cancelled keeps answering `approved` (the authorization happened; the
+//! cancellation is answered by the cancellation endpoint, with its `cancellationId`).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::state::PppStatus;
@@ -11,7 +17,7 @@ use crate::store::payments::Payment;
 pub const TERMINAL_CONNECTOR_APP: &str = "vtex.terminal-connector-app";
 pub const WAIT_FOR_CONFIRMATION_APP: &str = "vtex.challenge-wait-for-confirmation";
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentAppData {
     pub app_name: String,
@@ -20,11 +26,11 @@ pub struct PaymentAppData {
 }
 
 /// The Create Payment answer (`Success-Approved`), and the callback body once final.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentAnswer {
     pub payment_id: String,
-    pub status: &'static str,
+    pub status: PppStatus,
     pub authorization_id: Option<String>,
     pub tid: String,
     pub nsu: Option<String>,
@@ -34,13 +40,13 @@ pub struct PaymentAnswer {
     pub delay_to_auto_settle: u32,
     pub delay_to_auto_settle_after_antifraud: u32,
     pub delay_to_cancel: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_app_data: Option<PaymentAppData>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub card_brand: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_digits: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_digits: Option<String>,
 }
 
@@ -51,8 +57,8 @@ impl PaymentAnswer {
         let sale = &p.sale;
         let keep = |v: &Option<String>| if final_ { v.clone() } else { None };
         Self {
-            payment_id: p.payment_id.clone(),
-            status: status.as_str(),
+            payment_id: p.vtex_payment_id().to_string(),
+            status,
             authorization_id: if status == PppStatus::Approved {
                 sale.authorization_id.clone()
             } else {
@@ -71,6 +77,19 @@ impl PaymentAnswer {
             first_digits: keep(&sale.first_digits),
             last_digits: keep(&sale.last_digits),
         }
+    }
+
+    /// The final answer of a payment that is final: the frozen one, or (for a row written
+    /// before answers were frozen) the one its state gives.
+    pub fn final_of(p: &Payment) -> Option<Self> {
+        if !p.state.is_final() {
+            return None;
+        }
+        let frozen = p
+            .final_answer
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok());
+        Some(frozen.unwrap_or_else(|| Self::of(p, p.state.ppp_status(), None)))
     }
 
     pub fn to_json(&self) -> String {

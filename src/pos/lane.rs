@@ -1,19 +1,25 @@
 //! One worker per terminal: takes charges first come, first served, journals the intent before
 //! the terminal sees a sale, records each result before anything else, and resolves every
 //! unclear sale through the terminal's recovery query — never by guessing, never by charging again.
+//!
+//! A lane that cannot go on (a sale the terminal cannot account for yet, a result the database
+//! refuses to store) says so: [`LaneStatus`] is what store IT sees on the status page, in
+//! `posbridge terminals list` and in the metrics.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rusqlite::Connection;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::finish::{self, cancelled};
 use super::state::{PaymentState, ResultEffect};
-use super::{Engine, EngineError, PaymentAnswer, function_of, must_get};
+use super::{Engine, EngineError, function_of, must_get};
 use crate::secret::random_id;
 use crate::store::operations::{self, OpKind, OpState, Operation};
 use crate::store::payments::{self, SaleFields};
-use crate::store::{outbox, receipts};
+use crate::store::{StoreError, receipts};
 use crate::terminal::{
     DriverError, OperationOutcome, OperationQuery, OperationRequest, SaleInquiry, SaleOutcome,
     SaleQuery, SaleRequest, TerminalError, TerminalHandle,
@@ -26,53 +32,152 @@ pub(super) enum LaneJob {
     /// The sale was sent but its result is unknown: ask the terminal.
     Recover(String),
     Operation(String),
+    /// The terminal reported, on its own, the outcome of a sale it was asked about before
+    /// (e.g. an approval that appeared after the sale was declared never done).
+    LateResult(String, Box<SaleOutcome>),
 }
 
 const RECOVERY_BACKOFF_MAX: Duration = Duration::from_secs(60);
+const COMMIT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Why a lane is not taking new work, if it is not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LaneStatus {
+    /// The payment the lane waits on.
+    pub blocked_by: Option<String>,
+    /// Why, in plain words.
+    pub reason: Option<String>,
+    /// Since when (unix ms).
+    pub since_ms: Option<i64>,
+}
+
+/// The lane's status, shared with whoever shows it.
+#[derive(Debug, Default)]
+pub(super) struct LaneState(Mutex<LaneStatus>);
+
+impl LaneState {
+    pub(super) fn get(&self) -> LaneStatus {
+        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn block(&self, payment_id: &str, reason: String, now_ms: i64) {
+        if let Ok(mut s) = self.0.lock() {
+            let since = match &s.blocked_by {
+                Some(p) if p == payment_id => s.since_ms,
+                _ => Some(now_ms),
+            };
+            *s = LaneStatus {
+                blocked_by: Some(payment_id.to_string()),
+                reason: Some(reason),
+                since_ms: since,
+            };
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut s) = self.0.lock() {
+            *s = LaneStatus::default();
+        }
+    }
+}
 
 enum ChargeStep {
     Send(SaleRequest),
     Skip,
+    /// Never started within `secondsWaiting`: denied.
+    TooLate,
 }
 
 impl Engine {
     pub(super) async fn run_lane(
         self: Arc<Self>,
         terminal: TerminalHandle,
+        status: Arc<LaneState>,
         mut jobs: mpsc::UnboundedReceiver<LaneJob>,
         shutdown: CancellationToken,
     ) {
+        let lane = LaneCtx {
+            terminal,
+            status,
+            shutdown,
+        };
         loop {
             let job = tokio::select! {
                 job = jobs.recv() => job,
-                () = shutdown.cancelled() => None,
+                () = lane.shutdown.cancelled() => None,
             };
             let Some(job) = job else { break };
             let result = match &job {
-                LaneJob::Charge(id) => self.charge(&terminal, id, &shutdown).await,
-                LaneJob::Recover(id) => self.recover(&terminal, id, &shutdown).await,
-                LaneJob::Operation(op_id) => self.run_operation(&terminal, op_id, &shutdown).await,
+                LaneJob::Charge(id) => self.charge(&lane, id).await,
+                LaneJob::Recover(id) => self.recover(&lane, id).await,
+                LaneJob::Operation(op_id) => self.run_operation(&lane, op_id).await,
+                LaneJob::LateResult(id, outcome) => {
+                    tracing::warn!(payment_id = %id, terminal = lane.terminal.id(), "the terminal reports an outcome it did not have when asked");
+                    self.record_sale(&lane, id, (**outcome).clone()).await
+                }
             };
+            lane.status.clear();
             if let Err(e) = result {
-                tracing::error!(terminal = terminal.id(), job = ?job, error = %e, "terminal job failed");
+                tracing::error!(terminal = lane.terminal.id(), job = ?job, error = %e, "terminal job failed");
             }
         }
     }
 
-    async fn charge(
+    /// Runs `work` in a transaction until it is committed: a database that refuses (a full
+    /// disk, an I/O error) is retried with backoff, alarmed once, and shown on the lane —
+    /// what the terminal said is never dropped. Gives up only at shutdown (the terminal
+    /// still knows, and recovery asks it again at the next start).
+    async fn commit<R, F>(
         &self,
-        terminal: &TerminalHandle,
+        lane: &LaneCtx,
         payment_id: &str,
-        shutdown: &CancellationToken,
-    ) -> Result<(), EngineError> {
+        what: &'static str,
+        work: F,
+    ) -> Result<R, EngineError>
+    where
+        R: Send + 'static,
+        F: Fn(&Connection) -> Result<R, StoreError> + Clone + Send + 'static,
+    {
+        let mut backoff = Duration::from_secs(1);
+        let mut alarmed = false;
+        loop {
+            match self.store.call(work.clone()).await {
+                Ok(r) => {
+                    if alarmed {
+                        tracing::warn!(payment_id = %payment_id, "{what}: stored after all");
+                    }
+                    return Ok(r);
+                }
+                Err(StoreError::Closed) => return Err(StoreError::Closed.into()),
+                Err(e) => {
+                    if !alarmed {
+                        alarmed = true;
+                        tracing::error!(payment_id = %payment_id, error = %e, "ALARM: cannot store {what}; retrying until the database takes it (free disk space?)");
+                        crate::observability::commit_retry(lane.terminal.id());
+                    }
+                    lane.status.block(
+                        payment_id,
+                        format!("cannot store {what} ({e}); retrying"),
+                        self.now(),
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = lane.shutdown.cancelled() => return Err(e.into()),
+                    }
+                    backoff = (backoff * 2).min(COMMIT_BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    async fn charge(&self, lane: &LaneCtx, payment_id: &str) -> Result<(), EngineError> {
         let id = payment_id.to_string();
         let now = self.now();
         let step = self
-            .store
-            .call(move |c| {
+            .commit(lane, payment_id, "the sale's start", move |c| {
                 let p = must_get(c, &id)?;
                 if p.state != PaymentState::Charging || p.sent_to_terminal_at.is_some() {
-                    return Ok((ChargeStep::Skip, None));
+                    return Ok(ChargeStep::Skip);
                 }
                 let waited = now - p.charge_started_at.unwrap_or(now);
                 if waited > i64::from(p.delays.seconds_waiting) * 1000 {
@@ -84,49 +189,43 @@ impl Engine {
                         ),
                         ..SaleFields::default()
                     };
-                    payments::finish(c, &id, PaymentState::Denied, &sale, now)?;
-                    let p = must_get(c, &id)?;
-                    enqueue_callback(c, &p, now)?;
-                    return Ok((ChargeStep::Skip, Some(PaymentState::Denied)));
+                    finish::finish(c, &id, PaymentState::Denied, &sale, now)?;
+                    return Ok(ChargeStep::TooLate);
                 }
                 if !payments::mark_sent(c, &id, now)? {
-                    return Ok((ChargeStep::Skip, None));
+                    return Ok(ChargeStep::Skip);
                 }
-                Ok((
-                    ChargeStep::Send(SaleRequest {
-                        reference: p.payment_id.clone(),
-                        amount_minor: p.amount_minor,
-                        currency: p.currency.clone(),
-                        function: function_of(&p.method),
-                        installments: p.installments,
-                    }),
-                    None,
-                ))
+                Ok(ChargeStep::Send(SaleRequest {
+                    reference: p.payment_id.clone(),
+                    amount_minor: p.amount_minor,
+                    currency: p.currency.clone(),
+                    function: function_of(&p.method),
+                    installments: p.installments,
+                }))
             })
             .await?;
         let request = match step {
-            (ChargeStep::Send(r), _) => r,
-            (ChargeStep::Skip, Some(state)) => {
+            ChargeStep::Send(r) => r,
+            ChargeStep::TooLate => {
                 tracing::warn!(
                     payment_id = %payment_id,
                     "denied: the terminal stayed busy for longer than secondsWaiting"
                 );
-                self.publish(payment_id, state);
+                self.publish(payment_id, PaymentState::Denied);
                 self.outbox_wake.notify_one();
                 return Ok(());
             }
-            (ChargeStep::Skip, None) => return Ok(()),
+            ChargeStep::Skip => return Ok(()),
         };
         tracing::info!(
             payment_id = %payment_id,
-            terminal = terminal.id(),
+            terminal = lane.terminal.id(),
             "sale sent to the terminal"
         );
-        match terminal.sale(request).await {
+        match lane.terminal.sale(request).await {
             Ok(outcome) => {
                 crate::failpoint::hit("after-terminal-result");
-                self.record_sale(terminal, payment_id, outcome, shutdown)
-                    .await
+                self.record_sale(lane, payment_id, outcome).await
             }
             Err(TerminalError::Driver(DriverError::NotSent(why))) => {
                 tracing::warn!(payment_id = %payment_id, error = %why, "the terminal is offline: sale not sent");
@@ -134,26 +233,25 @@ impl Engine {
                     "terminal-offline",
                     &format!("the terminal could not be reached: {why}"),
                 );
-                self.record_sale(terminal, payment_id, outcome, shutdown)
-                    .await
+                self.record_sale(lane, payment_id, outcome).await
             }
             Err(e) => {
                 tracing::warn!(payment_id = %payment_id, error = %e, "no result from the terminal: asking it what happened");
-                self.recover(terminal, payment_id, shutdown).await
+                self.recover(lane, payment_id).await
             }
         }
     }
 
     /// Asks the terminal until it says what happened to the sale. Proven not done → denied;
-    /// proven done → its result; cannot tell → stays undefined, alarm, ask again.
-    async fn recover(
-        &self,
-        terminal: &TerminalHandle,
-        payment_id: &str,
-        shutdown: &CancellationToken,
-    ) -> Result<(), EngineError> {
+    /// proven done → its result; cannot tell yet → stays undefined, alarm, ask again (the lane
+    /// waits: another sale would overwrite what the terminal can repeat); cannot tell ever →
+    /// unresolved, alarm, a person decides, the lane goes on.
+    async fn recover(&self, lane: &LaneCtx, payment_id: &str) -> Result<(), EngineError> {
         let id = payment_id.to_string();
         let p = self.store.call(move |c| must_get(c, &id)).await?;
+        if !p.state.on_terminal() {
+            return Ok(());
+        }
         let inquiry = SaleInquiry {
             reference: p.payment_id.clone(),
             amount_minor: p.amount_minor,
@@ -163,70 +261,109 @@ impl Engine {
         let mut backoff = Duration::from_secs(1);
         let mut alarmed = false;
         loop {
-            match terminal.query_sale(inquiry.clone()).await {
+            match lane.terminal.query_sale(inquiry.clone()).await {
                 Ok(SaleQuery::Completed(outcome)) => {
                     tracing::info!(
                         payment_id = %payment_id,
                         "recovery: the terminal reports the sale completed"
                     );
-                    return self
-                        .record_sale(terminal, payment_id, outcome, shutdown)
-                        .await;
+                    return self.record_sale(lane, payment_id, outcome).await;
                 }
                 Ok(SaleQuery::NotFound) => {
-                    tracing::info!(payment_id = %payment_id, "recovery: the terminal has no such transaction");
+                    tracing::info!(payment_id = %payment_id, "recovery: the terminal has no such transaction and can no longer complete it");
                     let outcome = SaleOutcome::declined(
                         "no-transaction",
                         "the terminal has no record of the sale",
                     );
-                    return self
-                        .record_sale(terminal, payment_id, outcome, shutdown)
-                        .await;
+                    return self.record_sale(lane, payment_id, outcome).await;
                 }
-                Ok(SaleQuery::InProgress) => backoff = Duration::from_secs(1),
+                Ok(SaleQuery::Unresolvable(why)) => {
+                    return self.mark_unresolved(lane, payment_id, &why).await;
+                }
+                Ok(SaleQuery::InProgress) => {
+                    backoff = Duration::from_secs(1);
+                    lane.status.block(
+                        payment_id,
+                        format!("waiting for the terminal to finish payment {payment_id}"),
+                        self.now(),
+                    );
+                }
                 Err(e) => {
                     if !alarmed {
                         alarmed = true;
-                        self.mark_unknown(payment_id, &e).await?;
+                        self.mark_unknown(lane, payment_id, &e).await?;
                     }
+                    lane.status.block(
+                        payment_id,
+                        format!(
+                            "cannot tell yet whether payment {payment_id} was charged ({e}); asking the terminal again"
+                        ),
+                        self.now(),
+                    );
                     backoff = (backoff * 2).min(RECOVERY_BACKOFF_MAX);
                 }
             }
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}
-                () = shutdown.cancelled() => return Ok(()),
+                () = lane.shutdown.cancelled() => return Ok(()),
             }
         }
     }
 
     async fn mark_unknown(
         &self,
+        lane: &LaneCtx,
         payment_id: &str,
         error: &TerminalError,
     ) -> Result<(), EngineError> {
         tracing::error!(payment_id = %payment_id, error = %error, "ALARM: cannot tell whether the terminal charged this payment; it stays undefined and the terminal will be asked again");
         let id = payment_id.to_string();
         let now = self.now();
-        let alarm = format!("unresolved: {error}");
-        self.store
-            .call(move |c| {
-                payments::set_state(c, &id, PaymentState::Unknown, now)?;
-                payments::set_alarm(c, &id, Some(&alarm), now)
-            })
-            .await?;
+        let alarm = format!(
+            "The terminal could not say yet whether this payment was charged ({error}). posbridge keeps asking it; the payment stays undefined until it answers."
+        );
+        self.commit(lane, payment_id, "the unknown state", move |c| {
+            payments::set_state(c, &id, PaymentState::Unknown, now)?;
+            payments::set_alarm(c, &id, Some(&alarm), now)
+        })
+        .await?;
         self.publish(payment_id, PaymentState::Unknown);
+        Ok(())
+    }
+
+    async fn mark_unresolved(
+        &self,
+        lane: &LaneCtx,
+        payment_id: &str,
+        why: &str,
+    ) -> Result<(), EngineError> {
+        tracing::error!(payment_id = %payment_id, reason = %why, "ALARM: the terminal can no longer tell whether this payment was charged; it stays undefined until a person decides");
+        let id = payment_id.to_string();
+        let now = self.now();
+        let alarm = format!(
+            "The terminal can no longer tell whether this payment was charged: {why}. Check the terminal's receipts and the acquirer's report for this amount and time; the payment stays undefined until a person decides."
+        );
+        self.commit(lane, payment_id, "the unresolved state", move |c| {
+            payments::set_state(c, &id, PaymentState::Unresolved, now)?;
+            payments::set_alarm(c, &id, Some(&alarm), now)
+        })
+        .await?;
+        self.publish(payment_id, PaymentState::Unresolved);
         Ok(())
     }
 
     /// Commits a terminal result (and its callback) before anything else happens.
     async fn record_sale(
         &self,
-        terminal: &TerminalHandle,
+        lane: &LaneCtx,
         payment_id: &str,
         outcome: SaleOutcome,
-        shutdown: &CancellationToken,
     ) -> Result<(), EngineError> {
         let approved = matches!(outcome, SaleOutcome::Approved(_));
+        let terminal_ref = match &outcome {
+            SaleOutcome::Approved(a) => Some(a.terminal_ref.clone()),
+            SaleOutcome::Declined { .. } => None,
+        };
         let sale = sale_fields(&outcome);
         let receipts: Vec<_> = outcome
             .receipts()
@@ -235,12 +372,17 @@ impl Engine {
             .collect();
         let id = payment_id.to_string();
         let now = self.now();
+        let cancellation_id = random_id("cx")?;
         let op_id = random_id("rv")?;
+        let late_op_id = op_id.clone();
         let (effect, state) = self
-            .store
-            .call(move |c| {
+            .commit(lane, payment_id, "the terminal's result", move |c| {
                 let p = must_get(c, &id)?;
-                let effect = p.state.on_result(approved, p.cancel_requested_at.is_some());
+                let mut effect = p.state.on_result(approved, p.cancel_requested_at.is_some());
+                if approved && terminal_ref.is_some() && p.sale.terminal_ref == terminal_ref {
+                    // The approval this payment already has, told again: nothing new.
+                    effect = ResultEffect::Ignore;
+                }
                 if effect != ResultEffect::Ignore {
                     for (kind, text) in &receipts {
                         receipts::insert(c, &id, kind, text, now)?;
@@ -248,32 +390,41 @@ impl Engine {
                 }
                 match effect {
                     ResultEffect::Finish(state) => {
-                        payments::finish(c, &id, state, &sale, now)?;
+                        finish::finish(c, &id, state, &sale, now)?;
                         payments::set_alarm(c, &id, None, now)?;
-                        enqueue_callback(c, &must_get(c, &id)?, now)?;
                     }
                     ResultEffect::CompleteCancel => {
-                        payments::finish(c, &id, PaymentState::Cancelled, &sale, now)?;
-                        payments::cancel(c, &id, &op_id, now)?;
+                        finish::finish(c, &id, PaymentState::Cancelled, &sale, now)?;
+                        payments::record_cancellation(c, &id, &cancellation_id, now)?;
+                        payments::set_alarm(c, &id, None, now)?;
                     }
                     ResultEffect::ReverseLateApproval => {
-                        payments::finish(c, &id, PaymentState::Cancelled, &sale, now)?;
+                        // Reported (or about to be) as not approved: it stays so, and the
+                        // terminal's approval is reversed at once.
+                        finish::finish(
+                            c,
+                            &id,
+                            PaymentState::Cancelled,
+                            &cancelled("the payment was cancelled before the terminal approved it; the approval is reversed"),
+                            now,
+                        )?;
                         payments::set_alarm(
                             c,
                             &id,
-                            Some("late approval after a cancel: reversed on the terminal"),
+                            Some("The terminal approved this payment after it was cancelled or declared failed; posbridge reversed the approval on the terminal. Check that the reversal receipt was printed."),
                             now,
                         )?;
                         operations::insert(
                             c,
                             &Operation {
-                                op_id: op_id.clone(),
+                                op_id: late_op_id.clone(),
                                 payment_id: id.clone(),
                                 kind: OpKind::Reversal,
                                 request_id: None,
                                 amount_minor: p.amount_minor,
                                 state: OpState::Pending,
                                 detail: Some("late approval".into()),
+                                sale_ref: terminal_ref.clone(),
                             },
                             now,
                         )?;
@@ -287,34 +438,25 @@ impl Engine {
             ResultEffect::Finish(finished) => {
                 crate::observability::payment_result(finished.as_str());
                 tracing::info!(payment_id = %payment_id, state = %state, "terminal result recorded; callback queued");
-                self.outbox_wake.notify_one();
             }
             ResultEffect::CompleteCancel => tracing::info!(
                 payment_id = %payment_id,
-                "sale aborted on the terminal: payment cancelled"
+                "sale aborted on the terminal: payment cancelled; callback queued"
             ),
             ResultEffect::ReverseLateApproval => {
                 tracing::error!(
                     payment_id = %payment_id,
-                    "ALARM: the terminal approved a payment that was already cancelled; reversing it now"
+                    "ALARM: the terminal approved a payment that was already cancelled or declared failed; reversing it now"
                 );
             }
             ResultEffect::Ignore => {
                 tracing::warn!(payment_id = %payment_id, state = %state, "ignoring a terminal result for a payment already final")
             }
         }
+        self.outbox_wake.notify_one();
         self.publish(payment_id, state);
         if effect == ResultEffect::ReverseLateApproval {
-            let op_id = self
-                .store
-                .call({
-                    let id = payment_id.to_string();
-                    move |c| Ok(operations::find(c, &id, OpKind::Reversal, None)?.map(|o| o.op_id))
-                })
-                .await?;
-            if let Some(op_id) = op_id {
-                return self.run_operation(terminal, &op_id, shutdown).await;
-            }
+            return self.run_operation(lane, &op_id).await;
         }
         Ok(())
     }
@@ -323,15 +465,13 @@ impl Engine {
     /// looked up on the terminal.
     pub(super) async fn run_operation(
         &self,
-        terminal: &TerminalHandle,
+        lane: &LaneCtx,
         op_id: &str,
-        shutdown: &CancellationToken,
     ) -> Result<(), EngineError> {
         let id = op_id.to_string();
         let now = self.now();
         let claimed = self
-            .store
-            .call(move |c| {
+            .commit(lane, op_id, "the operation's start", move |c| {
                 let Some(op) = operations::get(c, &id)? else {
                     return Ok(None);
                 };
@@ -349,10 +489,10 @@ impl Engine {
         };
         let request = OperationRequest {
             reference: op.op_id.clone(),
-            sale_ref: p
-                .sale
-                .terminal_ref
+            sale_ref: op
+                .sale_ref
                 .clone()
+                .or_else(|| p.sale.terminal_ref.clone())
                 .unwrap_or_else(|| p.payment_id.clone()),
             sale_amount_minor: p.amount_minor,
             amount_minor: op.amount_minor,
@@ -362,16 +502,23 @@ impl Engine {
         let mut check_first = was_sent;
         loop {
             if check_first {
-                match terminal.query_operation(&op.op_id).await {
+                match lane.terminal.query_operation(&op.op_id).await {
                     Ok(OperationQuery::Done) => {
-                        return self.finish_operation(&op, OperationOutcome::Done).await;
+                        return self
+                            .finish_operation(lane, &op, OperationOutcome::Done)
+                            .await;
                     }
                     Ok(OperationQuery::NotFound) => {}
                     Err(e) => {
                         tracing::error!(payment_id = %op.payment_id, op = %op.op_id, error = %e, "cannot tell whether the terminal did this {}; asking again", op.kind);
+                        lane.status.block(
+                            &op.payment_id,
+                            format!("cannot tell yet whether the terminal did the {} of payment {} ({e}); asking again", op.kind, op.payment_id),
+                            self.now(),
+                        );
                         tokio::select! {
                             () = tokio::time::sleep(backoff) => {}
-                            () = shutdown.cancelled() => return Ok(()),
+                            () = lane.shutdown.cancelled() => return Ok(()),
                         }
                         backoff = (backoff * 2).min(RECOVERY_BACKOFF_MAX);
                         continue;
@@ -380,18 +527,18 @@ impl Engine {
             }
             let result = match op.kind {
                 OpKind::Reversal | OpKind::SettleReversal => {
-                    terminal.reverse(request.clone()).await
+                    lane.terminal.reverse(request.clone()).await
                 }
-                OpKind::Refund => terminal.refund(request.clone()).await,
+                OpKind::Refund => lane.terminal.refund(request.clone()).await,
             };
             match result {
-                Ok(outcome) => return self.finish_operation(&op, outcome).await,
+                Ok(outcome) => return self.finish_operation(lane, &op, outcome).await,
                 Err(e) => {
                     tracing::warn!(payment_id = %op.payment_id, op = %op.op_id, error = %e, "no answer to the {}: asking the terminal", op.kind);
                     check_first = true;
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
-                        () = shutdown.cancelled() => return Ok(()),
+                        () = lane.shutdown.cancelled() => return Ok(()),
                     }
                     backoff = (backoff * 2).min(RECOVERY_BACKOFF_MAX);
                 }
@@ -401,39 +548,20 @@ impl Engine {
 
     pub(super) async fn finish_operation(
         &self,
+        lane: &LaneCtx,
         op: &Operation,
         outcome: OperationOutcome,
     ) -> Result<(), EngineError> {
-        let (state, detail) = match &outcome {
-            OperationOutcome::Done => (OpState::Done, None),
-            OperationOutcome::Unsupported(why) => (OpState::Unsupported, Some(why.clone())),
-            OperationOutcome::Failed(why) => (OpState::Failed, Some(why.clone())),
-        };
-        let op2 = op.clone();
-        let now = self.now();
         let payment_state = self
-            .store
-            .call(move |c| {
-                let op = op2;
-                operations::set_state(c, &op.op_id, state, detail.as_deref(), now)?;
-                match (op.kind, state) {
-                    (OpKind::Reversal, OpState::Done) => payments::cancel(c, &op.payment_id, &op.op_id, now)?,
-                    (OpKind::Reversal, _) if op.request_id.is_none() => {
-                        payments::set_alarm(c, &op.payment_id, Some("late approval could NOT be reversed: reverse it by hand"), now)?;
-                    }
-                    (OpKind::SettleReversal, OpState::Failed | OpState::Unsupported) => {
-                        payments::set_alarm(c, &op.payment_id, Some("partial settlement: return the unsettled amount to the shopper by hand"), now)?;
-                    }
-                    (OpKind::Refund, OpState::Failed | OpState::Unsupported) => {
-                        payments::add_refunded(c, &op.payment_id, -op.amount_minor, now)?;
-                    }
-                    _ => {}
-                }
-                Ok(must_get(c, &op.payment_id)?.state)
-            })
+            .commit(
+                lane,
+                &op.payment_id,
+                "the operation's result",
+                record_operation(op.clone(), outcome.clone(), self.now()),
+            )
             .await?;
-        match state {
-            OpState::Done => {
+        match &outcome {
+            OperationOutcome::Done => {
                 tracing::info!(payment_id = %op.payment_id, op = %op.op_id, "{} done on the terminal", op.kind)
             }
             _ => {
@@ -442,6 +570,59 @@ impl Engine {
         }
         self.publish(&op.payment_id, payment_state);
         Ok(())
+    }
+}
+
+/// Where a lane job runs: its terminal, its status, and the daemon's shutdown.
+pub(super) struct LaneCtx {
+    pub(super) terminal: TerminalHandle,
+    pub(super) status: Arc<LaneState>,
+    pub(super) shutdown: CancellationToken,
+}
+
+/// The transaction that records what the terminal did with an operation.
+pub(super) fn record_operation(
+    op: Operation,
+    outcome: OperationOutcome,
+    now: i64,
+) -> impl Fn(&Connection) -> Result<PaymentState, StoreError> + Clone + Send + 'static {
+    move |c| {
+        let (state, detail) = match &outcome {
+            OperationOutcome::Done => (OpState::Done, None),
+            OperationOutcome::Unsupported(why) => (OpState::Unsupported, Some(why.clone())),
+            OperationOutcome::Failed(why) => (OpState::Failed, Some(why.clone())),
+        };
+        operations::set_state(c, &op.op_id, state, detail.as_deref(), now)?;
+        match (op.kind, state) {
+            (OpKind::Reversal, OpState::Done) => {
+                payments::record_cancellation(c, &op.payment_id, &op.op_id, now)?;
+            }
+            (OpKind::Reversal, _) if op.request_id.is_none() => {
+                payments::set_alarm(
+                    c,
+                    &op.payment_id,
+                    Some(
+                        "The terminal approved this payment after it was cancelled, and the approval could NOT be reversed on the terminal: reverse or refund it by hand (the card was charged).",
+                    ),
+                    now,
+                )?;
+            }
+            (OpKind::SettleReversal, OpState::Failed | OpState::Unsupported) => {
+                payments::set_alarm(
+                    c,
+                    &op.payment_id,
+                    Some(
+                        "Only part of this payment was settled and the terminal could not return the rest: return the unsettled amount to the shopper by hand.",
+                    ),
+                    now,
+                )?;
+            }
+            (OpKind::Refund, OpState::Failed | OpState::Unsupported) => {
+                payments::add_refunded(c, &op.payment_id, -op.amount_minor, now)?;
+            }
+            _ => {}
+        }
+        Ok(must_get(c, &op.payment_id)?.state)
     }
 }
 
@@ -464,14 +645,4 @@ fn sale_fields(outcome: &SaleOutcome) -> SaleFields {
             ..SaleFields::default()
         },
     }
-}
-
-/// The callback carries the final Create answer, written in the same transaction as the result.
-pub(super) fn enqueue_callback(
-    c: &rusqlite::Connection,
-    p: &crate::store::payments::Payment,
-    now: i64,
-) -> Result<(), crate::store::StoreError> {
-    let body = PaymentAnswer::of(p, p.state.ppp_status(), None).to_json();
-    outbox::enqueue(c, &p.payment_id, &p.callback_url, &body, now)
 }

@@ -3,7 +3,9 @@
 
 mod after_sale;
 pub mod answer;
+mod finish;
 mod inflight;
+mod journals;
 mod lane;
 pub mod state;
 
@@ -22,7 +24,7 @@ use crate::config::{Config, PosConfig, Protocol};
 use crate::money::Currency;
 use crate::secret::{CardNumber, ct_eq, random_id, random_token};
 use crate::store::payments::{self, Delays, NewPayment, Payment, SaleFields};
-use crate::store::{Store, StoreError, outbox};
+use crate::store::{Store, StoreError, orphans, outbox};
 use crate::terminal::simulator::Simulator;
 use crate::terminal::zvt::transport::Transport;
 use crate::terminal::zvt::{self, ZvtDriver, ZvtSettings};
@@ -30,7 +32,9 @@ use crate::terminal::{CardFunction, PromptSink, TerminalEvent, TerminalHandle};
 
 pub use answer::{OperationAnswer, PaymentAnswer};
 pub use inflight::{InFlight, InFlightGuard};
-use lane::LaneJob;
+pub use journals::{Reconciled, UnknownEntries};
+pub use lane::LaneStatus;
+use lane::{LaneJob, LaneState};
 use state::{PaymentState, PppStatus};
 
 pub const CREDIT_METHOD: &str = "Venda Direta Credito";
@@ -58,12 +62,25 @@ pub enum EngineError {
     UnsupportedMethod(String),
     #[error("value must be positive")]
     NotPositive,
-    #[error("paymentId already belongs to another merchant")]
-    OtherMerchant,
+    /// A repeated Create whose field differs from what was stored for the payment.
+    #[error(
+        "field `{field}` ({given}) differs from what this paymentId was created with ({stored})"
+    )]
+    Mismatch {
+        field: &'static str,
+        given: String,
+        stored: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot generate a random token: {0}")]
     Random(String),
+    /// The terminals' journals name sales or operations the database does not know: it is
+    /// older than they are (restored from an old backup, or replaced).
+    #[error(
+        "the terminal journals beside the database name what the database does not know: {0}. The database is older than the journals (restored from an old backup, or replaced): starting now could lose those results or charge again. Restore the newest backup, or adopt them with `posbridge adopt-journals` (see the README, \"Backup and restore\")"
+    )]
+    JournalsAhead(UnknownEntries),
     #[error("configuration: {0}")]
     Config(String),
 }
@@ -115,6 +132,7 @@ pub struct PaymentChange {
 struct Lane {
     handle: TerminalHandle,
     jobs: mpsc::UnboundedSender<LaneJob>,
+    status: Arc<LaneState>,
 }
 
 pub struct Engine {
@@ -134,6 +152,8 @@ pub struct Engine {
     inflight: Arc<InFlight>,
     outbox_wake: Arc<Notify>,
     heartbeats: AtomicU64,
+    /// `storage.retain_days`: journal entries older than this are expected to be purged.
+    retain_days: u32,
 }
 
 impl Engine {
@@ -190,7 +210,14 @@ impl Engine {
                 }
             };
             let (tx, rx) = mpsc::unbounded_channel();
-            lanes.insert(t.id.clone(), Lane { handle, jobs: tx });
+            lanes.insert(
+                t.id.clone(),
+                Lane {
+                    handle,
+                    jobs: tx,
+                    status: Arc::new(LaneState::default()),
+                },
+            );
             serials.insert(t.serial_number.clone(), t.id.clone());
             pending.push((t.id.clone(), rx));
         }
@@ -209,16 +236,28 @@ impl Engine {
             inflight: Arc::new(InFlight::default()),
             outbox_wake: Arc::new(Notify::new()),
             heartbeats: AtomicU64::new(0),
+            retain_days: config.storage.retain_days,
         }))
     }
 
-    /// Resumes what a previous run left on the terminals (recovery first) and starts one
-    /// worker per terminal.
+    /// When journal entries are old enough to have been purged from the database.
+    pub fn journal_horizon_ms(&self) -> i64 {
+        if self.retain_days == 0 {
+            i64::MIN
+        } else {
+            self.now() - (i64::from(self.retain_days) + 1) * 86_400_000
+        }
+    }
+
+    /// Checks the database against the terminals' journals, resumes what a previous run left
+    /// on the terminals (recovery first) and starts one worker per terminal.
     pub async fn start(
         self: &Arc<Self>,
         tasks: &TaskTracker,
         shutdown: CancellationToken,
     ) -> Result<(), EngineError> {
+        self.reconcile_journals(false, self.journal_horizon_ms())
+            .await?;
         let pending = match self.pending_lane_jobs.lock() {
             Ok(mut p) => std::mem::take(&mut *p),
             Err(_) => Vec::new(),
@@ -249,10 +288,19 @@ impl Engine {
                         let _ = lane.jobs.send(LaneJob::Charge(payment_id));
                     }
                 }
+                if let Some(mut late) = lane.handle.take_late_outcomes() {
+                    let jobs = lane.jobs.clone();
+                    tasks.spawn(async move {
+                        while let Some((reference, outcome)) = late.recv().await {
+                            let _ = jobs.send(LaneJob::LateResult(reference, Box::new(outcome)));
+                        }
+                    });
+                }
                 let engine = self.clone();
                 let handle = lane.handle.clone();
+                let status = lane.status.clone();
                 let shutdown = shutdown.clone();
-                tasks.spawn(async move { engine.run_lane(handle, rx, shutdown).await });
+                tasks.spawn(async move { engine.run_lane(handle, status, rx, shutdown).await });
             }
         }
         Ok(())
@@ -318,6 +366,14 @@ impl Engine {
         self.lanes.get(id).map(|lane| lane.handle.clone())
     }
 
+    /// Whether a terminal's lane waits on an unresolved payment, and why.
+    pub fn lane_status(&self, id: &str) -> LaneStatus {
+        self.lanes
+            .get(id)
+            .map(|lane| lane.status.get())
+            .unwrap_or_default()
+    }
+
     pub fn test_suite_cards(&self) -> bool {
         self.test_suite_cards
     }
@@ -361,8 +417,14 @@ impl Engine {
         )
     }
 
-    /// The PPP answer for a payment now. `first_call`: the Create that stored it.
+    /// The PPP answer for a payment now. `first_call`: the Create that stored it. A final
+    /// payment answers its frozen final answer, always the same.
     pub fn answer(&self, p: &Payment, first_call: bool) -> PaymentAnswer {
+        if !(first_call && p.first_answer_undefined)
+            && let Some(frozen) = PaymentAnswer::final_of(p)
+        {
+            return frozen;
+        }
         let status = if first_call && p.first_answer_undefined {
             PppStatus::Undefined
         } else {
@@ -374,7 +436,7 @@ impl Engine {
             _ => Some(match &self.payment_app_name {
                 Some(name) => answer::custom_app(
                     name,
-                    &p.payment_id,
+                    p.vtex_payment_id(),
                     p.delays.seconds_waiting,
                     &self.ws_url(p),
                 ),
@@ -406,38 +468,40 @@ impl Engine {
         let new = self.new_payment(merchant, &request)?;
         let merchant = merchant.to_string();
         let now = self.now();
-        let (payment, started, first_call) = self
+        let (payment, started, first_call, adopted) = self
             .store
             .call(move |c| {
-                let (mut p, first_call) = match payments::get(c, &new.payment_id)? {
-                    Some(p) if !ct_eq(p.merchant.as_bytes(), merchant.as_bytes()) => {
-                        return Ok(Err(EngineError::OtherMerchant));
-                    }
-                    Some(p) => (p, false),
-                    None => {
-                        payments::insert(c, &new, now)?;
-                        if new.first_answer_undefined {
-                            let p = must_get(c, &new.payment_id)?;
-                            let body = PaymentAnswer::of(&p, p.state.ppp_status(), None).to_json();
-                            outbox::enqueue(c, &p.payment_id, &p.callback_url, &body, now)?;
+                let (mut p, first_call, adopted) =
+                    match find_for_merchant(c, &merchant, &new.payment_id)? {
+                        Some(p) => {
+                            if let Some(mismatch) = mismatch(&p, &new) {
+                                return Ok(Err(mismatch));
+                            }
+                            (p, false, false)
                         }
-                        (must_get(c, &new.payment_id)?, true)
-                    }
-                };
+                        None => {
+                            let (p, adopted) = insert_new(c, &merchant, new, now)?;
+                            (p, true, adopted)
+                        }
+                    };
                 let mut started = false;
                 if p.state == PaymentState::Bound && payments::start_charge(c, &p.payment_id, now)?
                 {
                     started = true;
                     p = must_get(c, &p.payment_id)?;
                 }
-                Ok(Ok((p, started, first_call)))
+                Ok(Ok((p, started, first_call, adopted)))
             })
             .await??;
         if first_call {
-            tracing::info!(payment_id = %payment.payment_id, state = %payment.state, amount_minor = payment.amount_minor, currency = %payment.currency, "payment stored");
+            tracing::info!(payment_id = %payment.payment_id, vtex_payment_id = payment.external_id.as_deref(), state = %payment.state, amount_minor = payment.amount_minor, currency = %payment.currency, "payment stored");
             if payment.first_answer_undefined {
                 self.outbox_wake.notify_one();
             }
+        }
+        if adopted {
+            tracing::error!(payment_id = %payment.payment_id, terminal = payment.terminal_id.as_deref().unwrap_or("-"), "ALARM: a terminal's journal shows this payment was sent before the database knew it (adopted after a restore): recovering it from the terminal, never charging it again");
+            self.enqueue(&payment, LaneJob::Recover(payment.payment_id.clone()));
         }
         if started {
             crate::observability::charge_started(payment.terminal_id.as_deref().unwrap_or("-"));
@@ -465,6 +529,7 @@ impl Engine {
             delays: self.delays(),
             sale: SaleFields::default(),
             first_answer_undefined: false,
+            external_id: None,
         };
         if r.method == CREDIT_METHOD || r.method == DEBIT_METHOD {
             // With identification off and one terminal, the first Create binds it.
@@ -569,14 +634,13 @@ impl Engine {
         }
     }
 
-    /// The payment as its owner sees it.
+    /// The payment as its owner sees it (by the Gateway's paymentId).
     pub async fn payment(&self, merchant: &str, payment_id: &str) -> Result<Payment, EngineError> {
-        let id = payment_id.to_string();
-        let p = self.store.call(move |c| payments::get(c, &id)).await?;
-        match p {
-            Some(p) if ct_eq(p.merchant.as_bytes(), merchant.as_bytes()) => Ok(p),
-            _ => Err(EngineError::UnknownPayment),
-        }
+        let (merchant, id) = (merchant.to_string(), payment_id.to_string());
+        self.store
+            .call(move |c| find_for_merchant(c, &merchant, &id))
+            .await?
+            .ok_or(EngineError::UnknownPayment)
     }
 
     fn enqueue(&self, p: &Payment, job: LaneJob) {
@@ -624,6 +688,117 @@ impl Engine {
             }
         }
     }
+}
+
+/// The key of a merchant's payment whose paymentId another merchant's payment holds as its key.
+/// Payments are per merchant: a second merchant sending the same paymentId gets a payment of
+/// its own, so no merchant can learn whether another's paymentId exists.
+fn scoped_key(merchant: &str, vtex_payment_id: &str) -> String {
+    let tag = crate::secret::token_hash(merchant);
+    format!("{vtex_payment_id}~{}", &tag[..16])
+}
+
+/// The merchant's payment with the Gateway's `vtex_payment_id`, if it has one. Both places are
+/// always looked at, so the answer takes the same work whether or not another merchant's
+/// payment holds the plain key.
+pub(crate) fn find_for_merchant(
+    c: &Connection,
+    merchant: &str,
+    vtex_payment_id: &str,
+) -> Result<Option<Payment>, StoreError> {
+    let plain = payments::get(c, vtex_payment_id)?;
+    let scoped = payments::get(c, &scoped_key(merchant, vtex_payment_id))?;
+    let mine = |p: &Payment| {
+        ct_eq(p.merchant.as_bytes(), merchant.as_bytes()) && p.vtex_payment_id() == vtex_payment_id
+    };
+    Ok(plain.filter(mine).or_else(|| scoped.filter(mine)))
+}
+
+/// Stores a new payment under its paymentId, or under a merchant-scoped key when another
+/// merchant's payment has that paymentId; freezes the answer of one final at once (the Test
+/// Suite's cards). A payment a terminal journal showed sent before the database knew it
+/// (adopted after a restore) is stored as sent on that terminal: true when so.
+fn insert_new(
+    c: &Connection,
+    merchant: &str,
+    mut new: NewPayment,
+    now: i64,
+) -> Result<(Payment, bool), StoreError> {
+    if payments::get(c, &new.payment_id)?.is_some() {
+        new.external_id = Some(new.payment_id.clone());
+        new.payment_id = scoped_key(merchant, &new.payment_id);
+    }
+    let adopted = match orphans::waiting(c, &new.payment_id)? {
+        Some(orphan) if !new.state.is_final() => Some(orphan),
+        _ => None,
+    };
+    payments::insert(c, &new, now)?;
+    if let Some(orphan) = &adopted {
+        payments::mark_sent_from_journal(
+            c,
+            &new.payment_id,
+            &orphan.terminal_id,
+            orphan.sent_at,
+            "A terminal's journal showed this payment sent before the database knew it (adopted after a restore from a backup): it is recovered from the terminal, never charged again.",
+        )?;
+        orphans::take_over(c, &orphan.terminal_id, &orphan.reference)?;
+        return Ok((must_get(c, &new.payment_id)?, true));
+    }
+    let p = must_get(c, &new.payment_id)?;
+    if p.state.is_final() {
+        let answer = PaymentAnswer::of(&p, p.state.ppp_status(), None).to_json();
+        payments::freeze_answer(c, &p.payment_id, &answer)?;
+        if new.first_answer_undefined {
+            outbox::enqueue(c, &p.payment_id, &p.callback_url, &answer, now)?;
+        }
+    }
+    Ok((must_get(c, &new.payment_id)?, false))
+}
+
+/// What differs between a repeated Create and the payment it repeats: a repeat must be the
+/// same request (the charge is for what was stored, never silently another amount).
+fn mismatch(stored: &Payment, repeat: &NewPayment) -> Option<EngineError> {
+    let money = |currency: &str, minor: i64| {
+        Currency::parse(currency)
+            .map_or_else(|_| minor.to_string(), |c| c.to_decimal(minor).to_string())
+    };
+    let installments = |n: Option<i64>| n.filter(|n| *n > 1).unwrap_or(1);
+    let differs = |field: &'static str, given: String, stored: String| {
+        (given != stored).then_some(EngineError::Mismatch {
+            field,
+            given,
+            stored,
+        })
+    };
+    differs("currency", repeat.currency.clone(), stored.currency.clone())
+        .or_else(|| {
+            differs(
+                "value",
+                money(&repeat.currency, repeat.amount_minor),
+                money(&stored.currency, stored.amount_minor),
+            )
+        })
+        .or_else(|| {
+            differs(
+                "paymentMethod",
+                repeat.method.clone(),
+                stored.method.clone(),
+            )
+        })
+        .or_else(|| {
+            differs(
+                "installments",
+                installments(repeat.installments).to_string(),
+                installments(stored.installments).to_string(),
+            )
+        })
+        .or_else(|| {
+            differs(
+                "transactionId",
+                repeat.transaction_id.clone(),
+                stored.transaction_id.clone(),
+            )
+        })
 }
 
 /// The token of a payment's live feed: derived one-way from its random submit token, so it is

@@ -5,7 +5,12 @@
 //!    │                   │                          │    │                (settle / refund are amounts)
 //!    └──── cancel ───────┴──── cancel (abort) ──────┘    ├──▶ denied
 //!                                                        └──▶ unknown ──recovery──▶ approved | denied
+//!                                                                 └──▶ unresolved (a person decides)
 //! ```
+//!
+//! A payment's PPP answer is frozen when it first becomes final (see `pos::answer`): a payment
+//! approved and later cancelled keeps answering `approved`; the cancellation is the
+//! cancellation endpoint's answer.
 
 use std::fmt;
 use std::str::FromStr;
@@ -20,13 +25,17 @@ pub enum PaymentState {
     Charging,
     /// The terminal could not tell what happened; recovery keeps asking.
     Unknown,
+    /// The terminal can no longer tell (its memory was lost, it was replaced, or a later
+    /// transaction overwrote the one it could repeat): stays undefined, a person decides.
+    Unresolved,
     Approved,
     Denied,
     Cancelled,
 }
 
 /// What the PPP `status` field says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PppStatus {
     Approved,
     Denied,
@@ -71,6 +80,7 @@ impl PaymentState {
             PaymentState::Bound => "bound",
             PaymentState::Charging => "charging",
             PaymentState::Unknown => "unknown",
+            PaymentState::Unresolved => "unresolved",
             PaymentState::Approved => "approved",
             PaymentState::Denied => "denied",
             PaymentState::Cancelled => "cancelled",
@@ -101,26 +111,26 @@ impl PaymentState {
     pub fn bind(self) -> Result<PaymentState, BindError> {
         match self {
             PaymentState::Received | PaymentState::Bound => Ok(PaymentState::Bound),
-            PaymentState::Charging | PaymentState::Unknown => Err(BindError::ChargeStarted),
+            PaymentState::Charging | PaymentState::Unknown | PaymentState::Unresolved => {
+                Err(BindError::ChargeStarted)
+            }
             _ => Err(BindError::Final),
         }
     }
 
     /// The effect of a terminal result (`approved` true/false) given whether a cancel arrived.
     pub fn on_result(self, approved: bool, cancel_requested: bool) -> ResultEffect {
+        use PaymentState::{Cancelled, Charging, Denied, Unknown, Unresolved};
         match (self, approved, cancel_requested) {
-            (PaymentState::Charging | PaymentState::Unknown, true, false) => {
+            (Charging | Unknown | Unresolved, true, false) => {
                 ResultEffect::Finish(PaymentState::Approved)
             }
-            (PaymentState::Charging | PaymentState::Unknown, false, false) => {
+            (Charging | Unknown | Unresolved, false, false) => {
                 ResultEffect::Finish(PaymentState::Denied)
             }
-            (PaymentState::Charging | PaymentState::Unknown, false, true) => {
-                ResultEffect::CompleteCancel
-            }
+            (Charging | Unknown | Unresolved, false, true) => ResultEffect::CompleteCancel,
             // An approval for a payment no longer waiting for one.
-            (PaymentState::Charging | PaymentState::Unknown, true, true)
-            | (PaymentState::Cancelled | PaymentState::Denied, true, _) => {
+            (Charging | Unknown | Unresolved, true, true) | (Cancelled | Denied, true, _) => {
                 ResultEffect::ReverseLateApproval
             }
             _ => ResultEffect::Ignore,
@@ -143,6 +153,7 @@ impl FromStr for PaymentState {
             "bound" => PaymentState::Bound,
             "charging" => PaymentState::Charging,
             "unknown" => PaymentState::Unknown,
+            "unresolved" => PaymentState::Unresolved,
             "approved" => PaymentState::Approved,
             "denied" => PaymentState::Denied,
             "cancelled" => PaymentState::Cancelled,
@@ -156,8 +167,8 @@ mod tests {
     use super::PaymentState::*;
     use super::*;
 
-    const ALL: [PaymentState; 7] = [
-        Received, Bound, Charging, Unknown, Approved, Denied, Cancelled,
+    const ALL: [PaymentState; 8] = [
+        Received, Bound, Charging, Unknown, Unresolved, Approved, Denied, Cancelled,
     ];
 
     #[test]
@@ -174,6 +185,7 @@ mod tests {
         assert_eq!(Bound.bind(), Ok(Bound));
         assert_eq!(Charging.bind(), Err(BindError::ChargeStarted));
         assert_eq!(Unknown.bind(), Err(BindError::ChargeStarted));
+        assert_eq!(Unresolved.bind(), Err(BindError::ChargeStarted));
         for s in [Approved, Denied, Cancelled] {
             assert_eq!(s.bind(), Err(BindError::Final));
         }
@@ -223,7 +235,12 @@ mod tests {
         assert_eq!(Approved.ppp_status(), PppStatus::Approved);
         assert_eq!(Cancelled.ppp_status(), PppStatus::Denied);
         assert_eq!(Denied.ppp_status(), PppStatus::Denied);
-        for s in [Received, Bound, Charging, Unknown] {
+        assert_eq!(
+            Unresolved.on_result(true, false),
+            ResultEffect::Finish(Approved),
+            "a result found later still counts"
+        );
+        for s in [Received, Bound, Charging, Unknown, Unresolved] {
             assert_eq!(s.ppp_status(), PppStatus::Undefined);
             assert!(!s.is_final());
         }

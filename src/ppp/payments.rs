@@ -50,15 +50,16 @@ fn engine_error(e: EngineError) -> PppError {
             format!("payment method `{m}` is not supported"),
         ),
         EngineError::NotPositive => PppError::bad("invalid-value", "value must be positive"),
-        EngineError::OtherMerchant => PppError::bad(
-            "payment-id-taken",
-            "this paymentId belongs to another merchant",
-        ),
+        e @ EngineError::Mismatch { .. } => PppError::bad("payment-mismatch", e.to_string()),
         EngineError::Store(e) => {
             tracing::error!(error = %e, "database error");
             PppError::Internal
         }
         EngineError::Random(e) | EngineError::Config(e) => {
+            tracing::error!(error = %e, "internal error");
+            PppError::Internal
+        }
+        e @ EngineError::JournalsAhead(_) => {
             tracing::error!(error = %e, "internal error");
             PppError::Internal
         }

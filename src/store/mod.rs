@@ -10,6 +10,7 @@ pub mod events;
 pub mod maintenance;
 pub mod merchants;
 pub mod operations;
+pub mod orphans;
 pub mod outbox;
 pub mod payments;
 pub mod receipts;
@@ -41,6 +42,14 @@ impl From<rusqlite::Error> for StoreError {
 type Reply = Box<dyn FnOnce(Option<StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
 
+/// What the writer thread is asked to do.
+enum Request {
+    Job(Job),
+    /// Copy the write-ahead log into the database file and empty it (a clean stop: the
+    /// database file alone then holds everything).
+    Checkpoint(oneshot::Sender<Result<(), StoreError>>),
+}
+
 #[derive(Clone)]
 pub struct Store {
     mode: Arc<Mode>,
@@ -49,7 +58,7 @@ pub struct Store {
 
 enum Mode {
     /// Production: a writer thread that batches commits.
-    Writer(mpsc::Sender<Job>),
+    Writer(mpsc::Sender<Request>),
     /// Runs each call on the caller's thread; for tests on tokio's paused clock, where waiting
     /// on another thread would let paused time jump ahead.
     Inline(Mutex<Connection>),
@@ -59,7 +68,7 @@ impl Store {
     /// Opens (creating and migrating) the database and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = open_connection(path)?;
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<Request>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx))
@@ -107,7 +116,9 @@ impl Store {
                     });
                     (ok, reply)
                 });
-                sender.send(job).map_err(|_| StoreError::Closed)?;
+                sender
+                    .send(Request::Job(job))
+                    .map_err(|_| StoreError::Closed)?;
                 rx.await.map_err(|_| StoreError::Closed)?
             }
             Mode::Inline(conn) => {
@@ -121,6 +132,78 @@ impl Store {
             }
         }
     }
+}
+
+impl Store {
+    /// Moves everything from the write-ahead log into the database file and truncates the
+    /// log, so that the database file alone is complete (called on a clean stop).
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        match &*self.mode {
+            Mode::Writer(sender) => {
+                let (tx, rx) = oneshot::channel();
+                sender
+                    .send(Request::Checkpoint(tx))
+                    .map_err(|_| StoreError::Closed)?;
+                rx.await.map_err(|_| StoreError::Closed)?
+            }
+            Mode::Inline(conn) => {
+                let conn = conn.lock().map_err(|_| StoreError::Closed)?;
+                checkpoint(&conn)
+            }
+        }
+    }
+}
+
+fn checkpoint(conn: &Connection) -> Result<(), StoreError> {
+    // (busy, log frames, frames copied): busy = 1 means a reader kept part of the log.
+    let (busy, _, _): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    if busy != 0 {
+        return Err(StoreError::Sqlite(
+            "the checkpoint could not complete: another reader holds the log".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The daemon's claim on its database: one process at a time writes it (a second daemon, or
+/// a maintenance command while the daemon runs, is refused). Released when dropped.
+#[derive(Debug)]
+pub struct WriterLock {
+    _file: std::fs::File,
+}
+
+/// Takes the exclusive claim on the database at `path` (a `.lock` file beside it).
+pub fn lock_writer(path: &Path) -> Result<WriterLock, StoreError> {
+    let lock_path = lock_path(path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Open {
+            path: lock_path.display().to_string(),
+            problem: e.to_string(),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(WriterLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Open {
+            path: path.display().to_string(),
+            problem: "another posbridge process has it open (is the daemon running?)".into(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Open {
+            path: lock_path.display().to_string(),
+            problem: e.to_string(),
+        }),
+    }
+}
+
+fn lock_path(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
 }
 
 /// Opens the database read-only, for commands that only look (the daemon stays the one writer).
@@ -157,13 +240,33 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-fn writer_loop(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+fn writer_loop(mut conn: Connection, requests: mpsc::Receiver<Request>) {
     const MAX_BATCH: usize = 256;
-    while let Ok(first) = jobs.recv() {
+    let mut next = None;
+    loop {
+        let first = match next.take() {
+            Some(request) => request,
+            None => match requests.recv() {
+                Ok(request) => request,
+                Err(_) => return,
+            },
+        };
+        let first = match first {
+            Request::Job(job) => job,
+            Request::Checkpoint(reply) => {
+                let _ = reply.send(checkpoint(&conn));
+                continue;
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+            match requests.try_recv() {
+                Ok(Request::Job(job)) => batch.push(job),
+                // Runs after this batch is committed.
+                Ok(checkpoint) => {
+                    next = Some(checkpoint);
+                    break;
+                }
                 Err(_) => break,
             }
         }

@@ -37,6 +37,9 @@ pub struct Operation {
     pub amount_minor: i64,
     pub state: OpState,
     pub detail: Option<String>,
+    /// The terminal's reference of the sale this operation applies to, when it is not the
+    /// payment's own (a late approval's); `None`: the payment's.
+    pub sale_ref: Option<String>,
 }
 
 macro_rules! text_enum {
@@ -87,14 +90,15 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Operation> {
         amount_minor: row.get("amount_minor")?,
         state: state.parse().map_err(conversion)?,
         detail: row.get("detail")?,
+        sale_ref: row.get("sale_ref")?,
     })
 }
 
 pub fn insert(c: &Connection, op: &Operation, now: i64) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO operations (op_id, payment_id, kind, request_id, amount_minor, state, detail,
-            created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+            created_at, updated_at, sale_ref)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
         params![
             op.op_id,
             op.payment_id,
@@ -103,7 +107,8 @@ pub fn insert(c: &Connection, op: &Operation, now: i64) -> Result<(), StoreError
             op.amount_minor,
             op.state.as_str(),
             op.detail,
-            now
+            now,
+            op.sale_ref,
         ],
     )?;
     Ok(())
@@ -148,6 +153,17 @@ pub fn set_state(
         params![op_id, state.as_str(), detail, now],
     )?;
     Ok(())
+}
+
+/// Whether a reversal that cancels the whole payment is on its way or done: settlement and
+/// refunds are then excluded. (One the terminal refused or cannot do leaves the sale standing.)
+pub fn reversal_under_way(c: &Connection, payment_id: &str) -> Result<bool, StoreError> {
+    Ok(c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM operations WHERE payment_id = ?1 AND kind = 'reversal'
+            AND state IN ('pending', 'sent', 'done'))",
+        [payment_id],
+        |r| r.get(0),
+    )?)
 }
 
 /// Unfinished operations of the payments bound to a terminal, oldest first.

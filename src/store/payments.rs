@@ -55,6 +55,18 @@ pub struct Payment {
     pub cancellation_id: Option<String>,
     pub first_answer_undefined: bool,
     pub alarm: Option<String>,
+    /// The Create answer frozen when the payment became final (JSON).
+    pub final_answer: Option<String>,
+    /// The Gateway's paymentId when the row's key differs from it (a second merchant's payment
+    /// with the same paymentId); `None`: the key is the paymentId.
+    pub external_id: Option<String>,
+}
+
+impl Payment {
+    /// The paymentId the Gateway knows this payment by.
+    pub fn vtex_payment_id(&self) -> &str {
+        self.external_id.as_deref().unwrap_or(&self.payment_id)
+    }
 }
 
 /// A payment as first stored by Create.
@@ -75,6 +87,8 @@ pub struct NewPayment {
     pub delays: Delays,
     pub sale: SaleFields,
     pub first_answer_undefined: bool,
+    /// See [`Payment::external_id`].
+    pub external_id: Option<String>,
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Payment> {
@@ -127,6 +141,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Payment> {
         cancellation_id: row.get("cancellation_id")?,
         first_answer_undefined: row.get("first_answer_undefined")?,
         alarm: row.get("alarm")?,
+        final_answer: row.get("final_answer")?,
+        external_id: row.get("external_id")?,
     })
 }
 
@@ -145,9 +161,9 @@ pub fn insert(c: &Connection, p: &NewPayment, now: i64) -> Result<(), StoreError
             installments, callback_url, submit_token, tid, state, terminal_id, seconds_waiting,
             delay_to_cancel, delay_to_auto_settle, delay_to_auto_settle_after_antifraud,
             created_at, updated_at, authorization_id, nsu, acquirer, code, message, card_brand,
-            first_digits, last_digits, first_answer_undefined)
+            first_digits, last_digits, first_answer_undefined, external_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?17,
-            ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
+            ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
         params![
             p.payment_id,
             p.merchant,
@@ -175,6 +191,7 @@ pub fn insert(c: &Connection, p: &NewPayment, now: i64) -> Result<(), StoreError
             p.sale.first_digits,
             p.sale.last_digits,
             p.first_answer_undefined,
+            p.external_id,
         ],
     )?;
     Ok(())
@@ -217,6 +234,25 @@ pub fn mark_sent(c: &Connection, payment_id: &str, now: i64) -> Result<bool, Sto
     Ok(changed == 1)
 }
 
+/// Records that a terminal's journal shows the sale sent to `terminal_id` at `sent_at` (the
+/// database was behind it): from here only the terminal's recovery query may decide.
+pub fn mark_sent_from_journal(
+    c: &Connection,
+    payment_id: &str,
+    terminal_id: &str,
+    sent_at: i64,
+    alarm: &str,
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE payments SET state = 'charging', terminal_id = ?2,
+            charge_started_at = COALESCE(charge_started_at, ?3), sent_to_terminal_at = ?3,
+            updated_at = ?3, alarm = ?4
+         WHERE payment_id = ?1",
+        params![payment_id, terminal_id, sent_at, alarm],
+    )?;
+    Ok(())
+}
+
 /// Payments of a terminal in charge order: (payment id, already sent to the terminal).
 pub fn charging_on_terminal(
     c: &Connection,
@@ -246,7 +282,8 @@ pub fn set_state(
     Ok(())
 }
 
-/// Makes a payment final with what the terminal reported.
+/// Makes a payment final with what the terminal reported (or why it ended). Only a payment not
+/// final yet changes: a final result is never written over.
 pub fn finish(
     c: &Connection,
     payment_id: &str,
@@ -258,7 +295,7 @@ pub fn finish(
         "UPDATE payments SET state = ?2, updated_at = ?3, authorization_id = ?4, nsu = ?5,
             acquirer = ?6, code = ?7, message = ?8, card_brand = ?9, first_digits = ?10,
             last_digits = ?11, terminal_ref = ?12
-         WHERE payment_id = ?1",
+         WHERE payment_id = ?1 AND state NOT IN ('approved', 'denied', 'cancelled')",
         params![
             payment_id,
             state.as_str(),
@@ -277,16 +314,17 @@ pub fn finish(
     Ok(())
 }
 
-pub fn request_cancel(c: &Connection, payment_id: &str, now: i64) -> Result<(), StoreError> {
+/// Freezes the answer of a payment that has just become final (see `pos::answer`).
+pub fn freeze_answer(c: &Connection, payment_id: &str, answer: &str) -> Result<(), StoreError> {
     c.execute(
-        "UPDATE payments SET cancel_requested_at = COALESCE(cancel_requested_at, ?2), updated_at = ?2
-         WHERE payment_id = ?1",
-        params![payment_id, now],
+        "UPDATE payments SET final_answer = ?2 WHERE payment_id = ?1 AND final_answer IS NULL",
+        params![payment_id, answer],
     )?;
     Ok(())
 }
 
-pub fn cancel(
+/// Records the cancellation of a payment that is already final (its answer stays frozen).
+pub fn record_cancellation(
     c: &Connection,
     payment_id: &str,
     cancellation_id: &str,
@@ -294,10 +332,18 @@ pub fn cancel(
 ) -> Result<(), StoreError> {
     c.execute(
         "UPDATE payments SET state = 'cancelled', cancellation_id = ?2,
-            cancel_requested_at = COALESCE(cancel_requested_at, ?3), updated_at = ?3,
-            code = COALESCE(code, 'cancelled'), message = COALESCE(message, 'payment cancelled')
+            cancel_requested_at = COALESCE(cancel_requested_at, ?3), updated_at = ?3
          WHERE payment_id = ?1",
         params![payment_id, cancellation_id, now],
+    )?;
+    Ok(())
+}
+
+pub fn request_cancel(c: &Connection, payment_id: &str, now: i64) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE payments SET cancel_requested_at = COALESCE(cancel_requested_at, ?2), updated_at = ?2
+         WHERE payment_id = ?1",
+        params![payment_id, now],
     )?;
     Ok(())
 }
@@ -400,6 +446,7 @@ pub(crate) fn test_payment(id: &str, state: PaymentState) -> NewPayment {
         },
         sale: SaleFields::default(),
         first_answer_undefined: false,
+        external_id: None,
     }
 }
 

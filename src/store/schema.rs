@@ -114,11 +114,36 @@ CREATE TABLE payment_events (
 ) WITHOUT ROWID;
 ";
 
+/// Money-safety columns (issue 8):
+/// * `final_answer`: the Create answer frozen when the payment first became final; replayed on
+///   every later Create and sent as the callback body, so it can never change or disagree.
+/// * `external_id`: the Gateway's paymentId when it differs from the row's key: the same
+///   paymentId from a second merchant is that merchant's own payment (see `payments::key_for`).
+/// * `operations.sale_ref`: the terminal's reference of the sale an operation reverses (a late
+///   approval's, which is never written over the payment's reported result).
+/// * `journal_orphans`: what the terminal journals name and the database did not know, adopted
+///   by `posbridge adopt-journals` after a restore from an old backup.
+const V4: &str = "
+ALTER TABLE payments ADD COLUMN final_answer TEXT;
+ALTER TABLE payments ADD COLUMN external_id TEXT;
+ALTER TABLE operations ADD COLUMN sale_ref TEXT;
+CREATE INDEX payments_by_external_id ON payments (external_id) WHERE external_id IS NOT NULL;
+CREATE TABLE journal_orphans (
+    reference    TEXT NOT NULL,
+    terminal_id  TEXT NOT NULL,
+    amount_minor INTEGER,
+    sent_at      INTEGER NOT NULL,
+    adopted_at   INTEGER NOT NULL,
+    payment_id   TEXT,                -- set when a Create for it arrived and took it over
+    PRIMARY KEY (terminal_id, reference)
+);
+";
+
 /// How many migrations this binary knows (the database's `user_version` once migrated).
-pub const LATEST_VERSION: i64 = 3;
+pub const LATEST_VERSION: i64 = 4;
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), String> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4)])
         .to_latest(conn)
         .map_err(|e| format!("migration failed: {e}"))
 }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     DriverError, OperationOutcome, OperationQuery, OperationRequest, PromptSink, SaleInquiry,
-    SaleOutcome, SaleQuery, SaleRequest, TerminalDriver,
+    SaleOutcome, SaleQuery, SaleRequest, SentRecord, TerminalDriver,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,7 +31,11 @@ enum Command {
     QueryOperation(String, Reply<OperationQuery>),
     Probe(Reply<String>),
     EndOfDay(Reply<String>),
+    Sent(Reply<Vec<SentRecord>>),
 }
+
+/// An outcome the terminal reported on its own, for the sale `reference`.
+pub type LateOutcome = (String, SaleOutcome);
 
 /// The engine's side of a terminal.
 #[derive(Clone)]
@@ -40,6 +44,7 @@ pub struct TerminalHandle {
     protocol: &'static str,
     commands: mpsc::Sender<Command>,
     shared: Arc<Shared>,
+    late: Arc<Mutex<Option<mpsc::UnboundedReceiver<LateOutcome>>>>,
 }
 
 struct Shared {
@@ -62,6 +67,7 @@ pub fn spawn<D: TerminalDriver>(
     result_timeout: Duration,
 ) -> TerminalHandle {
     let (tx, rx) = mpsc::channel(16);
+    let (late_tx, late_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         busy: AtomicBool::new(false),
         online: AtomicBool::new(false),
@@ -69,12 +75,20 @@ pub fn spawn<D: TerminalDriver>(
         last_error: Mutex::new(None),
         current_sale: Mutex::new(None),
     });
-    tokio::spawn(run(driver, rx, prompts, result_timeout, shared.clone()));
+    tokio::spawn(run(
+        driver,
+        rx,
+        prompts,
+        result_timeout,
+        shared.clone(),
+        late_tx,
+    ));
     TerminalHandle {
         id: id.to_string(),
         protocol,
         commands: tx,
         shared,
+        late: Arc::new(Mutex::new(Some(late_rx))),
     }
 }
 
@@ -87,6 +101,7 @@ async fn run<D: TerminalDriver>(
     prompts: PromptSink,
     result_timeout: Duration,
     shared: Arc<Shared>,
+    late: mpsc::UnboundedSender<LateOutcome>,
 ) {
     while let Some(command) = commands.recv().await {
         shared.busy.store(true, Ordering::Relaxed);
@@ -136,6 +151,12 @@ async fn run<D: TerminalDriver>(
                 observe(&shared, &result);
                 let _ = reply.send(result);
             }
+            Command::Sent(reply) => {
+                let _ = reply.send(driver.sent());
+            }
+        }
+        for outcome in driver.late_outcomes() {
+            let _ = late.send(outcome);
         }
         shared.busy.store(false, Ordering::Relaxed);
     }
@@ -234,6 +255,17 @@ impl TerminalHandle {
     pub async fn query_operation(&self, reference: &str) -> Result<OperationQuery, TerminalError> {
         let reference = reference.to_string();
         self.ask(|r| Command::QueryOperation(reference, r)).await
+    }
+
+    /// What the driver's journal says it handed to the terminal.
+    pub async fn sent(&self) -> Result<Vec<SentRecord>, TerminalError> {
+        self.ask(Command::Sent).await
+    }
+
+    /// The outcomes the terminal reports on its own (taken once: the lane that owns the
+    /// terminal reads them).
+    pub fn take_late_outcomes(&self) -> Option<mpsc::UnboundedReceiver<LateOutcome>> {
+        self.late.lock().ok().and_then(|mut slot| slot.take())
     }
 
     /// Asks the terminal to abort the sale `reference` if it is the one running now.

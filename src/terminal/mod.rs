@@ -167,10 +167,14 @@ pub struct SaleInquiry {
 #[allow(clippy::large_enum_variant)] // one per recovery question: boxing would buy nothing
 pub enum SaleQuery {
     Completed(SaleOutcome),
-    /// The terminal has no such transaction: proven not done.
+    /// The terminal has no such transaction and can no longer complete it: proven not done.
     NotFound,
-    /// Still running on the terminal.
+    /// Still running on the terminal, or it may still be: ask again later.
     InProgress,
+    /// The terminal can no longer tell: what it remembers does not match what was sent to it
+    /// (it lost its memory, was replaced, or a later transaction took the sale's place).
+    /// Asking again cannot help; a person must decide. Carries why, in plain words.
+    Unresolvable(String),
 }
 
 #[derive(Debug, Clone)]
@@ -257,6 +261,16 @@ fn unix_micros() -> i64 {
         .unwrap_or(0)
 }
 
+/// Something the driver's journal says was handed to the terminal: a sale (by the payment's
+/// reference) or an operation (by the operation's reference).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentRecord {
+    pub reference: String,
+    pub amount_minor: Option<i64>,
+    /// When it was handed over (unix ms).
+    pub at_ms: i64,
+}
+
 /// A terminal protocol. The actor calls one method at a time; `abort` may fire during `sale`.
 pub trait TerminalDriver: Send + 'static {
     fn sale(
@@ -292,6 +306,16 @@ pub trait TerminalDriver: Send + 'static {
 
     /// Closes the terminal's batch (end of day): a line for store IT.
     fn end_of_day(&mut self) -> impl Future<Output = Result<String, DriverError>> + Send;
+
+    /// Everything the driver's journal says it handed to the terminal, oldest first: at start
+    /// the database is checked against it (a restored backup must never charge again).
+    fn sent(&self) -> Result<Vec<SentRecord>, DriverError>;
+
+    /// Outcomes the terminal reported on its own for sales it was asked about earlier (an
+    /// approval found after the sale was declared never done): taken once each.
+    fn late_outcomes(&mut self) -> Vec<(String, SaleOutcome)> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Approval, CardFunction, DriverError, OperationOutcome, OperationQuery, OperationRequest,
-    PromptSink, Receipt, ReceiptKind, SaleInquiry, SaleOutcome, SaleQuery, SaleRequest,
+    PromptSink, Receipt, ReceiptKind, SaleInquiry, SaleOutcome, SaleQuery, SaleRequest, SentRecord,
     TerminalDriver,
 };
 use crate::clock::SharedClock;
@@ -415,6 +415,42 @@ impl TerminalDriver for Simulator {
             .filter(|e| matches!(e, Entry::Sale { .. }))
             .count();
         Ok(format!("simulator: batch closed ({sales} sales journaled)"))
+    }
+
+    fn sent(&self) -> Result<Vec<SentRecord>, DriverError> {
+        Ok(self
+            .read()?
+            .into_iter()
+            .filter_map(|entry| match entry {
+                Entry::Sale {
+                    reference,
+                    amount_minor,
+                    started_at,
+                    ..
+                } => Some(SentRecord {
+                    reference,
+                    amount_minor: Some(amount_minor),
+                    at_ms: started_at,
+                }),
+                Entry::Reversal {
+                    reference,
+                    amount_minor,
+                    at,
+                    ..
+                }
+                | Entry::Refund {
+                    reference,
+                    amount_minor,
+                    at,
+                    ..
+                } => Some(SentRecord {
+                    reference,
+                    amount_minor: Some(amount_minor),
+                    at_ms: at,
+                }),
+                Entry::Aborted { .. } => None,
+            })
+            .collect())
     }
 
     async fn query_operation(&mut self, reference: &str) -> Result<OperationQuery, DriverError> {

@@ -47,6 +47,9 @@ pub struct Options {
     pub server_extra: String,
     /// More tables, appended at the end (TOML).
     pub extra_config: String,
+    /// Where the database (and the terminal journals beside it) live; default: the daemon's
+    /// own temporary directory.
+    pub database_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -70,6 +73,7 @@ impl Default for Options {
             payment_app: None,
             server_extra: String::new(),
             extra_config: String::new(),
+            database_dir: None,
         }
     }
 }
@@ -134,7 +138,12 @@ result_timeout_s = {result_timeout}
             max_body = o.max_body_bytes,
             grace = o.shutdown_grace_s,
             server_extra = o.server_extra,
-            db = dir.join("posbridge.db").display(),
+            db = o
+                .database_dir
+                .as_deref()
+                .unwrap_or(dir)
+                .join("posbridge.db")
+                .display(),
             test_suite = o.test_suite_cards,
             waiting = o.seconds_waiting,
             identify = o.identify_terminal,
@@ -298,12 +307,19 @@ result_timeout_s = {result_timeout}
         self.dir.path()
     }
 
+    fn database_dir(&self) -> &Path {
+        self.options
+            .database_dir
+            .as_deref()
+            .unwrap_or(self.dir.path())
+    }
+
     pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("posbridge.db")
+        self.database_dir().join("posbridge.db")
     }
 
     pub fn journal(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("simulator-lane-1.journal"))
+        std::fs::read_to_string(self.database_dir().join("simulator-lane-1.journal"))
             .unwrap_or_default()
     }
 

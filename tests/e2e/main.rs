@@ -8,6 +8,7 @@ mod browser;
 mod config_and_lifecycle;
 mod crash;
 mod merchants;
+mod money_safety;
 mod network;
 mod operations;
 mod packaging;

@@ -209,9 +209,29 @@ async fn configuration_flow_issues_working_credentials_and_payments_stay_private
             "another merchant's payment on {path}: {answer}"
         );
     }
-    let (status, taken) = merchant_b.post("/payments", &body_a).await;
-    assert_eq!(status, 400);
-    assert_eq!(taken["code"], "payment-id-taken");
+    // The same paymentId from merchant B is merchant B's own payment: nothing tells B that
+    // merchant A's exists (issue 8 #17), and nothing B does reaches A's.
+    let answer_b = merchant_b.create(&body_a).await;
+    assert_eq!(answer_b["status"], "undefined", "{answer_b}");
+    assert_eq!(
+        answer_b["paymentId"], "pay-a",
+        "B knows it by the id B sent"
+    );
+    let answer_a = merchant_a.create(&body_a).await;
+    assert_ne!(
+        submit_url(&answer_b),
+        submit_url(&answer_a),
+        "two payments, two submitUrls"
+    );
+    assert_ne!(answer_b["tid"], answer_a["tid"]);
+    let (status, cancelled_b) = merchant_b
+        .post(
+            "/payments/pay-a/cancellations",
+            &json!({ "requestId": "cb" }),
+        )
+        .await;
+    assert_eq!(status, 200, "B cancels its own payment: {cancelled_b}");
+    assert_eq!(merchant_b.create(&body_a).await["status"], "denied");
     // Merchant A's payment is untouched.
     assert_eq!(
         merchant_a.create(&body_a).await["paymentAppData"]["appName"],

@@ -78,11 +78,19 @@ async fn cancel_before_the_terminal_is_named_and_while_charging() {
             .1,
         cancelled
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        receiver.for_payment("pay-abort").is_empty(),
-        "no callback for a cancel the Gateway asked for"
-    );
+    // Every final result reaches the callbackUrl, whoever ended the payment (issue 8 #9).
+    for id in ["pay-early", "pay-abort"] {
+        let callbacks = receiver.wait_for(id, FINAL).await;
+        assert_eq!(callbacks.len(), 1, "{id}");
+        assert_eq!(callbacks[0].2["status"], "denied", "{id}");
+        assert_eq!(
+            callbacks[0].2,
+            gateway
+                .create(if id == "pay-early" { &early } else { &slow })
+                .await,
+            "the callback carries the final Create answer"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +136,7 @@ async fn cancel_after_approval_reverses_the_sale() {
         .await;
     assert_eq!(
         (status, settle["code"].clone()),
-        (400, json!("not-approved"))
+        (400, json!("payment-cancelled"))
     );
 }
 

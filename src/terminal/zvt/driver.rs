@@ -25,7 +25,7 @@ use crate::clock::SharedClock;
 use crate::money::Currency;
 use crate::terminal::{
     Approval, DriverError, OperationOutcome, OperationQuery, OperationRequest, PromptSink,
-    SaleInquiry, SaleOutcome, SaleQuery, SaleRequest, TerminalDriver,
+    SaleInquiry, SaleOutcome, SaleQuery, SaleRequest, SentRecord, TerminalDriver,
 };
 
 /// Registration config byte: the ECR gets receipts (print commands) and intermediate
@@ -488,6 +488,31 @@ impl TerminalDriver for ZvtDriver {
         } else {
             OperationQuery::NotFound
         })
+    }
+
+    fn sent(&self) -> Result<Vec<SentRecord>, DriverError> {
+        if let Some(why) = &self.journal_unreadable {
+            return Err(DriverError::Protocol(format!(
+                "the journal is unreadable ({why})"
+            )));
+        }
+        let entries = crate::terminal::journal::read::<JournalEntry>(&self.journal)?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|entry| match entry {
+                JournalEntry::Intent {
+                    reference,
+                    amount_minor,
+                    at,
+                    ..
+                } => Some(SentRecord {
+                    reference,
+                    amount_minor: Some(amount_minor),
+                    at_ms: at,
+                }),
+                JournalEntry::Baseline { .. } => None,
+            })
+            .collect())
     }
 
     async fn probe(&mut self) -> Result<String, DriverError> {
