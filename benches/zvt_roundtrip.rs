@@ -38,6 +38,7 @@ fn main() {
             password: "000000".into(),
             config_byte: driver::DEFAULT_CONFIG_BYTE,
             timeouts: driver::timeouts(5_000, 30),
+            sale_window: Duration::from_secs(180),
         };
         let mut zvt = ZvtDriver::new(
             "bench",

@@ -38,6 +38,8 @@ pub(super) enum LaneJob {
 }
 
 const RECOVERY_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How often a terminal still working on a sale is asked about it.
+const IN_PROGRESS_POLL: Duration = Duration::from_secs(2);
 const COMMIT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Why a lane is not taking new work, if it is not.
@@ -247,21 +249,23 @@ impl Engine {
     /// waits: another sale would overwrite what the terminal can repeat); cannot tell ever →
     /// unresolved, alarm, a person decides, the lane goes on.
     async fn recover(&self, lane: &LaneCtx, payment_id: &str) -> Result<(), EngineError> {
-        let id = payment_id.to_string();
-        let p = self.store.call(move |c| must_get(c, &id)).await?;
-        if !p.state.on_terminal() {
-            return Ok(());
-        }
-        let inquiry = SaleInquiry {
-            reference: p.payment_id.clone(),
-            amount_minor: p.amount_minor,
-            currency: p.currency.clone(),
-            sent_at_ms: p.sent_to_terminal_at.unwrap_or(p.created_at),
-        };
         let mut backoff = Duration::from_secs(1);
         let mut alarmed = false;
         loop {
-            match lane.terminal.query_sale(inquiry.clone()).await {
+            // Read each time: a cancel that arrives meanwhile lets the terminal abort the sale.
+            let id = payment_id.to_string();
+            let p = self.store.call(move |c| must_get(c, &id)).await?;
+            if !p.state.on_terminal() {
+                return Ok(());
+            }
+            let inquiry = SaleInquiry {
+                reference: p.payment_id.clone(),
+                amount_minor: p.amount_minor,
+                currency: p.currency.clone(),
+                sent_at_ms: p.sent_to_terminal_at.unwrap_or(p.created_at),
+                cancel_requested: p.cancel_requested_at.is_some(),
+            };
+            match lane.terminal.query_sale(inquiry).await {
                 Ok(SaleQuery::Completed(outcome)) => {
                     tracing::info!(
                         payment_id = %payment_id,
@@ -281,7 +285,8 @@ impl Engine {
                     return self.mark_unresolved(lane, payment_id, &why).await;
                 }
                 Ok(SaleQuery::InProgress) => {
-                    backoff = Duration::from_secs(1);
+                    // Not too often: each question is a Repeat Receipt on the terminal's line.
+                    backoff = IN_PROGRESS_POLL;
                     lane.status.block(
                         payment_id,
                         format!("waiting for the terminal to finish payment {payment_id}"),
@@ -495,6 +500,7 @@ impl Engine {
                 .or_else(|| p.sale.terminal_ref.clone())
                 .unwrap_or_else(|| p.payment_id.clone()),
             sale_amount_minor: p.amount_minor,
+            sale_at_ms: p.sent_to_terminal_at.unwrap_or(p.created_at),
             amount_minor: op.amount_minor,
             currency: p.currency.clone(),
         };

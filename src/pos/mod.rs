@@ -198,6 +198,7 @@ impl Engine {
                         password: t.password.expose().to_string(),
                         config_byte: t.config_byte.unwrap_or(zvt::driver::DEFAULT_CONFIG_BYTE),
                         timeouts: zvt::driver::timeouts(t.ack_timeout_ms, t.completion_timeout_s),
+                        sale_window: timeout,
                     };
                     let driver = ZvtDriver::new(
                         &t.id,

@@ -160,6 +160,8 @@ pub struct SaleInquiry {
     pub currency: String,
     /// When the sale was handed to the terminal (unix ms).
     pub sent_at_ms: i64,
+    /// The payment is to be cancelled: a sale still running may be aborted.
+    pub cancel_requested: bool,
 }
 
 /// The answer to "what happened to sale X?" after a crash, timeout or lost line.
@@ -185,6 +187,8 @@ pub struct OperationRequest {
     pub sale_ref: String,
     /// What the sale itself was for (a reversal of less is a partial one).
     pub sale_amount_minor: i64,
+    /// When the sale was handed to the terminal (unix ms).
+    pub sale_at_ms: i64,
     pub amount_minor: i64,
     pub currency: String,
 }

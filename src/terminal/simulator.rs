@@ -381,6 +381,18 @@ impl TerminalDriver for Simulator {
             Some((Some(at), planned)) if self.clock.now_ms() >= at => SaleQuery::Completed(
                 self.outcome(reference, inquiry.amount_minor, &inquiry.currency, &planned),
             ),
+            // Still running: a cancel aborts it, as on a real terminal (unless the card was
+            // already read).
+            Some((Some(_), planned)) if inquiry.cancel_requested && planned.honours_abort => {
+                self.append(&Entry::Aborted {
+                    reference: reference.to_string(),
+                    at: self.clock.now_ms(),
+                })?;
+                SaleQuery::Completed(SaleOutcome::declined(
+                    "aborted",
+                    "the sale was aborted on the terminal",
+                ))
+            }
             Some(_) => SaleQuery::InProgress,
         })
     }
@@ -497,6 +509,7 @@ mod tests {
             amount_minor: 1000,
             currency: "BRL".into(),
             sent_at_ms: 0,
+            cancel_requested: false,
         }
     }
 
@@ -579,6 +592,7 @@ mod tests {
             reference: "op1".into(),
             sale_ref: "y".into(),
             sale_amount_minor: 1005,
+            sale_at_ms: 0,
             amount_minor: 1005,
             currency: "BRL".into(),
         };
@@ -594,6 +608,7 @@ mod tests {
             reference: "op2".into(),
             sale_ref: "x".into(),
             sale_amount_minor: 1000,
+            sale_at_ms: 0,
             amount_minor: 1,
             currency: "BRL".into(),
         };

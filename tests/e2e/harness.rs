@@ -380,6 +380,20 @@ result_timeout_s = {result_timeout}
         )
     }
 
+    /// GET on the admin listener with the admin token: the body.
+    pub async fn admin_get(&self, path: &str) -> String {
+        let admin = self.admin.as_ref().expect("admin listener on");
+        reqwest::Client::new()
+            .get(format!("http://{admin}{path}"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("admin request")
+            .text()
+            .await
+            .expect("admin body")
+    }
+
     pub fn gateway(&self) -> Gateway {
         Gateway::new(&self.base, APP_KEY, APP_TOKEN)
     }

@@ -17,3 +17,4 @@ mod payment_flow;
 mod secrets;
 mod status_page;
 mod zvt;
+mod zvt_recovery;

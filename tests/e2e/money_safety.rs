@@ -447,6 +447,35 @@ async fn a_repeated_create_must_match_what_was_stored() {
     assert_eq!(daemon.charges_of("rp-1"), 1);
 }
 
+/// `posbridge run` that is expected to refuse to start: (exit code, stderr); `None` when it
+/// started and kept running (it is stopped then).
+fn run_refused(config: &std::path::Path) -> Option<(Option<i32>, String)> {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_posbridge"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = pipe.read_to_string(&mut stderr);
+            }
+            return Some((status.code(), stderr));
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn posbridge(args: &[&str], config: &std::path::Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_posbridge"))
         .args(args)
@@ -513,13 +542,9 @@ async fn restoring_an_old_backup_never_charges_again() {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
     std::fs::copy(&backup, &db).expect("restore");
-    let refused = Command::new(env!("CARGO_BIN_EXE_posbridge"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run");
-    assert_eq!(refused.status.code(), Some(65), "{refused:?}");
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let (code, stderr) =
+        run_refused(&config).expect("a database older than the journals must not start");
+    assert_eq!(code, Some(65), "{stderr}");
     assert!(
         stderr.contains("bk-q") && stderr.contains("adopt-journals"),
         "names the unknown payment and the way out: {stderr}"
@@ -527,12 +552,8 @@ async fn restoring_an_old_backup_never_charges_again() {
     // A zero-length database is refused just the same (never a silent fresh start).
     let kept = std::fs::read(&db).expect("db");
     std::fs::write(&db, b"").expect("truncate");
-    let refused = Command::new(env!("CARGO_BIN_EXE_posbridge"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run");
-    assert_eq!(refused.status.code(), Some(65), "{refused:?}");
+    let (code, stderr) = run_refused(&config).expect("an empty database must not start");
+    assert_eq!(code, Some(65), "{stderr}");
     std::fs::write(&db, kept).expect("put back");
     for suffix in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));

@@ -29,6 +29,33 @@ impl ZvtTerminal {
         .await
     }
 
+    /// A terminal on a given TCP port (e.g. where another one was: a swapped terminal).
+    pub async fn tcp_at(port: u16, extra: &[&str]) -> ZvtTerminal {
+        let listen = format!("tcp:127.0.0.1:{port}");
+        Self::spawn(&["--listen", &listen], extra, |line| {
+            line.strip_prefix("listening on ").map(str::to_string)
+        })
+        .await
+    }
+
+    /// The TCP port it listens on.
+    pub fn port(&self) -> u16 {
+        self.transport
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a tcp transport")
+    }
+
+    /// Sends a signal to the simulator process (`STOP`, `CONT`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
     pub async fn pty(extra: &[&str]) -> ZvtTerminal {
         Self::spawn(&["--pty"], extra, |line| {
             Some(format!("serial:{}", line.trim()))
@@ -109,7 +136,7 @@ impl Drop for ZvtTerminal {
     }
 }
 
-async fn daemon_for(terminal: &ZvtTerminal, options: Options) -> Daemon {
+pub async fn daemon_for(terminal: &ZvtTerminal, options: Options) -> Daemon {
     Daemon::start(Options {
         zvt_transport: Some(terminal.transport.clone()),
         ..options

@@ -32,6 +32,8 @@ pub enum Ending {
     Refused(ResultCode),
     /// T3 or T4 ran out: outcome unknown.
     TimedOut,
+    /// `80 00 00` to a command that ends there (an ECR abort).
+    Accepted,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +44,8 @@ pub struct Dialogue {
     pub receipts: Vec<Receipt>,
     /// Lines from `06 D1` print lines (collected into one receipt).
     pub print_lines: Vec<String>,
+    /// The fields of the `06 0F` Completion (registration: the terminal ID).
+    pub completion: Option<BmpList>,
 }
 
 /// Where prompts go while the exchange runs: the sink and the payment they belong to.
@@ -57,13 +61,46 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     prompts: Option<Prompts<'_>>,
     abort: Option<&CancellationToken>,
 ) -> Result<Dialogue, LinkError> {
-    let (mut exchange, actions) = EcrExchange::start_with(command, ExchangeOptions::default())
+    run_with(
+        link,
+        command,
+        ExchangeOptions::default(),
+        timeouts,
+        prompts,
+        abort,
+    )
+    .await
+}
+
+/// A command the terminal only accepts or refuses (`80 00 00` / `84 xx`), such as an abort.
+pub async fn run_acknowledged<S: AsyncRead + AsyncWrite + Unpin>(
+    link: &mut ZvtLink<S>,
+    command: &Message,
+    timeouts: Timeouts,
+) -> Result<Dialogue, LinkError> {
+    let options = ExchangeOptions {
+        ends_on_ack: true,
+        ..ExchangeOptions::default()
+    };
+    run_with(link, command, options, timeouts, None, None).await
+}
+
+async fn run_with<S: AsyncRead + AsyncWrite + Unpin>(
+    link: &mut ZvtLink<S>,
+    command: &Message,
+    options: ExchangeOptions,
+    timeouts: Timeouts,
+    prompts: Option<Prompts<'_>>,
+    abort: Option<&CancellationToken>,
+) -> Result<Dialogue, LinkError> {
+    let (mut exchange, actions) = EcrExchange::start_with(command, options)
         .map_err(|e| LinkError::Garbage(format!("cannot encode the command: {e}")))?;
     let mut dialogue = Dialogue {
         ending: Ending::TimedOut,
         status: None,
         receipts: Vec::new(),
         print_lines: Vec::new(),
+        completion: None,
     };
     let mut deadline: Option<(tokio::time::Instant, Timer)> = None;
     let mut abort_sent = false;
@@ -80,6 +117,9 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     deadline = Some((tokio::time::Instant::now() + length, timer));
                 }
                 Action::StopTimer => deadline = None,
+                Action::Event(ExchangeEvent::Accepted) if options.ends_on_ack => {
+                    dialogue.ending = Ending::Accepted;
+                }
                 Action::Event(event) => handle_event(event, &mut dialogue, prompts.as_ref()),
             }
         }
@@ -148,7 +188,10 @@ fn handle_event(event: ExchangeEvent, dialogue: &mut Dialogue, prompts: Option<&
                 .collect::<Vec<_>>();
             dialogue.receipts.push(Receipt::masked(kind, lines));
         }
-        ExchangeEvent::Completed(_) => dialogue.ending = Ending::Completed,
+        ExchangeEvent::Completed(completion) => {
+            dialogue.completion = completion.fields().cloned();
+            dialogue.ending = Ending::Completed;
+        }
         ExchangeEvent::Aborted(abort) => dialogue.ending = Ending::Aborted(abort.result_code),
         ExchangeEvent::TimedOut(_) => dialogue.ending = Ending::TimedOut,
         ExchangeEvent::Unexpected(message) => {

@@ -4,6 +4,7 @@ mod dialogue;
 pub mod driver;
 pub mod link;
 pub mod pt_simulator;
+mod recovery;
 pub mod transport;
 
 pub use driver::{ZvtDriver, ZvtSettings};

@@ -18,6 +18,13 @@
 //! | .06 | approved; its reversal is refused with `06 1E 65` (needs the card) |
 //! | other | approved after `--approve-after-ms` |
 //!
+//! When the ECR goes away mid-sale (a crash, a pulled cable) before the outcome is decided, the
+//! terminal goes on with the sale and completes it at its time, as a real one does; an `06 B0`
+//! from a later connection aborts it (`80 00 00`) if it still can (refused `84 83 00` for a
+//! `.05` sale; no answer for a silent one). Meanwhile Repeat Receipt shows the transaction
+//! before it, and a new sale is refused (`84 9C 00`, busy). `--terminal-id` and
+//! `--first-trace` make it another (or a reset) terminal.
+//!
 //! Other result codes: `06 1E 6C` after an ECR abort; reversal of an unknown receipt `83`,
 //! of a sale whose batch was closed `B5`, of a reversed one `B4`; refund `65`; Repeat
 //! Receipt with nothing to repeat `83`; unsupported commands `84 83 00`; undecodable ones
@@ -59,6 +66,9 @@ pub enum FaultKind {
     Slow,
     /// Never send the `06 0F` Completion of the first sale.
     NoCompletion,
+    /// The first sale refuses an abort (the card was read) and takes `--late-approval-ms`
+    /// (default 8 s) to approve: an ECR that gave up on it meanwhile learns of it late.
+    LateApproval,
 }
 
 /// Command-line options of `posbridge simulate-terminal zvt`.
@@ -80,6 +90,15 @@ pub struct SimulatorArgs {
     /// The terminal password (6 digits); a mismatch is only logged.
     #[arg(long, default_value = "000000")]
     pub password: String,
+    /// The terminal ID it reports (BMP 29): another ID is another terminal.
+    #[arg(long, default_value_t = TERMINAL_ID)]
+    pub terminal_id: u32,
+    /// The trace number of its first transaction (a fresh terminal starts at 1).
+    #[arg(long, default_value_t = 1)]
+    pub first_trace: u32,
+    /// How long the `late-approval` fault's sale takes.
+    #[arg(long, default_value_t = 8000)]
+    pub late_approval_ms: u64,
 }
 
 /// Where the simulator offers its line.
@@ -99,6 +118,10 @@ pub struct SimulatorOptions {
     pub faults: Vec<FaultKind>,
     pub password: Password,
     pub terminal_id: u32,
+    /// The trace number of its first transaction.
+    pub first_trace: u32,
+    /// How long the `late-approval` fault's sale takes.
+    pub late_approval: Duration,
     /// The `slow` fault's delay before each message.
     pub slow_delay: Duration,
     /// How long a `.04` sale takes.
@@ -119,6 +142,8 @@ impl SimulatorOptions {
             faults: Vec::new(),
             password: Password::from_bytes([0, 0, 0]),
             terminal_id: TERMINAL_ID,
+            first_trace: 1,
+            late_approval: Duration::from_secs(8),
             slow_delay: Duration::from_secs(2),
             slow_sale: Duration::from_secs(20),
             replug_delay: Duration::from_secs(1),
@@ -149,6 +174,9 @@ impl SimulatorOptions {
             approve_after: Duration::from_millis(args.approve_after_ms),
             faults: args.faults.clone(),
             password,
+            terminal_id: args.terminal_id,
+            first_trace: args.first_trace,
+            late_approval: Duration::from_millis(args.late_approval_ms),
             ..Self::new(endpoint)
         })
     }
@@ -158,6 +186,7 @@ impl SimulatorOptions {
             approve_after: self.approve_after,
             slow_delay: self.slow_delay,
             slow_sale: self.slow_sale,
+            late_approval: self.late_approval,
             ack_timeout: self.ack_timeout,
             password: self.password,
         }
@@ -207,7 +236,11 @@ pub async fn serve(
     options: SimulatorOptions,
     ready: oneshot::Sender<String>,
 ) -> anyhow::Result<()> {
-    let mut terminal = Terminal::new(options.terminal_id, SaleFaults::from_kinds(&options.faults));
+    let mut terminal = Terminal::new(
+        options.terminal_id,
+        options.first_trace,
+        SaleFaults::from_kinds(&options.faults),
+    );
     match &options.endpoint {
         Endpoint::Tcp(address) => serve_tcp(*address, &options, &mut terminal, ready).await,
         Endpoint::Pty(link) => serve_pty(link, &options, &mut terminal, ready).await,

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use super::super::link::{LinkError, ZvtLink};
-use super::terminal::{Plan, Record, Terminal, codes};
+use super::terminal::{Orphan, OrphanAbort, Plan, Record, Terminal, codes};
 
 /// Intermediate status codes (04 FF), from the codec's status table.
 mod status {
@@ -37,6 +37,7 @@ pub(super) struct Timing {
     pub approve_after: Duration,
     pub slow_delay: Duration,
     pub slow_sale: Duration,
+    pub late_approval: Duration,
     pub ack_timeout: Duration,
     pub password: Password,
 }
@@ -100,7 +101,13 @@ struct SaleInProgress {
     amount: Amount,
     currency: CurrencyCode,
     no_completion: bool,
+    /// How long the sale takes, from `started`.
+    total: Duration,
+    started: Instant,
 }
+
+/// "Please wait": the terminal is busy with a sale.
+const BUSY: ResultCode = ResultCode(0x9C);
 
 impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     pub(super) fn new(
@@ -157,6 +164,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
 
     async fn command(&mut self, apdu: Apdu) -> Result<(), Stop> {
         let control = apdu.control();
+        // What a sale left by its ECR did meanwhile.
+        self.terminal.catch_up(Instant::now());
         let message = match Message::decode(&apdu) {
             Ok(message) => message,
             Err(error) => {
@@ -164,6 +173,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 return self.send(nack(codes::PROTOCOL_ERROR)).await;
             }
         };
+        if !matches!(message, Message::AbortCommand(_)) {
+            self.terminal.end_silent_orphan();
+        }
         match message {
             Message::Registration(registration) => self.registration(registration).await,
             Message::Authorization(authorization) => self.sale(authorization).await,
@@ -172,10 +184,21 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             Message::Reversal(reversal) => self.reversal(reversal).await,
             Message::Refund(refund) => self.refund(refund).await,
             Message::EndOfDay(end_of_day) => self.end_of_day(end_of_day).await,
-            Message::AbortCommand(_) => {
-                tracing::info!("ZVT simulator: 06 B0 with no transaction running, refused");
-                self.send(nack(codes::FUNCTION_NOT_POSSIBLE)).await
-            }
+            Message::AbortCommand(_) => match self.terminal.abort_orphan() {
+                OrphanAbort::Aborted => self.send(Message::ack()).await,
+                OrphanAbort::Ignored => {
+                    tracing::info!("ZVT simulator: 06 B0 during a silent sale, ignored");
+                    Ok(())
+                }
+                OrphanAbort::Refused => {
+                    tracing::info!("ZVT simulator: 06 B0 refused: the card was read");
+                    self.send(nack(codes::FUNCTION_NOT_POSSIBLE)).await
+                }
+                OrphanAbort::NoSale => {
+                    tracing::info!("ZVT simulator: 06 B0 with no transaction running, refused");
+                    self.send(nack(codes::FUNCTION_NOT_POSSIBLE)).await
+                }
+            },
             Message::PositiveAck(_) | Message::NegativeAck(_) => {
                 tracing::debug!(?control, "ZVT simulator: stray acknowledgement ignored");
                 Ok(())
@@ -309,9 +332,17 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             tracing::info!("ZVT simulator: authorization without an amount, refused");
             return self.send(nack(codes::FUNCTION_NOT_POSSIBLE)).await;
         };
+        if self.terminal.orphan_running() {
+            tracing::info!("ZVT simulator: a sale is still running without its ECR: busy");
+            return self.send(nack(BUSY)).await;
+        }
         let currency = authorization.fields.currency().unwrap_or(CurrencyCode::EUR);
-        let plan = Plan::for_amount(amount);
         let faults = self.terminal.take_sale_faults();
+        let plan = if faults.late_approval {
+            Plan::ApproveIgnoringAbort
+        } else {
+            Plan::for_amount(amount)
+        };
         tracing::info!(
             amount = amount.minor_units(),
             currency = currency.code(),
@@ -328,23 +359,47 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             _ if plan.honours_abort() => AbortPolicy::Accept,
             _ => AbortPolicy::Refuse,
         };
+        let total = if faults.late_approval {
+            self.timing.late_approval
+        } else if plan == Plan::ApproveSlowly {
+            self.timing.slow_sale
+        } else {
+            self.timing.approve_after
+        };
         let sale = SaleInProgress {
             plan,
             amount,
             currency,
             no_completion: faults.no_completion,
+            total,
+            started: Instant::now(),
         };
         self.sale_open = plan != Plan::Silent;
         let result = self.sale_dialogue(&sale, faults.drop_mid_sale).await;
         if self.sale_open {
             // The line went away (or the ECR stopped answering) before the outcome was
-            // decided: like a real terminal, it finishes the sale on its own.
+            // decided: like a real terminal, it goes on with the sale and completes it on time.
             self.sale_open = false;
             if self.abort_requested {
                 self.terminal.record_aborted(amount, currency);
             } else {
-                self.finish_offline(&sale);
+                self.terminal.adopt_orphan(Orphan {
+                    plan,
+                    amount,
+                    currency,
+                    completes_at: Some(sale.started + sale.total),
+                    honours_abort: plan.honours_abort(),
+                });
             }
+        } else if plan == Plan::Silent && result.is_err() {
+            // A silent sale whose ECR went away stays silent until the next command.
+            self.terminal.adopt_orphan(Orphan {
+                plan,
+                amount,
+                currency,
+                completes_at: None,
+                honours_abort: false,
+            });
         }
         result
     }
@@ -378,6 +433,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             amount,
             currency,
             no_completion,
+            total,
+            ..
         } = *sale;
         self.send(Message::ack()).await?;
         self.send_confirmed(IntermediateStatus::new(status::INSERT_CARD))
@@ -392,11 +449,6 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             tracing::info!("ZVT simulator: going silent for this sale");
             return self.stay_silent().await;
         }
-        let total = if plan == Plan::ApproveSlowly {
-            self.timing.slow_sale
-        } else {
-            self.timing.approve_after
-        };
         let half = total / 2;
         if self.wait_watching_abort(half).await? {
             return self.abort_sale(amount, currency).await;

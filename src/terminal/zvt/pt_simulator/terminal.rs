@@ -3,6 +3,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::time::Instant;
+
 use firmware_protocols::zvt::bmp::{Date, Time};
 use firmware_protocols::zvt::messages::PrintTextBlock;
 use firmware_protocols::zvt::text::FixedText;
@@ -96,6 +98,7 @@ pub(super) struct SaleFaults {
     pub bad_crc: bool,
     pub slow: bool,
     pub no_completion: bool,
+    pub late_approval: bool,
 }
 
 impl SaleFaults {
@@ -107,6 +110,7 @@ impl SaleFaults {
             bad_crc: has(FaultKind::BadCrc),
             slow: has(FaultKind::Slow),
             no_completion: has(FaultKind::NoCompletion),
+            late_approval: has(FaultKind::LateApproval),
         }
     }
 }
@@ -167,10 +171,35 @@ pub(super) struct BatchTotals {
     pub net_minor: u64,
 }
 
+/// A sale whose ECR went away before its outcome was decided: like a real terminal, this one
+/// goes on with it (the card is in) and completes it on time, unless an abort stops it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Orphan {
+    pub plan: Plan,
+    pub amount: Amount,
+    pub currency: CurrencyCode,
+    /// When it completes; `None`: a silent sale, never.
+    pub completes_at: Option<Instant>,
+    pub honours_abort: bool,
+}
+
+/// What an `06 B0` from a later connection does to an orphaned sale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OrphanAbort {
+    /// No sale is running.
+    NoSale,
+    Aborted,
+    Refused,
+    /// A silent sale: no answer at all.
+    Ignored,
+}
+
 #[derive(Debug)]
 pub(super) struct Terminal {
     pub terminal_id: u32,
     pub faults: SaleFaults,
+    /// A sale that goes on without its ECR.
+    orphan: Option<Orphan>,
     next_trace: u32,
     next_receipt: u16,
     journal: Vec<Record>,
@@ -203,16 +232,79 @@ impl Terminal {
         status
     }
 
-    pub(super) fn new(terminal_id: u32, faults: SaleFaults) -> Self {
+    pub(super) fn new(terminal_id: u32, first_trace: u32, faults: SaleFaults) -> Self {
         Self {
             terminal_id,
             faults,
-            next_trace: 1,
+            orphan: None,
+            next_trace: first_trace.clamp(1, 999_999),
             next_receipt: 1,
             journal: Vec::new(),
             last_completed: None,
             batch_start: 0,
         }
+    }
+
+    /// Goes on with a sale its ECR left (see [`Orphan`]).
+    pub(super) fn adopt_orphan(&mut self, orphan: Orphan) {
+        tracing::info!(
+            completes_in_ms = orphan
+                .completes_at
+                .map(|at| at.saturating_duration_since(Instant::now()).as_millis()),
+            "ZVT simulator: the ECR went away mid-sale; the terminal goes on with the sale"
+        );
+        self.orphan = Some(orphan);
+    }
+
+    /// Completes an orphaned sale whose time has come (what happened while nobody looked).
+    pub(super) fn catch_up(&mut self, now: Instant) {
+        let Some(orphan) = self.orphan else { return };
+        if orphan.completes_at.is_none_or(|at| at > now) {
+            return;
+        }
+        self.orphan = None;
+        if orphan.plan == Plan::ShopperCancels {
+            self.record_aborted(orphan.amount, orphan.currency);
+            tracing::info!("ZVT simulator: the orphaned sale was cancelled by the shopper");
+            return;
+        }
+        let record = self.complete_sale(orphan.plan, orphan.amount, orphan.currency);
+        tracing::info!(
+            approved = orphan.plan.approves(),
+            trace = record.trace,
+            receipt = ?record.receipt_number,
+            "ZVT simulator: the orphaned sale completes while nobody listens"
+        );
+    }
+
+    /// Whether a sale is still running without its ECR (a silent one counts until the next
+    /// command that is not an abort ends it).
+    pub(super) fn orphan_running(&self) -> bool {
+        self.orphan.is_some()
+    }
+
+    /// A silent orphaned sale ends when another command comes.
+    pub(super) fn end_silent_orphan(&mut self) {
+        if self.orphan.is_some_and(|o| o.completes_at.is_none()) {
+            self.orphan = None;
+        }
+    }
+
+    /// An `06 B0` from the ECR while a sale goes on without it.
+    pub(super) fn abort_orphan(&mut self) -> OrphanAbort {
+        let Some(orphan) = self.orphan else {
+            return OrphanAbort::NoSale;
+        };
+        if orphan.completes_at.is_none() {
+            return OrphanAbort::Ignored;
+        }
+        if !orphan.honours_abort {
+            return OrphanAbort::Refused;
+        }
+        self.orphan = None;
+        self.record_aborted(orphan.amount, orphan.currency);
+        tracing::info!("ZVT simulator: 06 B0 aborts the orphaned sale");
+        OrphanAbort::Aborted
     }
 
     /// The faults for the sale that starts now; later sales get none.
@@ -567,5 +659,39 @@ mod tests {
         assert_eq!(plan(1006), Plan::ApproveNeedsCardToReverse);
         assert_eq!(plan(1000), Plan::Approve);
         assert_eq!(plan(1099), Plan::Approve);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_orphaned_sale_completes_on_time_unless_aborted() {
+        let amount = Amount::from_minor_units(1000).expect("amount");
+        let orphan = |plan, honours_abort| Orphan {
+            plan,
+            amount,
+            currency: CurrencyCode::EUR,
+            completes_at: Some(Instant::now() + Duration::from_secs(5)),
+            honours_abort,
+        };
+        let mut terminal = Terminal::new(1, 1, SaleFaults::default());
+        terminal.adopt_orphan(orphan(Plan::Approve, true));
+        terminal.catch_up(Instant::now());
+        assert!(terminal.last_completed().is_none(), "not yet");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        terminal.catch_up(Instant::now());
+        assert_eq!(terminal.last_completed().map(|r| r.trace), Some(1));
+        assert!(!terminal.orphan_running());
+
+        terminal.adopt_orphan(orphan(Plan::Approve, true));
+        assert_eq!(terminal.abort_orphan(), OrphanAbort::Aborted);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        terminal.catch_up(Instant::now());
+        assert_eq!(
+            terminal.last_completed().map(|r| r.trace),
+            Some(1),
+            "aborted: no transaction"
+        );
+
+        terminal.adopt_orphan(orphan(Plan::ApproveIgnoringAbort, false));
+        assert_eq!(terminal.abort_orphan(), OrphanAbort::Refused);
+        assert_eq!(Terminal::new(1, 41, SaleFaults::default()).next_trace, 41);
     }
 }

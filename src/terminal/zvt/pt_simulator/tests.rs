@@ -577,7 +577,7 @@ async fn drop_mid_sale_over_tcp_and_the_sale_is_repeated_after_reconnecting() {
 
 #[tokio::test]
 async fn the_sale_completes_inside_the_terminal_when_the_ecr_goes_away() {
-    let sim = Sim::tcp(FAST, &[]).await;
+    let sim = Sim::tcp(Duration::from_millis(600), &[]).await;
     let mut ecr = sim.connect().await;
     let command = sale(5100).to_apdu().expect("encode");
     ecr.link.send(&command).await.expect("send");
@@ -588,9 +588,17 @@ async fn the_sale_completes_inside_the_terminal_when_the_ecr_goes_away() {
     );
     let status = ecr.link.recv().await.expect("04 FF");
     assert_eq!(status.control(), IntermediateStatus::CONTROL);
-    // The ECR crashes without acknowledging.
+    // The ECR crashes without acknowledging; the terminal goes on with the sale.
     drop(ecr);
     let mut ecr = sim.connect().await;
+    let early = ecr.exchange(RepeatReceipt::new(Some(password()))).await;
+    assert!(
+        early.results.is_empty() && early.aborted.is_some(),
+        "nothing to repeat while the sale still runs: {early:?}"
+    );
+    let busy = ecr.sale(1000).await;
+    assert_eq!(busy.refused, Some(ResultCode(0x9C)), "busy with the sale");
+    tokio::time::sleep(Duration::from_millis(700)).await;
     let repeated = ecr.exchange(RepeatReceipt::new(Some(password()))).await;
     assert_eq!(
         repeated.result().fields.amount().map(Amount::minor_units),
@@ -599,6 +607,46 @@ async fn the_sale_completes_inside_the_terminal_when_the_ecr_goes_away() {
     assert_eq!(
         repeated.result().fields.result_code(),
         Some(ResultCode::SUCCESS)
+    );
+}
+
+#[tokio::test]
+async fn an_abort_from_a_later_connection_stops_a_sale_that_went_on_without_its_ecr() {
+    let sim = Sim::tcp(Duration::from_millis(600), &[]).await;
+    let mut ecr = sim.connect().await;
+    ecr.link
+        .send(&sale(5100).to_apdu().expect("encode"))
+        .await
+        .expect("send");
+    ecr.link.recv().await.expect("80 00 00");
+    ecr.link.recv().await.expect("04 FF");
+    drop(ecr);
+    let mut ecr = sim.connect().await;
+    let abort = firmware_protocols::zvt::messages::AbortCommand::default();
+    let (mut exchange, actions) = EcrExchange::start_with(
+        &Message::from(abort),
+        ExchangeOptions {
+            ends_on_ack: true,
+            ..ExchangeOptions::default()
+        },
+    )
+    .expect("abort");
+    for action in actions {
+        if let Action::Send(apdu) = action {
+            ecr.link.send(&apdu).await.expect("send");
+        }
+    }
+    let answer = ecr.link.recv().await.expect("answer");
+    let events = exchange.on_apdu(&answer);
+    assert!(
+        events.contains(&Action::Event(ExchangeEvent::Accepted)),
+        "{events:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let repeated = ecr.exchange(RepeatReceipt::new(Some(password()))).await;
+    assert!(
+        repeated.results.is_empty(),
+        "aborted: never a transaction: {repeated:?}"
     );
 }
 
