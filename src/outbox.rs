@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::clock::SharedClock;
 use crate::config::CallbackConfig;
@@ -156,8 +157,13 @@ impl<S: CallbackSender> OutboxWorker<S> {
     }
 
     async fn attempt(&self, callback: Callback) -> Result<(), StoreError> {
+        // Instrumented, never entered across an await: entered, the span would stay on the
+        // thread where the task paused and name this payment on other tasks' lines.
         let span = tracing::info_span!("callback", payment_id = %callback.payment_id, attempt = callback.attempts + 1);
-        let _enter = span.enter();
+        self.send_and_record(callback).instrument(span).await
+    }
+
+    async fn send_and_record(&self, callback: Callback) -> Result<(), StoreError> {
         let result = self.sender.send(&callback.url, &callback.body).await;
         let now = self.clock.now_ms();
         let id = callback.id;
