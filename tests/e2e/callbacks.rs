@@ -1,6 +1,8 @@
-//! Callback delivery under load: every callback log line names the payment it is about.
+//! Callback delivery under load: an endpoint that never answers holds back no other callback,
+//! every callback log line names the payment it is about, and each is delivered once.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,6 +12,91 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use crate::harness::*;
+
+/// A callback endpoint that accepts connections and never answers (the daemon's attempts there
+/// end by the harness's 2 s `request_timeout_s`).
+struct SilentEndpoint {
+    base: String,
+    connections: Arc<AtomicUsize>,
+}
+
+impl SilentEndpoint {
+    async fn start() -> SilentEndpoint {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
+        tokio::spawn(async move {
+            // Held open, never read, never answered.
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        SilentEndpoint { base, connections }
+    }
+
+    async fn wait_for_a_connection(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if self.connections.load(Ordering::SeqCst) > 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+}
+
+/// A Test Suite card payment that answers `undefined` and then calls back `approved` at once.
+fn async_test_card_body(payment_id: &str, callback_url: &str) -> Vec<u8> {
+    let mut body = create_body(payment_id, json!(20), "Visa", callback_url);
+    body["card"] = json!({ "holder": "A", "number": "4222222222222224", "csc": "123",
+        "expiration": { "month": "12", "year": "2030" } });
+    body.to_string().into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_never_answers_does_not_delay_other_callbacks() {
+    // More callbacks to the silent endpoint than the daemon attempts at once in all: one at a
+    // time, they would hold the other callback back for 2 s each, about 48 s.
+    const SILENT: usize = 24;
+    let daemon = Daemon::start(Options {
+        test_suite_cards: true,
+        ..Options::default()
+    })
+    .await;
+    let silent = SilentEndpoint::start().await;
+    let receiver = CallbackReceiver::start(0).await;
+    let gateway = daemon.gateway();
+    for n in 0..SILENT {
+        let id = format!("silent-{n:02}");
+        let body = async_test_card_body(&id, &format!("{}/callback/{id}", silent.base));
+        let (status, answer) = gateway
+            .post_raw("/payments", body, &[("X-VTEX-API-Is-TestSuite", "true")])
+            .await;
+        assert_eq!((status, &answer["status"]), (200, &json!("undefined")));
+    }
+    assert!(
+        silent.wait_for_a_connection(Duration::from_secs(10)).await,
+        "no callback reached the silent endpoint"
+    );
+
+    let done = pay(&daemon, &receiver, "pay-prompt", json!(12.5)).await;
+    assert_eq!(done["status"], "approved", "{done}");
+    let callbacks = receiver
+        .wait_for("pay-prompt", Duration::from_secs(4))
+        .await;
+    assert_eq!(
+        callbacks.len(),
+        1,
+        "the callback waited behind the endpoint that never answers"
+    );
+    assert_eq!(callbacks[0].2, done);
+}
 
 /// A callback endpoint that answers 200 after `delay`; notes which payments it heard of.
 struct SlowReceiver {
