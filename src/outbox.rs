@@ -2,13 +2,19 @@
 //! result they carry; this worker POSTs them to the stored `callbackUrl`, verbatim, with the
 //! partner key pair, retrying on a growing schedule until delivered or given up. A callback
 //! waits while a Create call for its payment is still being answered.
+//!
+//! Attempts run concurrently, bounded in all and per target (`host:port`), so a host that never
+//! answers holds back only the callbacks to it; a payment has one attempt at a time.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::task::{Id as TaskId, JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::clock::SharedClock;
 use crate::config::CallbackConfig;
@@ -110,44 +116,87 @@ pub struct OutboxWorker<S> {
     pub wake: Arc<Notify>,
 }
 
+/// Callback attempts in flight at once, over all targets.
+pub const MAX_ATTEMPTS_IN_FLIGHT: usize = 16;
+/// Callback attempts in flight at once to one `host:port`: a host that never answers takes at
+/// most this many, and the other targets keep the rest.
+pub const MAX_ATTEMPTS_PER_TARGET: usize = 4;
+/// Due callbacks read per query.
+const DUE_PAGE: u32 = 64;
 /// How often to look again while nothing is due (a safety net for missed wake-ups).
 const IDLE_POLL: Duration = Duration::from_secs(30);
+/// How often to look again while a due callback waits for its Create answer to be sent.
+const HELD_BACK_POLL: Duration = Duration::from_millis(50);
+/// The pause after a database error.
+const DATABASE_RETRY: Duration = Duration::from_secs(1);
 
 impl<S: CallbackSender> OutboxWorker<S> {
+    /// Delivers callbacks as they fall due, each attempt in its own task, until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
+        let worker = Arc::new(self);
+        // Dropped on return, which aborts the attempts in flight: their callbacks stay pending
+        // and go out again after the restart (at least once, as after a crash).
+        let mut attempts = Attempts::default();
         loop {
-            let wait = match self.deliver_due().await {
+            let wait = match worker.start_due(&mut attempts).await {
                 Ok(wait) => wait,
                 Err(e) => {
                     tracing::error!(error = %e, "callback outbox: database error");
-                    Duration::from_secs(1)
+                    DATABASE_RETRY
                 }
             };
             tokio::select! {
+                Some(ended) = attempts.next_ended() => attempts.release(ended),
                 () = tokio::time::sleep(wait) => {}
-                () = self.wake.notified() => {}
-                () = self.inflight.released() => {}
+                () = worker.wake.notified() => {}
+                () = worker.inflight.released() => {}
                 () = shutdown.cancelled() => return,
             }
         }
     }
 
-    /// Delivers every due callback once; returns how long to wait before looking again.
-    pub async fn deliver_due(&self) -> Result<Duration, StoreError> {
+    /// Starts an attempt for every due callback the bounds allow; returns how long to wait
+    /// before looking again, unless an attempt ending or a wake-up comes first.
+    async fn start_due(self: &Arc<Self>, attempts: &mut Attempts) -> Result<Duration, StoreError> {
         let now = self.clock.now_ms();
-        let due = self.store.call(move |c| outbox::due(c, now, 64)).await?;
+        let mut after = outbox::FIRST_DUE;
         let mut held_back = false;
-        for callback in due {
-            if self.inflight.is_in_flight(&callback.payment_id) {
-                held_back = true;
-                continue;
+        // Page on while there is room: callbacks queued behind a busy target's get their turn.
+        while attempts.have_room() {
+            let page = self
+                .store
+                .call(move |c| outbox::due(c, now, after, DUE_PAGE))
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = (last.next_attempt_at, last.id);
+            let last_page = page.len() < DUE_PAGE as usize;
+            for callback in page {
+                if self.inflight.is_in_flight(&callback.payment_id) {
+                    held_back = true;
+                    continue;
+                }
+                let target = target_of(&callback.url);
+                if attempts.may_start(&callback.payment_id, &target) {
+                    // Instrumented, never entered across an await: entered, the span would stay
+                    // on the thread where the task paused and name this payment on other lines.
+                    let span = tracing::info_span!("callback", payment_id = %callback.payment_id, attempt = callback.attempts + 1);
+                    let payment_id = callback.payment_id.clone();
+                    let attempt = self.clone().attempt(callback).instrument(span);
+                    attempts.start(payment_id, target, attempt);
+                }
             }
-            self.attempt(callback).await?;
+            if last_page {
+                break;
+            }
         }
         if held_back {
-            return Ok(Duration::from_millis(50));
+            return Ok(HELD_BACK_POLL);
         }
-        let next = self.store.call(outbox::next_due_at).await?;
+        // Due callbacks that could not start wait for an attempt to end, not for a timer.
+        let next = self
+            .store
+            .call(move |c| outbox::next_due_after(c, now))
+            .await?;
         let now = self.clock.now_ms();
         Ok(match next {
             Some(at) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(IDLE_POLL),
@@ -155,9 +204,16 @@ impl<S: CallbackSender> OutboxWorker<S> {
         })
     }
 
-    async fn attempt(&self, callback: Callback) -> Result<(), StoreError> {
-        let span = tracing::info_span!("callback", payment_id = %callback.payment_id, attempt = callback.attempts + 1);
-        let _enter = span.enter();
+    /// One attempt, in its own task.
+    async fn attempt(self: Arc<Self>, callback: Callback) {
+        if let Err(e) = self.send_and_record(callback).await {
+            tracing::error!(error = %e, "callback outbox: database error");
+            // Keeps its place a moment: the callback is not sent again at once.
+            tokio::time::sleep(DATABASE_RETRY).await;
+        }
+    }
+
+    async fn send_and_record(&self, callback: Callback) -> Result<(), StoreError> {
         let result = self.sender.send(&callback.url, &callback.body).await;
         let now = self.clock.now_ms();
         let id = callback.id;
@@ -199,6 +255,81 @@ impl<S: CallbackSender> OutboxWorker<S> {
             }
         }
         Ok(())
+    }
+}
+
+/// The `host:port` a callback goes to, as the per-target bound counts it. Create accepts only
+/// http(s) URLs; anything unparsable shares one target (and fails at once).
+fn target_of(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .unwrap_or_default()
+}
+
+/// The attempts in flight, each in its own task: at most [`MAX_ATTEMPTS_IN_FLIGHT`],
+/// [`MAX_ATTEMPTS_PER_TARGET`] per target, and one per payment, so a callback is never attempted
+/// twice at the same time and a payment's callbacks go out one after the other, in the order
+/// they fall due.
+#[derive(Default)]
+struct Attempts {
+    tasks: JoinSet<()>,
+    running: HashMap<TaskId, Running>,
+}
+
+/// What a running attempt is for.
+struct Running {
+    payment_id: String,
+    target: String,
+}
+
+impl Attempts {
+    fn have_room(&self) -> bool {
+        self.running.len() < MAX_ATTEMPTS_IN_FLIGHT
+    }
+
+    fn may_start(&self, payment_id: &str, target: &str) -> bool {
+        let on_target = self.running.values().filter(|r| r.target == target).count();
+        self.have_room()
+            && on_target < MAX_ATTEMPTS_PER_TARGET
+            && !self.running.values().any(|r| r.payment_id == payment_id)
+    }
+
+    fn start(
+        &mut self,
+        payment_id: String,
+        target: String,
+        attempt: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let task = self.tasks.spawn(attempt);
+        self.running
+            .insert(task.id(), Running { payment_id, target });
+    }
+
+    /// The next attempt to end; `None` while none runs.
+    async fn next_ended(&mut self) -> Option<Result<(TaskId, ()), JoinError>> {
+        self.tasks.join_next_with_id().await
+    }
+
+    /// Frees the place of the attempt that `ended`, and of every other that ended since. Only
+    /// here, between two looks at the outbox: a look never finds a callback free while the rows
+    /// it read may predate that callback's outcome, so a delivered one is not sent again.
+    fn release(&mut self, ended: Result<(TaskId, ()), JoinError>) {
+        self.forget(ended);
+        while let Some(ended) = self.tasks.try_join_next_with_id() {
+            self.forget(ended);
+        }
+    }
+
+    fn forget(&mut self, ended: Result<(TaskId, ()), JoinError>) {
+        let task = match ended {
+            Ok((task, ())) => task,
+            Err(e) => {
+                tracing::error!(error = %e, "a callback attempt panicked");
+                e.id()
+            }
+        };
+        self.running.remove(&task);
     }
 }
 
@@ -265,7 +396,21 @@ mod tests {
         give_up_after_s: u64,
     ) -> (OutboxWorker<FlakyGateway>, Arc<Mutex<Vec<u64>>>) {
         let attempts = Arc::new(Mutex::new(Vec::new()));
-        let worker = OutboxWorker {
+        let sender = FlakyGateway {
+            failures,
+            start: tokio::time::Instant::now(),
+            attempts: attempts.clone(),
+        };
+        (worker_with(store, clock, give_up_after_s, sender), attempts)
+    }
+
+    fn worker_with<S>(
+        store: Store,
+        clock: TokioClock,
+        give_up_after_s: u64,
+        sender: S,
+    ) -> OutboxWorker<S> {
+        OutboxWorker {
             store,
             clock: Arc::new(clock),
             config: CallbackConfig {
@@ -274,15 +419,10 @@ mod tests {
                 give_up_after_s,
                 request_timeout_s: 1,
             },
-            sender: FlakyGateway {
-                failures,
-                start: tokio::time::Instant::now(),
-                attempts: attempts.clone(),
-            },
+            sender,
             inflight: Arc::new(InFlight::default()),
             wake: Arc::new(Notify::new()),
-        };
-        (worker, attempts)
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -334,13 +474,190 @@ mod tests {
         let store = store_with_callback(dir.path(), &clock).await;
         let (worker, attempts) = worker(store, clock, 0, 300);
         let guard = worker.inflight.enter("p1");
-        worker.deliver_due().await.expect("deliver");
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(worker.run(stop.clone()));
+        tokio::time::sleep(Duration::from_secs(10)).await;
         assert!(
             attempts.lock().expect("lock").is_empty(),
             "sent while the Create answer was in flight"
         );
         drop(guard);
-        worker.deliver_due().await.expect("deliver");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(*attempts.lock().expect("lock"), [10]);
+        stop.cancel();
+        task.await.expect("join");
+    }
+
+    const HANGING_HOST: &str = "http://hang.test";
+
+    /// A Gateway that answers 2xx after `answer_after`, except on [`HANGING_HOST`], which never
+    /// answers. Records (second, url, body) of every attempt as it starts.
+    struct SlowGateway {
+        answer_after: Duration,
+        start: tokio::time::Instant,
+        attempts: Arc<Mutex<Vec<(u64, String, String)>>>,
+    }
+
+    impl CallbackSender for SlowGateway {
+        async fn send(&self, url: &str, body: &str) -> Result<(), String> {
+            let second = self.start.elapsed().as_secs();
+            self.attempts
+                .lock()
+                .expect("lock")
+                .push((second, url.to_string(), body.to_string()));
+            if url.starts_with(HANGING_HOST) {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(self.answer_after).await;
+            Ok(())
+        }
+    }
+
+    type Attempts = Arc<Mutex<Vec<(u64, String, String)>>>;
+
+    fn slow_worker(
+        store: Store,
+        clock: TokioClock,
+        answer_after: Duration,
+    ) -> (OutboxWorker<SlowGateway>, Attempts) {
+        let attempts = Attempts::default();
+        let sender = SlowGateway {
+            answer_after,
+            start: tokio::time::Instant::now(),
+            attempts: attempts.clone(),
+        };
+        (worker_with(store, clock, 300, sender), attempts)
+    }
+
+    /// Stores a payment and a callback to `url` for each body, in order.
+    async fn add_callbacks(
+        store: &Store,
+        clock: &TokioClock,
+        payment_id: &str,
+        url: &str,
+        bodies: &[&str],
+    ) {
+        let now = clock.now_ms();
+        let (payment_id, url) = (payment_id.to_string(), url.to_string());
+        let bodies: Vec<String> = bodies.iter().map(|b| b.to_string()).collect();
+        store
+            .call(move |c| {
+                payments::insert(
+                    c,
+                    &payments::test_payment(&payment_id, PaymentState::Approved),
+                    now,
+                )?;
+                for body in &bodies {
+                    outbox::enqueue(c, &payment_id, &url, body, now)?;
+                }
+                Ok(())
+            })
+            .await
+            .expect("seed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_host_that_never_answers_holds_back_no_other_host() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = TokioClock::starting_at(1_700_000_000_000);
+        let store = Store::open_inline(&dir.path().join("outbox.db")).expect("open");
+        // More callbacks to the hanging host than there are slots in all, and they come first.
+        for n in 0..2 * MAX_ATTEMPTS_IN_FLIGHT {
+            add_callbacks(
+                &store,
+                &clock,
+                &format!("hang-{n}"),
+                &format!("{HANGING_HOST}/cb/{n}"),
+                &["{}"],
+            )
+            .await;
+        }
+        add_callbacks(&store, &clock, "ok", "http://ok.test/cb", &["{}"]).await;
+        let (worker, attempts) = slow_worker(store.clone(), clock, Duration::ZERO);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(worker.run(stop.clone()));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let states = store
+            .call(|c| outbox::states_of(c, "ok"))
+            .await
+            .expect("states");
+        assert_eq!(states, [("delivered".to_string(), 1)]);
+        let attempts = attempts.lock().expect("lock").clone();
+        let hanging = attempts
+            .iter()
+            .filter(|(_, url, _)| url.starts_with(HANGING_HOST))
+            .count();
+        assert_eq!(hanging, MAX_ATTEMPTS_PER_TARGET, "{attempts:?}");
+        stop.cancel();
+        task.await.expect("join");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_payment_has_one_attempt_at_a_time_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = TokioClock::starting_at(1_700_000_000_000);
+        let store = Store::open_inline(&dir.path().join("outbox.db")).expect("open");
+        add_callbacks(
+            &store,
+            &clock,
+            "p1",
+            "http://gateway.test/cb",
+            &["first", "second"],
+        )
+        .await;
+        let (worker, attempts) = slow_worker(store.clone(), clock, Duration::from_secs(10));
+        let wake = worker.wake.clone();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(worker.run(stop.clone()));
+        // Looks at the outbox again and again while the first attempt is in flight.
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            wake.notify_one();
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        stop.cancel();
+        task.await.expect("join");
+        let started: Vec<(u64, String)> = attempts
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(second, _, body)| (*second, body.clone()))
+            .collect();
+        assert_eq!(
+            started,
+            [(0, "first".to_string()), (10, "second".to_string())]
+        );
+        let states = store
+            .call(|c| outbox::states_of(c, "p1"))
+            .await
+            .expect("states");
+        assert_eq!(
+            states,
+            [("delivered".to_string(), 1), ("delivered".to_string(), 1)]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_stops_the_worker_with_an_attempt_in_flight() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = TokioClock::starting_at(1_700_000_000_000);
+        let store = Store::open_inline(&dir.path().join("outbox.db")).expect("open");
+        add_callbacks(&store, &clock, "p1", &format!("{HANGING_HOST}/cb"), &["{}"]).await;
+        let (worker, attempts) = slow_worker(store.clone(), clock, Duration::ZERO);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(worker.run(stop.clone()));
+        tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(attempts.lock().expect("lock").len(), 1);
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("the worker did not stop")
+            .expect("join");
+        // Cut off, not failed: still pending, for the next start.
+        let states = store
+            .call(|c| outbox::states_of(c, "p1"))
+            .await
+            .expect("states");
+        assert_eq!(states, [("pending".to_string(), 0)]);
     }
 }

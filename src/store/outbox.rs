@@ -42,23 +42,35 @@ pub fn enqueue(
     Ok(())
 }
 
-/// Pending callbacks due at `now`, oldest first.
-pub fn due(c: &Connection, now: i64, limit: u32) -> Result<Vec<Callback>, StoreError> {
+/// Where a page of [`due`] callbacks starts: after this `(next_attempt_at, id)`.
+pub type DueCursor = (i64, i64);
+
+/// Before every callback: the first page of [`due`].
+pub const FIRST_DUE: DueCursor = (i64::MIN, i64::MIN);
+
+/// Pending callbacks due at `now`, oldest first, from `after` on (one page of at most `limit`).
+pub fn due(
+    c: &Connection,
+    now: i64,
+    after: DueCursor,
+    limit: u32,
+) -> Result<Vec<Callback>, StoreError> {
     let mut stmt = c.prepare(
         "SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1
-         ORDER BY next_attempt_at, id LIMIT ?2",
+            AND (next_attempt_at, id) > (?2, ?3)
+         ORDER BY next_attempt_at, id LIMIT ?4",
     )?;
     let rows = stmt
-        .query_map(params![now, limit], from_row)?
+        .query_map(params![now, after.0, after.1, limit], from_row)?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
 
-/// When the next pending callback is due, if any.
-pub fn next_due_at(c: &Connection) -> Result<Option<i64>, StoreError> {
+/// When the next pending callback not yet due at `now` falls due, if any.
+pub fn next_due_after(c: &Connection, now: i64) -> Result<Option<i64>, StoreError> {
     Ok(c.query_row(
-        "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'",
-        [],
+        "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending' AND next_attempt_at > ?1",
+        [now],
         |r| r.get(0),
     )?)
 }

@@ -5,6 +5,7 @@ mod harness;
 
 mod bad_input;
 mod browser;
+mod callbacks;
 mod config_and_lifecycle;
 mod crash;
 mod merchants;
