@@ -43,6 +43,7 @@ callback_app_key = "ck"
 callback_app_token = "bench-callback"
 [pos]
 identify_terminal = false
+allow_simulator = true
 [payment_app]
 app_name = "bench.feed"
 [[terminals]]

@@ -355,6 +355,9 @@ pub fn main() -> ExitCode {
                 eprintln!("posbridge: {e}");
                 return ExitCode::from(EXIT_CONFIG);
             }
+            if let Some(warning) = config.demo_box_warning() {
+                tracing::warn!("demo box: {warning}");
+            }
             let rt = match runtime() {
                 Ok(rt) => rt,
                 Err(code) => return code,

@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use crate::secret::Secret;
 
-/// The embedded default configuration (simulator terminal, localhost, local database).
+/// The embedded default configuration: a demo box (the simulator terminal, allowed), localhost,
+/// a local database.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/posbridge.toml");
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +178,9 @@ pub struct PosConfig {
     pub delay_to_auto_settle: u32,
     pub delay_to_auto_settle_after_antifraud: u32,
     pub identify_terminal: bool,
+    /// A demo box: `simulator` terminals (which approve sales that never touched a card) and
+    /// placeholder `[vtex]` credentials are accepted.
+    pub allow_simulator: bool,
 }
 
 impl Default for PosConfig {
@@ -187,6 +191,7 @@ impl Default for PosConfig {
             delay_to_auto_settle: 21_600,
             delay_to_auto_settle_after_antifraud: 1_800,
             identify_terminal: true,
+            allow_simulator: false,
         }
     }
 }
@@ -342,6 +347,30 @@ impl Config {
         Ok(config)
     }
 
+    /// What to tell store IT when this is a demo box (`pos.allow_simulator`), else `None`.
+    pub fn demo_box_warning(&self) -> Option<String> {
+        if !self.pos.allow_simulator {
+            return None;
+        }
+        let simulators: Vec<&str> = self
+            .terminals
+            .iter()
+            .filter(|t| t.protocol == Protocol::Simulator)
+            .map(|t| t.id.as_str())
+            .collect();
+        Some(if simulators.is_empty() {
+            "pos.allow_simulator = true: a simulator terminal would approve sales that never \
+             touched a card, and placeholder [vtex] keys are accepted"
+                .to_string()
+        } else {
+            format!(
+                "pos.allow_simulator = true and terminal(s) {} are the built-in simulator: \
+                 this box approves sales that never touched a card",
+                simulators.join(", ")
+            )
+        })
+    }
+
     fn validate(&self) -> Result<(), (String, String)> {
         let bad = |key: &str, problem: String| Err((key.to_string(), problem));
         if let Some(url) = &self.server.public_url
@@ -394,17 +423,31 @@ impl Config {
                 "must be at least 16".into(),
             );
         }
-        if self.vtex.app_key.is_empty() || self.vtex.app_token.is_empty() {
-            return bad(
-                "vtex.app_key",
-                "app_key and app_token must not be empty".into(),
-            );
-        }
-        if self.vtex.callback_app_key.is_empty() || self.vtex.callback_app_token.is_empty() {
-            return bad(
+        let vtex = &self.vtex;
+        for (key, value, what) in [
+            ("vtex.app_key", vtex.app_key.as_str(), GATEWAY_PAIR),
+            ("vtex.app_token", vtex.app_token.expose(), GATEWAY_PAIR),
+            (
                 "vtex.callback_app_key",
-                "callback_app_key and callback_app_token must not be empty".into(),
-            );
+                vtex.callback_app_key.as_str(),
+                PARTNER_PAIR,
+            ),
+            (
+                "vtex.callback_app_token",
+                vtex.callback_app_token.expose(),
+                PARTNER_PAIR,
+            ),
+        ] {
+            // The value is never echoed: it may be a real secret.
+            if value.is_empty() {
+                return bad(key, format!("is empty: set your VTEX credentials ({what})"));
+            }
+            if is_placeholder(value) && !self.pos.allow_simulator {
+                return bad(
+                    key,
+                    format!("is a placeholder: set your VTEX credentials ({what})"),
+                );
+            }
         }
         let pos = &self.pos;
         if pos.seconds_waiting == 0 {
@@ -454,23 +497,28 @@ impl Config {
         }
         let mut ids = HashSet::new();
         let mut serials = HashSet::new();
-        for t in &self.terminals {
+        for (index, t) in self.terminals.iter().enumerate() {
+            // `terminals[N].key`: the line is looked up in that entry, not in the first one.
+            let key = |name: &str| format!("terminals[{index}].{name}");
             if t.id.is_empty() || !ids.insert(t.id.as_str()) {
-                return bad("id", format!("terminal id `{}` is empty or repeated", t.id));
+                return bad(
+                    &key("id"),
+                    format!("terminal id `{}` is empty or repeated", t.id),
+                );
             }
             if t.serial_number.is_empty() || !serials.insert(t.serial_number.as_str()) {
                 return bad(
-                    "serial_number",
+                    &key("serial_number"),
                     format!("serial number `{}` is empty or repeated", t.serial_number),
                 );
             }
             if t.result_timeout_s == 0 {
-                return bad("result_timeout_s", "must be at least 1".into());
+                return bad(&key("result_timeout_s"), "must be at least 1".into());
             }
             match (t.protocol, &t.transport) {
                 (Protocol::Zvt, None) => {
                     return bad(
-                        "protocol",
+                        &key("protocol"),
                         format!("terminal `{}`: a zvt terminal needs a transport", t.id),
                     );
                 }
@@ -478,25 +526,36 @@ impl Config {
                     if let Err(problem) =
                         crate::terminal::zvt::transport::Transport::parse(transport)
                     {
-                        return bad("transport", format!("terminal `{}`: {problem}", t.id));
+                        return bad(&key("transport"), format!("terminal `{}`: {problem}", t.id));
                     }
                     let pw = t.password.expose();
                     if pw.len() != 6 || !pw.bytes().all(|b| b.is_ascii_digit()) {
                         return bad(
-                            "password",
+                            &key("password"),
                             format!("terminal `{}`: the ZVT password must be 6 digits", t.id),
                         );
                     }
                     if t.ack_timeout_ms == 0 || t.completion_timeout_s == 0 {
                         return bad(
-                            "ack_timeout_ms",
+                            &key("ack_timeout_ms"),
                             format!("terminal `{}`: timeouts must be positive", t.id),
                         );
                     }
                 }
+                (Protocol::Simulator, _) if !self.pos.allow_simulator => {
+                    return bad(
+                        &key("protocol"),
+                        format!(
+                            "terminal `{}` is the built-in simulator, which approves sales that \
+                             never touched a card; configure your real terminal, or allow it on \
+                             a demo box with `allow_simulator = true` in [pos]",
+                            t.id
+                        ),
+                    );
+                }
                 (Protocol::Simulator, Some(_)) => {
                     return bad(
-                        "transport",
+                        &key("transport"),
                         format!("terminal `{}`: the simulator has no transport", t.id),
                     );
                 }
@@ -505,6 +564,16 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// What the two `[vtex]` key pairs are, for the error that asks for them.
+const GATEWAY_PAIR: &str =
+    "the key pair VTEX's Gateway sends in X-VTEX-API-AppKey / X-VTEX-API-AppToken";
+const PARTNER_PAIR: &str = "your partner account's key pair, sent with every callback";
+
+/// The packaged configuration's `CHANGE-ME`, and the development default's `…-change-me`.
+fn is_placeholder(credential: &str) -> bool {
+    credential.to_ascii_lowercase().contains("change-me")
 }
 
 impl fmt::Display for Protocol {
@@ -543,17 +612,27 @@ fn locate(text: &str, offset: usize) -> (usize, String) {
     (line_no, key)
 }
 
-/// The line where a dotted key (`pos.delay_to_cancel`, or a bare terminal key) is written.
+/// The line where a dotted key is written: `pos.delay_to_cancel`, or `terminals[1].protocol`
+/// (in the second `[[terminals]]` entry).
 fn line_of_key(text: &str, dotted: &str) -> usize {
     let (table, key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+    let (table, entry) = match table.split_once('[') {
+        Some((name, index)) => (name, index.trim_end_matches(']').parse::<usize>().ok()),
+        None => (table, None),
+    };
     let mut current = String::new();
+    let mut entries_seen = 0;
     for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim();
         if trimmed.starts_with('[') {
             current = trimmed.trim_matches(['[', ']']).trim().to_string();
+            if current == table {
+                entries_seen += 1;
+            }
             continue;
         }
-        let in_table = table.is_empty() || current == table;
+        let in_table = table.is_empty()
+            || (current == table && entry.is_none_or(|index| entries_seen == index + 1));
         if in_table
             && trimmed
                 .split_once('=')
@@ -570,13 +649,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn embedded_default_is_valid() {
+    fn embedded_default_is_a_valid_demo_box() {
         let c = Config::parse(DEFAULT_CONFIG, "default").expect("default config");
         assert_eq!(c.terminals.len(), 1);
         assert_eq!(c.terminals[0].protocol, Protocol::Simulator);
+        assert!(c.pos.allow_simulator);
+        assert!(c.demo_box_warning().is_some());
     }
 
-    /// Every shipped file parses, and each rejects an unknown key in each of its tables.
+    const PACKAGED_CONFIG: &str = include_str!("../config/posbridge-debian.toml");
+
+    /// The `[vtex]` placeholders replaced, as store IT does after installing the package.
+    fn with_vtex_keys(text: &str) -> String {
+        text.replace("\"CHANGE-ME\"", "\"store-credential-8c1d\"")
+    }
+
+    /// A box that takes real payments: real-looking keys, a ZVT terminal, no allow_simulator.
+    fn production_config() -> String {
+        let text = DEFAULT_CONFIG
+            .replace("allow_simulator = true\n", "")
+            .replace("-change-me\"", "-store-2b7e\"")
+            .replace(
+                "protocol = \"simulator\"",
+                "protocol = \"zvt\"\ntransport = \"tcp:127.0.0.1:20007\"",
+            );
+        assert!(!text.to_lowercase().contains("change-me\""));
+        assert!(!text.contains("\nallow_simulator"));
+        text
+    }
+
+    fn invalid(text: &str) -> (usize, String, String) {
+        match Config::parse(text, "x.toml") {
+            Err(ConfigError::Invalid {
+                line, key, problem, ..
+            }) => (line, key, problem),
+            other => panic!("not refused as invalid: {other:?}"),
+        }
+    }
+
+    /// The 1-based line of the `nth` (0-based) line of `text` that is exactly `line`.
+    fn line_number(text: &str, line: &str, nth: usize) -> usize {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| *l == line)
+            .nth(nth)
+            .unwrap_or_else(|| panic!("no {nth}th `{line}`"))
+            .0
+            + 1
+    }
+
+    /// Every shipped file parses (the packaged one once its `[vtex]` placeholders are set: it is
+    /// refused for them alone), and each rejects an unknown key in each of its tables.
     #[test]
     fn every_file_in_config_dir_is_valid_and_strict() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
@@ -587,8 +710,21 @@ mod tests {
                 continue;
             }
             seen += 1;
-            let text = std::fs::read_to_string(&path).expect("read");
-            Config::parse(&text, &path.display().to_string()).expect("valid example");
+            let shipped = std::fs::read_to_string(&path).expect("read");
+            let origin = path.display().to_string();
+            let text = match Config::parse(&shipped, &origin) {
+                Ok(_) => shipped,
+                Err(ConfigError::Invalid { key, problem, .. })
+                    if key.starts_with("vtex.") && problem.starts_with("is a placeholder") =>
+                {
+                    let filled = with_vtex_keys(&shipped);
+                    if let Err(e) = Config::parse(&filled, &origin) {
+                        panic!("valid once the [vtex] keys are set: {e}");
+                    }
+                    filled
+                }
+                Err(e) => panic!("valid example: {e}"),
+            };
             for table in [
                 "[server]",
                 "[storage]",
@@ -610,6 +746,112 @@ mod tests {
             }
         }
         assert!(seen >= 1, "no config files found");
+    }
+
+    #[test]
+    fn packaged_config_is_refused_until_the_vtex_keys_are_set() {
+        let (line, key, problem) = invalid(PACKAGED_CONFIG);
+        assert_eq!(key, "vtex.app_key");
+        assert_eq!(
+            line,
+            line_number(PACKAGED_CONFIG, "app_key = \"CHANGE-ME\"", 0)
+        );
+        assert!(
+            problem.starts_with("is a placeholder: set your VTEX credentials"),
+            "{problem}"
+        );
+        let c = Config::parse(&with_vtex_keys(PACKAGED_CONFIG), "x").expect("keys set");
+        assert!(
+            c.terminals.is_empty(),
+            "no terminal until store IT adds one"
+        );
+        assert!(!c.pos.allow_simulator);
+        assert_eq!(c.demo_box_warning(), None);
+    }
+
+    #[test]
+    fn placeholder_credentials_are_refused_with_their_line() {
+        let production = production_config();
+        Config::parse(&production, "x").expect("production config");
+        for key in [
+            "app_key",
+            "app_token",
+            "callback_app_key",
+            "callback_app_token",
+        ] {
+            let line = production
+                .lines()
+                .find(|l| l.starts_with(&format!("{key} = ")))
+                .expect(key);
+            for placeholder in ["CHANGE-ME", "my-token-Change-Me-later", ""] {
+                let written = format!("{key} = \"{placeholder}\"");
+                let text = production.replace(line, &written);
+                let (at, k, problem) = invalid(&text);
+                assert_eq!(k, format!("vtex.{key}"));
+                assert_eq!(at, line_number(&text, &written, 0), "{key}");
+                assert!(problem.contains("set your VTEX credentials"), "{problem}");
+                if !placeholder.is_empty() {
+                    assert!(problem.starts_with("is a placeholder"), "{problem}");
+                    assert!(!problem.contains(placeholder), "never echoed: {problem}");
+                }
+                // A demo box accepts placeholders, never an empty key.
+                let demo = text.replace("[pos]\n", "[pos]\nallow_simulator = true\n");
+                if placeholder.is_empty() {
+                    assert!(invalid(&demo).2.starts_with("is empty"), "{key}");
+                } else if let Err(e) = Config::parse(&demo, "x") {
+                    panic!("a demo box accepts placeholders: {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_simulator_terminal_needs_allow_simulator_and_points_at_its_entry() {
+        // A ZVT terminal first, so a lookup of the first `protocol` line would be wrong.
+        let text = format!(
+            "{}\n[[terminals]]\nid = \"demo\"\nserial_number = \"SIM-0009\"\nprotocol = \"simulator\"\n",
+            production_config()
+        );
+        let (line, key, problem) = invalid(&text);
+        assert_eq!(key, "terminals[1].protocol");
+        assert_eq!(line, line_number(&text, "protocol = \"simulator\"", 0));
+        assert!(
+            problem.contains("terminal `demo` is the built-in simulator")
+                && problem.contains("approves sales that never touched a card")
+                && problem.contains("`allow_simulator = true` in [pos]"),
+            "{problem}"
+        );
+        let demo = text.replace("[pos]\n", "[pos]\nallow_simulator = true\n");
+        let c = Config::parse(&demo, "x").expect("demo box");
+        let warning = c.demo_box_warning().expect("warning");
+        assert!(
+            warning.contains("terminal(s) demo are the built-in simulator")
+                && warning.contains("approves sales that never touched a card"),
+            "{warning}"
+        );
+        assert_eq!(
+            Config::parse(&production_config(), "x")
+                .expect("ok")
+                .demo_box_warning(),
+            None
+        );
+    }
+
+    #[test]
+    fn terminal_errors_name_their_entry_and_its_line() {
+        let second = "[[terminals]]\nid = \"lane-2\"\nserial_number = \"52500018\"\nprotocol = \"zvt\"\ntransport = \"tcp:127.0.0.1:20008\"\n";
+        let text = format!("{}\n{second}password = \"12345\"\n", production_config());
+        let (line, key, _) = invalid(&text);
+        assert_eq!(key, "terminals[1].password");
+        assert_eq!(line, line_number(&text, "password = \"12345\"", 0));
+        let text = format!(
+            "{}\n{}",
+            production_config(),
+            second.replace("52500018", "SIM-0001")
+        );
+        let (line, key, _) = invalid(&text);
+        assert_eq!(key, "terminals[1].serial_number");
+        assert_eq!(line, line_number(&text, "serial_number = \"SIM-0001\"", 1));
     }
 
     #[test]

@@ -60,6 +60,14 @@ pub async fn run(config_path: Option<&Path>) -> Report {
         None => Config::parse(DEFAULT_CONFIG, "(embedded default)"),
     };
     let config = match loaded {
+        Ok(c) if c.terminals.is_empty() => {
+            report.add(
+                Level::Warn,
+                "configuration",
+                "no terminal configured: no sale can be taken",
+            );
+            c
+        }
         Ok(c) => {
             report.add(
                 Level::Ok,
@@ -73,6 +81,9 @@ pub async fn run(config_path: Option<&Path>) -> Report {
             return report;
         }
     };
+    if let Some(warning) = config.demo_box_warning() {
+        report.add(Level::Warn, "simulator", warning);
+    }
     check_tls(&mut report, &config);
     check_database(&mut report, &config.storage.path);
     check_clock(&mut report);

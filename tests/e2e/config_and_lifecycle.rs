@@ -89,6 +89,131 @@ fn a_bad_config_exits_64_naming_key_and_line() {
     );
 }
 
+/// A box with real keys and the simulator still configured: refused, pointing at the simulator
+/// entry's `protocol` line and saying how a demo box allows it.
+#[test]
+fn a_simulator_terminal_needs_allow_simulator() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = example_config()
+        .replace("allow_simulator = true\n", "")
+        .replace("-change-me\"", "-store-41c7\"")
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+        .replace(
+            "path = \"posbridge.db\"",
+            &format!("path = \"{}\"", dir.path().join("p.db").display()),
+        );
+    assert!(!text.lines().any(|l| l.starts_with("allow_simulator")));
+    let path = dir.path().join("production.toml");
+    std::fs::write(&path, &text).expect("write");
+    let line = text
+        .lines()
+        .position(|l| l == "protocol = \"simulator\"")
+        .expect("simulator")
+        + 1;
+    let mention = format!("production.toml:{line}: terminals[0].protocol: terminal `lane-1`");
+    // check-config first: a daemon that would start instead never gets to `run` here.
+    for command in ["check-config", "run"] {
+        let out = posbridge(&[command, "--config", path.to_str().expect("utf8")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{command}: {stderr}");
+        assert!(stderr.contains(&mention), "{command}: {stderr}");
+        assert!(
+            stderr.contains("approves sales that never touched a card")
+                && stderr.contains("allow_simulator = true"),
+            "{command}: {stderr}"
+        );
+    }
+    let out = posbridge(&["doctor", "--config", path.to_str().expect("utf8")]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("FAIL  configuration") && report.contains(&mention),
+        "{report}"
+    );
+}
+
+/// The quick start keeps working: the embedded default is a demo box (the simulator, allowed)
+/// that approves a sale with the README's credentials, and says so in its log and in `doctor`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_default_is_a_demo_box_that_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let default = String::from_utf8(posbridge(&["print-default-config"]).stdout).expect("utf8");
+    assert!(
+        default.lines().any(|l| l == "allow_simulator = true"),
+        "{default}"
+    );
+    let path = dir.path().join("default.toml");
+    std::fs::write(
+        &path,
+        default
+            .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+            .replace(
+                "path = \"posbridge.db\"",
+                &format!("path = \"{}\"", dir.path().join("d.db").display()),
+            ),
+    )
+    .expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_posbridge"))
+        .args(["run", "--config", path.to_str().expect("utf8")])
+        .env_remove("RUST_LOG")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (base, startup) = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        let mut startup = String::new();
+        for line in lines.by_ref().map_while(Result::ok) {
+            startup.push_str(&line);
+            startup.push('\n');
+            if let Some(addr) = line.split("listening on http://").nth(1) {
+                let base = format!("http://{}", addr.trim());
+                std::thread::spawn(move || lines.for_each(drop));
+                return Some((base, startup));
+            }
+        }
+        None
+    })
+    .await
+    .expect("join")
+    .expect("the embedded default starts");
+    assert!(
+        startup.contains("WARN") && startup.contains("approves sales that never touched a card"),
+        "{startup}"
+    );
+    let gateway = Gateway::new(
+        &base,
+        "vtexappkey-local-posbridge",
+        "local-development-token-change-me",
+    );
+    let receiver = CallbackReceiver::start(0).await;
+    let body = create_body(
+        "pay-demo",
+        json!(29.90),
+        "Venda Direta Credito",
+        &receiver.url_for("pay-demo"),
+    );
+    start_charge(&gateway, &body).await;
+    let answer = gateway.poll_final(&body, Duration::from_secs(30)).await;
+    assert_eq!(answer["status"], "approved", "{answer}");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_posbridge"))
+        .arg("doctor")
+        .current_dir(dir.path())
+        .output()
+        .expect("doctor");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(
+        report.contains("warn  simulator: ")
+            && report.contains("approves sales that never touched a card"),
+        "{report}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_answers_once_ready() {
     let daemon = Daemon::start(Options::default()).await;

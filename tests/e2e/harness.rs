@@ -117,6 +117,7 @@ test_suite_cards = {test_suite}
 seconds_waiting = {waiting}
 delay_to_cancel = 900
 identify_terminal = {identify}
+allow_simulator = true
 
 [callbacks]
 first_retry_s = {first_retry}

@@ -1,13 +1,174 @@
 //! The Debian package on this machine, for real: build it with cargo-deb, install it with
-//! dpkg, check files, owners and modes, start the daemon from it, upgrade it with the config
-//! kept, remove it (state kept) and purge it (state gone). It needs root, dpkg and cargo-deb:
-//! without them it is skipped locally and fails in CI.
+//! dpkg, check files, owners and modes, see the unedited install refuse to start, configure it
+//! and start the daemon from it, upgrade it with the config kept, remove it (state kept) and
+//! purge it (state gone). That test needs root, dpkg and cargo-deb: without them it is skipped
+//! locally and fails in CI. The packaged configuration itself is checked everywhere.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The packaged configuration's commented simulator example (for a demo box).
+const SIMULATOR_EXAMPLE: &str = "# [[terminals]]\n# id = \"demo-1\"\n# serial_number = \"SIM-0001\"\n# protocol = \"simulator\"\n";
+
+/// The configuration the package installs as /etc/posbridge/posbridge.toml.
+fn packaged_config() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/posbridge-debian.toml"
+    ))
+    .expect("packaged config")
+}
+
+/// What store IT does to the packaged configuration: its VTEX keys instead of the
+/// placeholders, and the simulator example uncommented (refused until it is allowed).
+fn with_keys_and_simulator(packaged: &str) -> String {
+    assert!(
+        packaged.contains(SIMULATOR_EXAMPLE),
+        "the simulator example:\n{packaged}"
+    );
+    let simulator: String = SIMULATOR_EXAMPLE
+        .lines()
+        .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+        .collect();
+    packaged
+        .lines()
+        .map(|line| match line.split_once(" = \"CHANGE-ME\"") {
+            Some((key, _)) => format!("{key} = \"store-{key}-5d2e\"\n"),
+            None => format!("{line}\n"),
+        })
+        .collect::<String>()
+        .replace(SIMULATOR_EXAMPLE, &simulator)
+}
+
+/// A demo box: the simulator allowed.
+fn allow_simulator(config: &str) -> String {
+    assert!(config.contains("[pos]\n"), "{config}");
+    config.replacen("[pos]\n", "[pos]\nallow_simulator = true\n", 1)
+}
+
+/// The 1-based line of `text` that starts with `prefix`.
+fn line_starting(text: &str, prefix: &str) -> usize {
+    text.lines()
+        .position(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starts with `{prefix}`"))
+        + 1
+}
+
+/// Runs a `posbridge run` that must refuse to start: its exit status and output. A daemon that
+/// announces a listener instead fails the test (it would take payments).
+fn refused_to_start(mut command: Command) -> Output {
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let stdout_path = out_dir.path().join("stdout");
+    let stderr_path = out_dir.path().join("stderr");
+    let file = |path: &Path| std::fs::File::create(path).expect("output file");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(file(&stdout_path))
+        .stderr(file(&stderr_path))
+        .spawn()
+        .expect("start posbridge run");
+    let read = |path: &Path| std::fs::read(path).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        let stdout = read(&stdout_path);
+        if String::from_utf8_lossy(&stdout).contains("listening on") || Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "it started instead of refusing:\n{}{}",
+                String::from_utf8_lossy(&stdout),
+                String::from_utf8_lossy(&read(&stderr_path))
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: read(&stdout_path),
+        stderr: read(&stderr_path),
+    }
+}
+
+/// Out of the box nothing can be approved: `check-config`, `run` and `doctor` refuse the
+/// packaged configuration, naming the placeholder key and its line, until store IT sets the
+/// VTEX keys; a simulator terminal is refused until it is allowed.
+#[test]
+fn the_packaged_config_refuses_to_run_until_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let posbridge = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_posbridge"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("run posbridge")
+    };
+    // Only where it runs changes: a free port, a database in the test's directory.
+    let packaged = packaged_config()
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+        .replace(
+            "/var/lib/posbridge/posbridge.db",
+            &dir.path().join("posbridge.db").display().to_string(),
+        );
+    let path = dir.path().join("posbridge.toml");
+    let config = path.to_str().expect("utf8");
+    std::fs::write(&path, &packaged).expect("write");
+    let placeholder = format!(
+        "posbridge.toml:{}: vtex.app_key: is a placeholder: set your VTEX credentials",
+        line_starting(&packaged, "app_key = ")
+    );
+
+    let out = posbridge(&["check-config", "--config", config]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "check-config: {stderr}");
+    assert!(stderr.contains(&placeholder), "check-config: {stderr}");
+
+    let mut run = Command::new(env!("CARGO_BIN_EXE_posbridge"));
+    run.args(["run", "--config", config])
+        .current_dir(dir.path());
+    let out = refused_to_start(run);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "run: {stderr}");
+    assert!(stderr.contains(&placeholder), "run: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let out = posbridge(&["doctor", "--config", config]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "doctor: {report}");
+    assert!(
+        report.contains("FAIL  configuration") && report.contains(&placeholder),
+        "doctor: {report}"
+    );
+
+    // The keys set and the simulator example uncommented: refused at the simulator's line.
+    let configured = with_keys_and_simulator(&packaged);
+    std::fs::write(&path, &configured).expect("write");
+    let out = posbridge(&["check-config", "--config", config]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "simulator: {stderr}");
+    let simulator = format!(
+        "posbridge.toml:{}: terminals[0].protocol:",
+        line_starting(&configured, "protocol = \"simulator\"")
+    );
+    assert!(
+        stderr.contains(&simulator) && stderr.contains("allow_simulator = true"),
+        "simulator: {stderr}"
+    );
+
+    // Allowed: a demo box.
+    std::fs::write(&path, allow_simulator(&configured)).expect("write");
+    let out = posbridge(&["check-config", "--config", config]);
+    assert!(
+        out.status.success(),
+        "demo box: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 fn run(program: &str, args: &[&str]) -> Output {
     let out = Command::new(program)
@@ -64,8 +225,9 @@ fn owner_group_mode(path: &str) -> (String, String, u32) {
     )
 }
 
-/// Starts the installed daemon as the service user until it says it listens, then stops it.
-fn start_installed_daemon() {
+/// `posbridge run` as the unit runs it: the installed binary and configuration, as the service
+/// user, in its state directory.
+fn installed_daemon() -> Command {
     let id = |flag: &str| -> u32 {
         String::from_utf8_lossy(&run("id", &[flag, "posbridge"]).stdout)
             .trim()
@@ -73,11 +235,18 @@ fn start_installed_daemon() {
             .expect("id")
     };
     // Directly as the service user (not through runuser, whose child would outlive a kill).
-    let mut child = Command::new("/usr/bin/posbridge")
+    let mut command = Command::new("/usr/bin/posbridge");
+    command
         .args(["run", "--config", "/etc/posbridge/posbridge.toml"])
         .uid(id("-u"))
         .gid(id("-g"))
-        .current_dir("/var/lib/posbridge")
+        .current_dir("/var/lib/posbridge");
+    command
+}
+
+/// Starts the installed daemon until it says it listens, then stops it.
+fn start_installed_daemon() {
+    let mut child = installed_daemon()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -181,10 +350,6 @@ fn debian_package_installs_upgrades_removes_and_purges() {
         version.contains("commit") && version.contains("built"),
         "{version}"
     );
-    run(
-        "/usr/bin/posbridge",
-        &["check-config", "--config", "/etc/posbridge/posbridge.toml"],
-    );
     if Command::new("systemd-analyze")
         .arg("--version")
         .output()
@@ -199,13 +364,44 @@ fn debian_package_installs_upgrades_removes_and_purges() {
         assert!(verify.status.success(), "systemd-analyze verify: {text}");
     }
 
-    // Store IT edits the config; the daemon creates its database.
-    let config = std::fs::read_to_string("/etc/posbridge/posbridge.toml").expect("config");
+    // Unedited, it takes no payment: the service refuses to start (exit 64, which systemd
+    // does not restart), saying which key to set.
+    let installed = std::fs::read_to_string("/etc/posbridge/posbridge.toml").expect("config");
+    let placeholder = format!(
+        "/etc/posbridge/posbridge.toml:{}: vtex.app_key: is a placeholder",
+        line_starting(&installed, "app_key = ")
+    );
+    let check = Command::new("/usr/bin/posbridge")
+        .args(["check-config", "--config", "/etc/posbridge/posbridge.toml"])
+        .output()
+        .expect("check-config");
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(64), "check-config: {stderr}");
+    assert!(stderr.contains(&placeholder), "check-config: {stderr}");
+    let refused = refused_to_start(installed_daemon());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(64), "run: {stderr}");
+    assert!(stderr.contains(&placeholder), "run: {stderr}");
+    let doctor = Command::new("/usr/bin/posbridge")
+        .args(["doctor", "--config", "/etc/posbridge/posbridge.toml"])
+        .output()
+        .expect("doctor");
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert_eq!(doctor.status.code(), Some(1), "doctor: {report}");
+    assert!(report.contains("FAIL  configuration"), "doctor: {report}");
+
+    // Store IT edits the config (the VTEX keys, a terminal: the simulator, allowed, on a demo
+    // box); the daemon creates its database.
     std::fs::write(
         "/etc/posbridge/posbridge.toml",
-        config.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\""),
+        allow_simulator(&with_keys_and_simulator(&installed))
+            .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\""),
     )
     .expect("edit");
+    run(
+        "/usr/bin/posbridge",
+        &["check-config", "--config", "/etc/posbridge/posbridge.toml"],
+    );
     start_installed_daemon();
     assert!(Path::new("/var/lib/posbridge/posbridge.db").exists());
 
