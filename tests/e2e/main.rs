@@ -14,5 +14,6 @@ mod packaging;
 mod payment_app;
 mod payment_flow;
 mod secrets;
+mod stale_feeds;
 mod status_page;
 mod zvt;
