@@ -43,7 +43,8 @@ pub async fn page() -> Response {
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src ws: wss:",
+                // http(s): the page asks a refused feed why with a GET of the same URL.
+                "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src ws: wss: http: https:",
             ),
         ],
         PAGE,
