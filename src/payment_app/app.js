@@ -9,6 +9,8 @@
   let finished = false;
   let socket = null;
   let retries = 0;
+  // Default wait when posbridge refuses this address (429) without saying how long.
+  const BLOCKED_RETRY_S = 60;
 
   function show(event) {
     if (typeof event.seq === "number") lastSeq = Math.max(lastSeq, event.seq);
@@ -41,6 +43,58 @@
     $("log").appendChild(item);
   }
 
+  // For good: this feed will never take the page. Says why; tries nothing more.
+  function stop(why) {
+    $("connection").textContent = "stopped";
+    $("prompt").textContent = "";
+    $("error").textContent = why;
+    $("cancel").disabled = true;
+  }
+
+  function reconnect(afterMs, status) {
+    $("connection").textContent = status || "reconnecting…";
+    setTimeout(connect, afterMs);
+  }
+
+  function backoffMs() {
+    retries += 1;
+    return Math.min(500 * retries, 5000);
+  }
+
+  // Why a connection failed before it opened. A WebSocket never sees the HTTP status of a
+  // refused handshake (only close code 1006), and every refused attempt counts against the
+  // store's address: a page that retried blindly locked every lane behind it out (429).
+  // posbridge checks the token before the upgrade, so a plain GET of the same URL gets the
+  // same answer with its status. 0: posbridge is out of reach.
+  async function refusal(url) {
+    const http = new URL(url);
+    http.protocol = { "ws:": "http:", "wss:": "https:" }[http.protocol] || http.protocol;
+    try {
+      const answer = await fetch(http.toString(),
+        { cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer" });
+      return { status: answer.status, retryAfterS: Number(answer.headers.get("Retry-After")) };
+    } catch (e) {
+      return { status: 0 };
+    }
+  }
+
+  async function onRefused(url) {
+    const { status, retryAfterS } = await refusal(url);
+    if (status === 403 || status === 404) {
+      stop("This payment's live feed is no longer available (the link is wrong or has " +
+        "expired). Close this page.");
+    } else if (status === 410) {
+      stop("This payment is over and its live feed has closed. Close this page.");
+    } else if (status === 429) {
+      // Too many wrong links from this address (not ours); attempts while blocked add none.
+      const waitS = Math.min(Math.max(retryAfterS || BLOCKED_RETRY_S, 1), 600);
+      reconnect(waitS * 1000, "blocked; retrying in " + waitS + " s");
+    } else {
+      // Network trouble, posbridge restarting (5xx), or the feed was fine after all.
+      reconnect(backoffMs());
+    }
+  }
+
   function connect() {
     if (!wsUrl) {
       $("connection").textContent = "no wsUrl given";
@@ -48,8 +102,13 @@
     }
     const url = new URL(wsUrl);
     if (lastSeq > 0) url.searchParams.set("after", String(lastSeq));
+    let opened = false;
     socket = new WebSocket(url.toString());
-    socket.onopen = () => { retries = 0; $("connection").textContent = "live"; };
+    socket.onopen = () => {
+      opened = true;
+      retries = 0;
+      $("connection").textContent = "live";
+    };
     socket.onmessage = (m) => {
       try { show(JSON.parse(m.data)); } catch (e) { /* not ours */ }
     };
@@ -59,10 +118,12 @@
         $("connection").textContent = "done";
         return;
       }
-      // 1013 (fell behind), 1001 (server restarting), network trouble: resume after lastSeq.
-      $("connection").textContent = "reconnecting…";
-      retries += 1;
-      setTimeout(connect, Math.min(500 * retries, 5000));
+      if (opened) {
+        // 1013 (fell behind), 1001 (server restarting), network trouble: resume after lastSeq.
+        reconnect(backoffMs());
+      } else {
+        onRefused(url);
+      }
     };
   }
 

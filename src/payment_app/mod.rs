@@ -33,7 +33,16 @@ pub fn router() -> Router<AppState> {
             crate::ppp::SMALL_BODY_BYTES,
         ))
         .layer(cors)
-        .route("/payment-app/ws/{payment_id}", get(socket::upgrade))
+        .route(
+            "/payment-app/ws/{payment_id}",
+            // The reference page reads a refused feed's status with a plain GET, from wherever
+            // it is served; the token is the guard and the answer holds nothing else.
+            get(socket::upgrade).layer(
+                CorsLayer::new()
+                    .allow_origin(Any)
+                    .allow_methods([Method::GET]),
+            ),
+        )
         .route("/payment-app", get(socket::to_page))
         .route("/payment-app/", get(socket::page))
         .route("/payment-app/app.js", get(socket::script))

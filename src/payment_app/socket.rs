@@ -43,7 +43,8 @@ pub async fn page() -> Response {
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src ws: wss:",
+                // http(s): the page asks a refused feed why with a GET of the same URL.
+                "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src ws: wss: http: https:",
             ),
         ],
         PAGE,
@@ -88,7 +89,9 @@ pub async fn upgrade(
         tracing::warn!(payment_id = %payment_id, reason = %denied, "payment app: feed refused");
         let (status, code) = match denied {
             Denied::BadToken => (StatusCode::FORBIDDEN, "bad-token"),
-            Denied::Expired => (StatusCode::FORBIDDEN, "expired-token"),
+            // Not a guess at a token (it matched): 410 is not counted by the failure limit,
+            // so a stale page cannot lock the store's address out.
+            Denied::Expired => (StatusCode::GONE, "expired-token"),
             Denied::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error"),
         };
         return error(status, code, &denied.to_string());

@@ -3,6 +3,8 @@
 //
 //   node pages.mjs payment-app   PAGE_URL SCREENSHOT            prompts, then the approval
 //   node pages.mjs cancel        PAGE_URL SCREENSHOT            cancel from the page
+//   node pages.mjs stale         PAGE_URL SCREENSHOT            a refused feed: the page
+//                                                               says why and stops trying
 //   node pages.mjs status        STATUS_URL ADMIN_TOKEN PAYMENT_ID SCREENSHOT
 //                                                               log in, re-deliver a callback
 //
@@ -65,6 +67,31 @@ async function paymentApp(page, { cancel }) {
   };
 }
 
+// The page's feed is refused (a wrong link): it must explain and stop, not retry forever.
+async function stalePage(page) {
+  const sockets = [];
+  const fetches = [];
+  page.on("websocket", (socket) => sockets.push(socket.url()));
+  page.on("request", (request) => {
+    if (request.resourceType() === "fetch") fetches.push(request.url());
+  });
+  await page.goto(need("PAGE_URL"));
+  const stopped = await page.waitForFunction(
+    () => document.getElementById("connection").textContent === "stopped",
+    null, { timeout: 10000 }).then(() => true, () => false);
+  // Stopped must stay stopped: the old page retried every 0.5 to 5 s.
+  await page.waitForTimeout(6000);
+  return {
+    stopped,
+    connection: await text(page, "#connection"),
+    error: await text(page, "#error"),
+    prompt: await text(page, "#prompt"),
+    cancelDisabled: await page.locator("#cancel").isDisabled(),
+    socketAttempts: sockets.length,
+    fetches: fetches.length,
+  };
+}
+
 async function statusPage(page, context) {
   const paymentId = need("PAYMENT_ID");
   await page.goto(need("STATUS_URL"));
@@ -110,21 +137,28 @@ async function main() {
   try {
     const page = context.pages()[0] ?? await context.newPage();
     const errors = [];
+    // The stale page's refused feed is what that test is about: Chromium reports it as errors.
+    const feedRefusals = [];
     page.on("pageerror", (e) => errors.push(String(e)));
     page.on("console", (m) => {
       // Chromium asks every site for /favicon.ico; posbridge has none.
       if (m.type() === "error" && !(m.location().url || "").endsWith("/favicon.ico")) {
-        errors.push(m.text() + " " + (m.location().url || ""));
+        const line = m.text() + " " + (m.location().url || "");
+        (test === "stale" && line.includes("/payment-app/ws/") ? feedRefusals : errors).push(line);
       }
     });
     let result;
     if (test === "payment-app" || test === "cancel") {
       result = await paymentApp(page, { cancel: test === "cancel" });
       await page.screenshot({ path: need("SCREENSHOT") });
+    } else if (test === "stale") {
+      result = await stalePage(page);
+      result.feedRefusals = feedRefusals.length;
+      await page.screenshot({ path: need("SCREENSHOT") });
     } else if (test === "status") {
       result = await statusPage(page, context);
     } else {
-      throw new Error(`unknown test ${test}: payment-app, cancel or status`);
+      throw new Error(`unknown test ${test}: payment-app, cancel, stale or status`);
     }
     result.errors = errors;
     console.log("RESULT " + JSON.stringify(result));

@@ -1,6 +1,7 @@
 //! Real-browser tests: Debian's chromium driven by playwright-core (`tests/browser/pages.mjs`)
-//! against the real daemon: the reference Payment App page during a sale and a cancel, and the
-//! status page re-delivering a failing callback. Each saves a screenshot (see `screenshot`).
+//! against the real daemon: the reference Payment App page during a sale, a cancel and a
+//! refused feed, and the status page re-delivering a failing callback. Each saves a screenshot
+//! (see `screenshot`).
 //!
 //! Without `node`, `tests/browser/node_modules` or `/usr/bin/chromium` they print `SKIPPED: …`
 //! and pass, unless `CI=true`: then they fail.
@@ -11,7 +12,8 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::harness::*;
-use crate::payment_app::{feed_daemon, start_with_app, ws_url};
+use crate::payment_app::{connect, feed_daemon, start_with_app, ws_url};
+use crate::stale_feeds::strict_feed_daemon;
 use crate::status_page::{admin_base, alarmed_payment, status_daemon, wait_attempts};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -111,7 +113,11 @@ fn assert_png(path: &Path) {
 
 /// The reference page's URL for a payment app payload, on the daemon's own listener.
 fn page_url(daemon: &Daemon, payload: &Value) -> String {
-    let ws = ws_url(payload);
+    page_url_for(&daemon.base, &ws_url(payload))
+}
+
+/// The reference page at `base` (`http://host:port`) following the feed at `ws`.
+fn page_url_for(base: &str, ws: &str) -> String {
     let encoded: String = ws
         .bytes()
         .map(|b| match b {
@@ -121,7 +127,7 @@ fn page_url(daemon: &Daemon, payload: &Value) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect();
-    format!("{}/payment-app/?wsUrl={encoded}", daemon.base)
+    format!("{base}/payment-app/?wsUrl={encoded}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,6 +225,73 @@ async fn the_payment_app_page_cancels_the_sale() {
         1,
         "{}",
         daemon.journal()
+    );
+}
+
+/// Finding 16 of issue 8: a page whose feed is refused used to retry forever, each retry a
+/// counted 403, until the store's address (one NAT for every lane) got 429 on every submitUrl.
+/// With `token_failures = 3` the old page locked the store out within 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_payment_app_page_says_why_and_stops_without_locking_the_store_out() {
+    if !browser_available() {
+        return;
+    }
+    let _one = BROWSER.lock().await;
+    let daemon = strict_feed_daemon().await;
+    let gateway = daemon.gateway();
+    let body = create_body(
+        "BR-STALE-1",
+        json!(10.00),
+        "Venda Direta Credito",
+        "http://127.0.0.1:9/cb",
+    );
+    let feed = ws_url(&start_with_app(&gateway, &body).await);
+    let (feed_base, _) = feed.split_once("?token=").expect("token");
+    let wrong_link = format!("{feed_base}?token={}", "0".repeat(64));
+    // Served under another name than the feed's (localhost, not 127.0.0.1): the page must be
+    // able to ask the feed why even from another origin.
+    let page_base = daemon.base.replacen("127.0.0.1", "localhost", 1);
+    let shot = screenshot("payment-app-stale.png");
+    let result = run_browser(
+        "stale",
+        vec![
+            ("PAGE_URL", page_url_for(&page_base, &wrong_link)),
+            ("SCREENSHOT", shot.display().to_string()),
+        ],
+    )
+    .await;
+    // The same address still works: another payment's submitUrl. (Every fact is gathered
+    // before the first assertion, so a failure shows them all.)
+    let next = create_body(
+        "BR-STALE-2",
+        json!(10.00),
+        "Venda Direta Credito",
+        "http://127.0.0.1:9/cb",
+    );
+    let first = gateway.create(&next).await;
+    let serial = json!({ "serialNumber": SERIAL }).to_string();
+    let (submitted, answer) = submit_serial(&submit_url(&first), &serial).await;
+    let refused = daemon.logs().matches("payment app: feed refused").count();
+    let seen = format!("{result}; {refused} refused; submitUrl {submitted} {answer}");
+    assert_eq!(result["stopped"], true, "{seen}");
+    assert!(
+        result["error"]
+            .as_str()
+            .expect("error")
+            .contains("no longer available"),
+        "{seen}"
+    );
+    assert_eq!(result["cancelDisabled"], true, "{seen}");
+    assert_eq!(result["socketAttempts"], 1, "{seen}");
+    assert_eq!(result["fetches"], 1, "asked why once: {seen}");
+    assert!(refused <= 2, "{seen}");
+    assert_eq!(submitted, 200, "{seen}");
+    // And so does the payment's feed with its right token.
+    connect(&feed).await;
+    assert_png(&shot);
+    assert!(
+        !daemon.logs().contains("too many failures"),
+        "never blocked"
     );
 }
 

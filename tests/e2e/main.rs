@@ -16,6 +16,7 @@ mod packaging;
 mod payment_app;
 mod payment_flow;
 mod secrets;
+mod stale_feeds;
 mod status_page;
 mod zvt;
 mod zvt_recovery;

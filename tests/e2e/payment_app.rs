@@ -286,7 +286,7 @@ async fn cancel_from_the_app_aborts_the_sale_and_nothing_else_changes_state() {
 }
 
 #[tokio::test]
-async fn wrong_and_expired_tokens_get_403_before_the_upgrade() {
+async fn wrong_tokens_get_403_and_expired_ones_410_before_the_upgrade() {
     let daemon = feed_daemon(200).await;
     let gateway = daemon.gateway();
     let a = create_body(
@@ -342,7 +342,7 @@ async fn wrong_and_expired_tokens_get_403_before_the_upgrade() {
         )
         .expect("age the feed");
     assert!(moved > 0);
-    assert_eq!(status_of(url_a).await, 403, "expired");
+    assert_eq!(status_of(url_a).await, 410, "expired");
     assert!(!daemon.logs().contains(token_b), "tokens are never logged");
 }
 
