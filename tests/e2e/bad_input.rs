@@ -228,3 +228,120 @@ async fn operations_reject_unknown_payments_and_bad_bodies_in_their_own_shapes()
     let (status, answer) = gateway.post("/no/such/route", &json!({})).await;
     assert_eq!(status, 404, "{answer}");
 }
+
+/// A Create body whose `value` is the JSON number `raw`, byte for byte (a `Value` would hold
+/// it as an f64).
+fn with_raw_value(body: &Value, raw: &str) -> Vec<u8> {
+    let mut body = body.clone();
+    body["value"] = json!("@RAW@");
+    body["totalCartValue"] = json!("@RAW@");
+    body.to_string().replace("\"@RAW@\"", raw).into_bytes()
+}
+
+fn message(answer: &Value) -> &str {
+    answer["message"].as_str().expect("message")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amounts_are_read_exactly_and_bounded() {
+    let daemon = Daemon::start(Options {
+        admin: true,
+        ..Options::default()
+    })
+    .await;
+    let receiver = CallbackReceiver::start(0).await;
+    let gateway = daemon.gateway();
+    let body = |id: &str| create_body(id, json!(1), "Venda Direta Credito", &receiver.url_for(id));
+
+    // Through an f64 this was stored as 12345678901234569 centavos; 10.0000000000000001 as 10.
+    for (raw, mention) in [
+        ("123456789012345.67", "too large"),
+        ("1e30", "too large"),
+        ("10.0000000000000001", "decimals"),
+    ] {
+        let (status, answer) = gateway
+            .post_raw("/payments", with_raw_value(&body("pay-exact"), raw), &[])
+            .await;
+        assert_eq!(status, 400, "{raw}: {answer}");
+        assert_eq!(answer["code"], "invalid-value", "{raw}: {answer}");
+        assert!(message(&answer).contains("`value`"), "{raw}: {answer}");
+        assert!(message(&answer).contains(mention), "{raw}: {answer}");
+    }
+    let (status, _) = gateway
+        .post("/payments/pay-exact/inbound/status", &json!({}))
+        .await;
+    assert_eq!(status, 404, "nothing was stored");
+
+    // The largest amount goes in and comes back out exactly.
+    let (status, answer) = gateway
+        .post_raw(
+            "/payments",
+            with_raw_value(&body("pay-max"), "9999999999999.99"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let admin = daemon.admin.as_ref().expect("admin");
+    let shown = reqwest::Client::new()
+        .get(format!("http://{admin}/payments/pay-max"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("admin")
+        .text()
+        .await
+        .expect("text");
+    assert!(shown.contains("\"amount\":9999999999999.99"), "{shown}");
+
+    // Settle and refund read their `value` the same way.
+    let paid = pay(&daemon, &receiver, "pay-ops-exact", json!(10)).await;
+    assert_eq!(paid["status"], "approved", "{paid}");
+    let operation = |request_id: &str, raw: &str| {
+        format!(r#"{{"requestId": "{request_id}", "value": {raw}}}"#).into_bytes()
+    };
+    let (status, answer) = gateway
+        .post_raw(
+            "/payments/pay-ops-exact/settlements",
+            operation("s-fine", "1.0000000000000001"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["code"], "invalid-value", "{answer}");
+    let (status, answer) = gateway
+        .post_raw(
+            "/payments/pay-ops-exact/settlements",
+            operation("s-1", "10.00"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = gateway
+        .post_raw(
+            "/payments/pay-ops-exact/refunds",
+            operation("r-fine", "0.5000000000000001"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["code"], "invalid-value", "{answer}");
+    let (status, answer) = gateway
+        .post_raw(
+            "/payments/pay-ops-exact/refunds",
+            operation("r-huge", "123456789012345.67"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["code"], "invalid-value", "{answer}");
+    // Nothing was refunded by those.
+    let (status, answer) = gateway
+        .post_raw(
+            "/payments/pay-ops-exact/refunds",
+            operation("r-1", "10"),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["value"], 10.0, "{answer}");
+}
