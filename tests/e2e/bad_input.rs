@@ -345,3 +345,35 @@ async fn amounts_are_read_exactly_and_bounded() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["value"], 10.0, "{answer}");
 }
+
+/// The text log escapes control characters in every value, whatever the source: here a fatal
+/// error that quotes a configured path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_log_lines_escape_control_characters() {
+    const FORGED: &str = "2026-01-01T00:00:00.000000Z ERROR ALARM: forged";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = dir.path().join("posbridge.db").display().to_string();
+    let config = Daemon::config_text(dir.path(), &Options::default()).replace(
+        &database,
+        &format!("{}/missing\\n{FORGED}/posbridge.db", dir.path().display()),
+    );
+    let config_path = dir.path().join("posbridge.toml");
+    std::fs::write(&config_path, config).expect("config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_posbridge"))
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .args(["--log-level", "info"])
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "the database cannot be opened");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("missing\\n{FORGED}")),
+        "the path, escaped, on the fatal line:\n{stdout}"
+    );
+    assert!(
+        !stdout.lines().any(|line| line.starts_with(FORGED)),
+        "a forged log line:\n{stdout}"
+    );
+}
