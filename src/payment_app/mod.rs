@@ -19,6 +19,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::pos::BindFailure;
 use crate::ppp::AppState;
+use crate::ppp::ids::check_id;
 
 pub fn router() -> Router<AppState> {
     // The app runs in the Sales App's web view: any origin may call, the token is the guard.
@@ -65,6 +66,9 @@ async fn submit_serial(
     Query(query): Query<TokenQuery>,
     body: axum::body::Bytes,
 ) -> Response {
+    if let Err(e) = check_id("paymentId", &payment_id) {
+        return e.into_response();
+    }
     let body: SerialBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(_) => {

@@ -1,5 +1,7 @@
 //! Bad input gets a clear, specific error, changes nothing and never takes the daemon down.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use crate::harness::*;
@@ -344,6 +346,160 @@ async fn amounts_are_read_exactly_and_bounded() {
         .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["value"], 10.0, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identifiers_must_be_present_short_and_free_of_control_characters() {
+    let daemon = Daemon::start(Options {
+        max_body_bytes: 262_144,
+        ..Options::default()
+    })
+    .await;
+    let gateway = daemon.gateway();
+    let good = create_body(
+        "pay-ids",
+        json!(10),
+        "Venda Direta Credito",
+        "http://127.0.0.1:9/cb",
+    );
+    let long = "x".repeat(129);
+    for (field, bad) in [
+        ("paymentId", "pay\nids"),
+        ("paymentId", "pay\u{1b}[2J"),
+        ("paymentId", long.as_str()),
+        ("paymentId", ""),
+        ("transactionId", "T-\u{202E}sdi"),
+        ("transactionId", "T-\u{2028}"),
+    ] {
+        let mut body = good.clone();
+        body[field] = json!(bad);
+        let (status, answer) = gateway.post("/payments", &body).await;
+        assert_eq!(status, 400, "{field} {bad:?}: {answer}");
+        assert_eq!(answer["code"], "bad-request", "{answer}");
+        assert!(
+            message(&answer).contains(&format!("`{field}`")),
+            "{field} {bad:?}: {answer}"
+        );
+    }
+    assert_eq!(gateway.create(&good).await["status"], "undefined");
+
+    // Cancel, settle and refund: the requestId and the path's paymentId.
+    let huge = "r".repeat(100_000);
+    for (path, id_field) in [
+        ("cancellations", "cancellationId"),
+        ("settlements", "settleId"),
+        ("refunds", "refundId"),
+    ] {
+        for request_id in ["", huge.as_str(), "r\n1"] {
+            let (status, answer) = gateway
+                .post(
+                    &format!("/payments/pay-ids/{path}"),
+                    &json!({ "requestId": request_id, "value": 1 }),
+                )
+                .await;
+            let shown = format!("{path}, a requestId of {} bytes", request_id.len());
+            assert_eq!(status, 400, "{shown}: {}", message(&answer));
+            assert!(answer[id_field].is_null(), "{shown}");
+            assert!(answer["requestId"].is_null(), "{shown}: requestId repeated");
+            assert!(
+                message(&answer).contains("`requestId`"),
+                "{shown}: {}",
+                message(&answer)
+            );
+        }
+        let (status, answer) = gateway
+            .post(
+                &format!("/payments/pay-ids%0Aforged/{path}"),
+                &json!({ "requestId": "r", "value": 1 }),
+            )
+            .await;
+        assert_eq!(status, 400, "{path}: {answer}");
+        assert!(answer["paymentId"].is_null(), "never repeated: {answer}");
+        assert!(message(&answer).contains("`paymentId`"), "{answer}");
+    }
+    // Inbound: the path's paymentId and, when there is one, the requestId.
+    let (status, answer) = gateway
+        .post("/payments/pay-ids%0D/inbound/status", &json!({}))
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(message(&answer).contains("`paymentId`"), "{answer}");
+    let (status, answer) = gateway
+        .post(
+            "/payments/pay-ids/inbound/status",
+            &json!({ "requestId": "" }),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(message(&answer).contains("`requestId`"), "{answer}");
+    // The Payment App feed.
+    let feed = reqwest::Client::new()
+        .get(format!("{}/payment-app/ws/pay-ids%1B?token=x", daemon.base))
+        .send()
+        .await
+        .expect("feed");
+    assert_eq!(feed.status(), 400);
+
+    // None of that cancelled or changed the payment.
+    let again = gateway.create(&good).await;
+    assert_eq!(again["status"], "undefined");
+    assert_eq!(
+        again["paymentAppData"]["appName"],
+        "vtex.terminal-connector-app"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_cannot_be_forged_through_identifiers() {
+    const FORGED: &str = "2026-01-01T00:00:00.000000Z ERROR ALARM: forged";
+    let daemon = Daemon::start(Options::default()).await;
+    let gateway = daemon.gateway();
+    let first = gateway
+        .create(&create_body(
+            "pay-log",
+            json!(10),
+            "Venda Direta Credito",
+            "http://127.0.0.1:9/cb",
+        ))
+        .await;
+    let url = submit_url(&first);
+    let encoded = FORGED.replace(' ', "%20");
+    let forged_url = url.replace("/pay-log/", &format!("/pay-x%0A{encoded}/"));
+    let (submit_status, submit_answer) =
+        submit_serial(&forged_url, &json!({ "serialNumber": SERIAL }).to_string()).await;
+    let (create_status, create_answer) = gateway
+        .post(
+            "/payments",
+            &create_body(
+                &format!("pay-y\r\n{FORGED}"),
+                json!(10),
+                "Venda Direta Credito",
+                "http://127.0.0.1:9/cb",
+            ),
+        )
+        .await;
+    // A request that is logged, so the log is read after whatever the others wrote.
+    let (status, _) = submit_serial(&url, &json!({ "serialNumber": SERIAL }).to_string()).await;
+    assert_eq!(status, 200);
+    assert!(
+        daemon
+            .wait_log("terminal bound", Duration::from_secs(10))
+            .await
+    );
+    let logs = daemon.logs();
+    assert!(
+        !logs.lines().any(|line| line.starts_with(FORGED)),
+        "a forged log line:\n{logs}"
+    );
+    assert_eq!(submit_status, 400, "{submit_answer}");
+    assert!(
+        message(&submit_answer).contains("`paymentId`"),
+        "{submit_answer}"
+    );
+    assert_eq!(create_status, 400, "{create_answer}");
+    assert!(
+        message(&create_answer).contains("`paymentId`"),
+        "{create_answer}"
+    );
 }
 
 /// The text log escapes control characters in every value, whatever the source: here a fatal
