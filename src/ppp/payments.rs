@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::Merchant;
-use super::body::{RawBody, lenient_int, parse};
+use super::body::{RawBody, lenient_int, object_or_none, parse};
 use super::error::PppError;
 use super::ids::check_id;
 use crate::money::{Amount, Currency};
@@ -33,14 +33,15 @@ struct CreateBody {
     transaction_id: String,
     #[serde(default)]
     installments: Option<Value>,
-    #[serde(default)]
+    /// Not an object: no card. Card data is never quoted in an error.
+    #[serde(default, deserialize_with = "object_or_none")]
     card: Option<CardBody>,
 }
 
-/// Only the number is read (Test Suite); every other card field is ignored, never kept.
+/// Only the number is read (Test Suite); every other card field is skipped, never kept.
 #[derive(Deserialize)]
 struct CardBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "CardNumber::deserialize_lenient")]
     number: Option<CardNumber>,
 }
 

@@ -533,3 +533,62 @@ async fn text_log_lines_escape_control_characters() {
         "a forged log line:\n{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn card_numbers_are_never_echoed() {
+    const CARD: &str = "4444333322221111";
+    let daemon = Daemon::start(Options {
+        test_suite_cards: true,
+        ..Options::default()
+    })
+    .await;
+    let gateway = daemon.gateway();
+    let test_suite = [("X-VTEX-API-Is-TestSuite", "true")];
+    let with_card = |id: &str, card: Value| {
+        let mut body = create_body(id, json!(20), "Visa", "http://127.0.0.1:9/cb");
+        body["card"] = card;
+        body.to_string().into_bytes()
+    };
+    // A number as a JSON number is a card number.
+    let (status, answer) = gateway
+        .post_raw(
+            "/payments",
+            with_card(
+                "pay-card-n",
+                json!({ "number": 4444333322221111u64, "csc": 987 }),
+            ),
+            &test_suite,
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "approved", "{answer}");
+    assert_eq!(answer["firstDigits"], "444433");
+    assert!(!answer.to_string().contains(CARD), "{answer}");
+    // Anything else under `card` is no card: never an error that quotes it.
+    for (i, card) in [
+        json!(CARD),
+        json!(4444333322221111u64),
+        json!([CARD]),
+        json!({ "number": [CARD] }),
+        json!({ "number": { "pan": CARD } }),
+        json!({ "number": true }),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (status, answer) = gateway
+            .post_raw(
+                "/payments",
+                with_card(&format!("pay-card-{i}"), card.clone()),
+                &test_suite,
+            )
+            .await;
+        assert_eq!(status, 400, "{card}: {answer}");
+        assert_eq!(
+            answer["code"], "unsupported-payment-method",
+            "{card}: {answer}"
+        );
+        assert!(!answer.to_string().contains(CARD), "{card}: {answer}");
+    }
+    assert!(!daemon.logs().contains(CARD), "a card number in the logs");
+}
