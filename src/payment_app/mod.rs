@@ -92,14 +92,21 @@ async fn submit_serial(
         Err(failure) => {
             tracing::warn!(payment_id = %payment_id, reason = %failure, "terminal binding refused");
             let (status, code) = match failure {
-                BindFailure::UnknownPayment => (StatusCode::NOT_FOUND, "unknown-payment"),
-                BindFailure::BadToken => (StatusCode::FORBIDDEN, "bad-token"),
+                BindFailure::UnknownPayment | BindFailure::BadToken => {
+                    (StatusCode::FORBIDDEN, "bad-token")
+                }
                 BindFailure::UnknownSerial => (StatusCode::NOT_FOUND, "unknown-terminal"),
                 BindFailure::ChargeStarted => (StatusCode::CONFLICT, "charge-started"),
                 BindFailure::Final => (StatusCode::CONFLICT, "payment-final"),
                 BindFailure::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error"),
             };
-            error(status, code, &failure.to_string())
+            // An unknown payment answers exactly as a wrong token does: probing for payment
+            // ids learns nothing, and counts against the address's failure limit (403).
+            let told = match failure {
+                BindFailure::UnknownPayment => BindFailure::BadToken,
+                other => other,
+            };
+            error(status, code, &told.to_string())
         }
     }
 }

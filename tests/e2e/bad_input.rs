@@ -592,3 +592,41 @@ async fn card_numbers_are_never_echoed() {
     }
     assert!(!daemon.logs().contains(CARD), "a card number in the logs");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_url_answers_an_unknown_payment_like_a_wrong_token() {
+    let daemon = Daemon::start(Options {
+        extra_config: "[rate_limits]\ntoken_failures = 3\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let gateway = daemon.gateway();
+    let url = submit_url(
+        &gateway
+            .create(&create_body(
+                "pay-probe",
+                json!(10),
+                "Venda Direta Credito",
+                "http://127.0.0.1:9/cb",
+            ))
+            .await,
+    );
+    let serial = |s: &str| json!({ "serialNumber": s }).to_string();
+    // With the right token an unknown serial number is still named as such.
+    let (status, answer) = submit_serial(&url, &serial("NOPE-1")).await;
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(answer["code"], "unknown-terminal");
+
+    let (status, wrong_token) = submit_serial(&format!("{url}x"), &serial(SERIAL)).await;
+    assert_eq!(status, 403, "{wrong_token}");
+    assert_eq!(wrong_token["code"], "bad-token");
+    for unknown in ["pay-none-1", "pay-none-2"] {
+        let probe = url.replace("/pay-probe/", &format!("/{unknown}/"));
+        let (status, answer) = submit_serial(&probe, &serial(SERIAL)).await;
+        assert_eq!(status, 403, "{answer}");
+        assert_eq!(answer, wrong_token, "the same answer as a wrong token");
+    }
+    // Three failures from this address: the next probe is refused before it is looked at.
+    let probe = url.replace("/pay-probe/", "/pay-none-3/");
+    assert_eq!(submit_serial(&probe, &serial(SERIAL)).await.0, 429);
+}
