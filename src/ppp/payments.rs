@@ -19,7 +19,7 @@ use super::body::{RawBody, lenient_int, object_or_none, parse};
 use super::error::PppError;
 use super::ids::check_id;
 use crate::money::{Amount, Currency};
-use crate::pos::{CreatePayment, EngineError, InFlightGuard, OperationAnswer};
+use crate::pos::{CreatePayment, DEBIT_METHOD, EngineError, InFlightGuard, OperationAnswer};
 use crate::secret::CardNumber;
 
 #[derive(Deserialize)]
@@ -144,13 +144,20 @@ fn validate_create(body: CreateBody, is_test_suite: bool) -> Result<CreatePaymen
             "field `value` must be positive",
         ));
     }
+    let installments = lenient_int(body.installments.as_ref());
+    if body.payment_method == DEBIT_METHOD && installments.is_some_and(|n| n > 1) {
+        return Err(PppError::bad(
+            "bad-request",
+            format!("field `installments`: a `{DEBIT_METHOD}` sale is paid at once (0 or 1)"),
+        ));
+    }
     Ok(CreatePayment {
         payment_id: body.payment_id,
         transaction_id: body.transaction_id,
         method: body.payment_method,
         amount_minor,
         currency,
-        installments: lenient_int(body.installments.as_ref()),
+        installments,
         callback_url: body.callback_url,
         test_card: body.card.and_then(|c| c.number),
         is_test_suite,

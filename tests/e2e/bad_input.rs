@@ -630,3 +630,47 @@ async fn submit_url_answers_an_unknown_payment_like_a_wrong_token() {
     let probe = url.replace("/pay-probe/", "/pay-none-3/");
     assert_eq!(submit_serial(&probe, &serial(SERIAL)).await.0, 429);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debit_installments_and_currencies_are_checked() {
+    let daemon = Daemon::start(Options::default()).await;
+    let gateway = daemon.gateway();
+    let body = |id: &str, method: &str| create_body(id, json!(10), method, "http://127.0.0.1:9/cb");
+    for (i, installments) in [json!(2), json!(12), json!("3")].into_iter().enumerate() {
+        let mut debit = body(&format!("pay-debit-bad-{i}"), "Venda Direta Debito");
+        debit["installments"] = installments.clone();
+        let (status, answer) = gateway.post("/payments", &debit).await;
+        assert_eq!(status, 400, "{installments}: {answer}");
+        assert!(message(&answer).contains("`installments`"), "{answer}");
+    }
+    for (i, installments) in [json!(0), json!(1), json!("1"), Value::Null]
+        .into_iter()
+        .enumerate()
+    {
+        let mut debit = body(&format!("pay-debit-{i}"), "Venda Direta Debito");
+        debit["installments"] = installments;
+        assert_eq!(gateway.create(&debit).await["status"], "undefined");
+    }
+    let mut debit = body("pay-debit-none", "Venda Direta Debito");
+    debit
+        .as_object_mut()
+        .expect("object")
+        .remove("installments");
+    assert_eq!(gateway.create(&debit).await["status"], "undefined");
+    let mut credit = body("pay-credit-6", "Venda Direta Credito");
+    credit["installments"] = json!(6);
+    assert_eq!(gateway.create(&credit).await["status"], "undefined");
+
+    for (i, currency) in ["ZZZ", "XTS", "XXX", "XAU", "HRK"].into_iter().enumerate() {
+        let mut odd = body(&format!("pay-currency-{i}"), "Venda Direta Credito");
+        odd["currency"] = json!(currency);
+        let (status, answer) = gateway.post("/payments", &odd).await;
+        assert_eq!(status, 400, "{currency}: {answer}");
+        assert!(message(&answer).contains("`currency`"), "{answer}");
+    }
+    for currency in ["EUR", "XOF", "JPY"] {
+        let mut fine = body(&format!("pay-currency-{currency}"), "Venda Direta Credito");
+        fine["currency"] = json!(currency);
+        assert_eq!(gateway.create(&fine).await["status"], "undefined");
+    }
+}
