@@ -4,6 +4,7 @@
 use std::fmt;
 
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -90,11 +91,19 @@ fn hex(bytes: &[u8]) -> String {
 
 /// A full card number as it may arrive in a Test Suite request. It can only be turned into
 /// its brand-independent fragments; Debug prints the allowed fragments only.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone)]
 pub struct CardNumber(String);
 
 impl CardNumber {
+    /// For `#[serde(deserialize_with)]`: a card number sent as a JSON string or number. Any
+    /// other value counts as no card number and is never an error, since a deserializer's
+    /// error would quote it.
+    pub fn deserialize_lenient<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Self>, D::Error> {
+        deserializer.deserialize_any(LenientCardNumber)
+    }
+
     pub fn digits(&self) -> String {
         self.0.chars().filter(char::is_ascii_digit).collect()
     }
@@ -114,6 +123,54 @@ impl CardNumber {
     /// Compares with a documented test card number without exposing the number.
     pub fn is(&self, test_card: &str) -> bool {
         ct_eq(self.digits().as_bytes(), test_card.as_bytes())
+    }
+}
+
+/// Reads a card number or nothing; never fails on a value, so never quotes one.
+struct LenientCardNumber;
+
+impl<'de> Visitor<'de> for LenientCardNumber {
+    type Value = Option<CardNumber>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a card number")
+    }
+
+    fn visit_str<E: de::Error>(self, number: &str) -> Result<Self::Value, E> {
+        Ok(Some(CardNumber(number.to_string())))
+    }
+
+    fn visit_u64<E: de::Error>(self, number: u64) -> Result<Self::Value, E> {
+        Ok(Some(CardNumber(number.to_string())))
+    }
+
+    // Negative or fractional numbers, booleans, null: no card number.
+    fn visit_i64<E: de::Error>(self, number: i64) -> Result<Self::Value, E> {
+        Ok(u64::try_from(number)
+            .ok()
+            .map(|n| CardNumber(n.to_string())))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
     }
 }
 
@@ -138,11 +195,33 @@ mod tests {
         assert!(!s.matches("hunter3"));
     }
 
+    fn card_number(json: &str) -> Option<CardNumber> {
+        let mut de = serde_json::Deserializer::from_str(json);
+        CardNumber::deserialize_lenient(&mut de).expect("never an error")
+    }
+
     #[test]
     fn card_numbers_print_only_fragments() {
-        let c: CardNumber = serde_json::from_str("\"4444333322221111\"").expect("json");
+        let c = card_number("\"4444333322221111\"").expect("a card number");
         assert_eq!(format!("{c:?}"), "CardNumber(444433******1111)");
         assert!(c.is("4444333322221111"));
+    }
+
+    #[test]
+    fn card_numbers_are_read_leniently() {
+        let c = card_number("4444333322221111").expect("a number");
+        assert!(c.is("4444333322221111"));
+        for other in [
+            "null",
+            "true",
+            "-4444333322221111",
+            "4444333322221111.5",
+            "1e300",
+            "[\"4444333322221111\"]",
+            "{\"n\": \"4444333322221111\"}",
+        ] {
+            assert!(card_number(other).is_none(), "{other}");
+        }
     }
 
     #[test]

@@ -1,8 +1,15 @@
 //! Logging: one line per event (text or JSON) on stdout, where journald stores it under systemd;
-//! the level can be changed while the daemon runs (admin listener).
+//! the level can be changed while the daemon runs (admin listener). Values from outside (a
+//! paymentId, an error text) can never start a line of their own: the text format escapes
+//! control characters, the JSON format escapes them as JSON does.
 
+use std::fmt::{self, Write as _};
 use std::sync::OnceLock;
 
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
@@ -67,8 +74,11 @@ pub fn init(level: &str, format: LogFormat, output: LogOutput) -> Result<(), Str
         .with_target(false)
         .with_ansi(ansi);
     let lines = match (format, output) {
-        (LogFormat::Text, LogOutput::Stdout) => base.boxed(),
-        (LogFormat::Text, LogOutput::Stderr) => base.with_writer(std::io::stderr).boxed(),
+        (LogFormat::Text, LogOutput::Stdout) => base.fmt_fields(EscapedFields).boxed(),
+        (LogFormat::Text, LogOutput::Stderr) => base
+            .fmt_fields(EscapedFields)
+            .with_writer(std::io::stderr)
+            .boxed(),
         (LogFormat::Json, LogOutput::Stdout) => base.json().boxed(),
         (LogFormat::Json, LogOutput::Stderr) => base.json().with_writer(std::io::stderr).boxed(),
     };
@@ -88,6 +98,100 @@ pub fn set_level(directives: &str) -> Result<(), String> {
     handle.reload(filter).map_err(|e| e.to_string())
 }
 
+/// Characters that could forge or hide a log line if printed as they are: Unicode controls
+/// (line feed, carriage return, escape sequences…), the line and paragraph separators, and the
+/// bidirectional controls, which reorder what a reader sees.
+pub fn is_unsafe_in_logs(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// The text format's fields — the message first, then `name=value` — with the characters of
+/// [`is_unsafe_in_logs`] escaped in every value: the message, event fields and span fields.
+struct EscapedFields;
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
+        let mut visitor = EscapingVisitor {
+            writer,
+            empty: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct EscapingVisitor<'writer> {
+    writer: Writer<'writer>,
+    empty: bool,
+    result: fmt::Result,
+}
+
+impl EscapingVisitor<'_> {
+    fn write_field(&mut self, name: &str, value: &dyn fmt::Debug) -> fmt::Result {
+        if !self.empty {
+            self.writer.write_char(' ')?;
+        }
+        self.empty = false;
+        if name != "message" {
+            write!(self.writer, "{}=", name.strip_prefix("r#").unwrap_or(name))?;
+        }
+        write!(Escaped(&mut self.writer), "{value:?}")
+    }
+}
+
+impl Visit for EscapingVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        // The message as it reads; other strings quoted, as the default format does.
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // `log.*`: metadata of records from the `log` crate, already shown in the line.
+        if self.result.is_ok() && !field.name().starts_with("log.") {
+            self.result = self.write_field(field.name(), value);
+        }
+    }
+}
+
+/// Writes to the inner writer with the characters of [`is_unsafe_in_logs`] escaped: `\n`,
+/// `\r`, `\t`, others as `\u{1b}`.
+struct Escaped<'a, W>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let mut rest = text;
+        while let Some(at) = rest.find(is_unsafe_in_logs) {
+            let (clean, unsafe_and_after) = rest.split_at(at);
+            self.0.write_str(clean)?;
+            let mut chars = unsafe_and_after.chars();
+            match chars.next() {
+                Some('\n') => self.0.write_str("\\n")?,
+                Some('\r') => self.0.write_str("\\r")?,
+                Some('\t') => self.0.write_str("\\t")?,
+                Some(c) => write!(self.0, "{}", c.escape_unicode())?,
+                None => {}
+            }
+            rest = chars.as_str();
+        }
+        self.0.write_str(rest)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +208,73 @@ mod tests {
         }
         for bad in ["not a level!!", "loud", "=debug", "posbridge=loud", ""] {
             assert!(parse_filter(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A buffer the test subscriber writes its lines to.
+    #[derive(Clone, Default)]
+    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lines").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Lines {
+        type Writer = Lines;
+
+        fn make_writer(&'a self) -> Lines {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn text_lines_escape_control_characters_in_every_value() {
+        let lines = Lines::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_target(false)
+            .fmt_fields(EscapedFields)
+            .with_writer(lines.clone())
+            .finish();
+        let forged = "p1\n2026-01-01T00:00:00Z ERROR ALARM: forged\r\t\u{1b}[31m\u{2028}\u{202E}";
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("cancel", payment_id = %forged);
+            let _entered = span.enter();
+            tracing::warn!(reason = %forged, quoted = forged, count = 3, "refused {forged}");
+        });
+        let text = String::from_utf8(lines.0.lock().expect("lines").clone()).expect("utf-8");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let escaped =
+            "p1\\n2026-01-01T00:00:00Z ERROR ALARM: forged\\r\\t\\u{1b}[31m\\u{2028}\\u{202e}";
+        assert!(
+            text.contains(&format!("cancel{{payment_id={escaped}}}")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("refused {escaped} reason={escaped}")),
+            "{text}"
+        );
+        assert!(text.contains("quoted=\"p1\\n2026"), "{text}");
+        assert!(text.contains(" count=3"), "{text}");
+    }
+
+    #[test]
+    fn unsafe_characters() {
+        for c in [
+            '\n', '\r', '\t', '\u{0}', '\u{1b}', '\u{7f}', '\u{85}', '\u{2028}', '\u{202E}',
+            '\u{2067}',
+        ] {
+            assert!(is_unsafe_in_logs(c), "{c:?}");
+        }
+        for c in ['a', ' ', 'é', '€', '-', '\u{200B}'] {
+            assert!(!is_unsafe_in_logs(c), "{c:?}");
         }
     }
 }

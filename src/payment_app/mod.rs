@@ -19,6 +19,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::pos::BindFailure;
 use crate::ppp::AppState;
+use crate::ppp::ids::check_id;
 
 pub fn router() -> Router<AppState> {
     // The app runs in the Sales App's web view: any origin may call, the token is the guard.
@@ -74,6 +75,9 @@ async fn submit_serial(
     Query(query): Query<TokenQuery>,
     body: axum::body::Bytes,
 ) -> Response {
+    if let Err(e) = check_id("paymentId", &payment_id) {
+        return e.into_response();
+    }
     let body: SerialBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(_) => {
@@ -97,14 +101,21 @@ async fn submit_serial(
         Err(failure) => {
             tracing::warn!(payment_id = %payment_id, reason = %failure, "terminal binding refused");
             let (status, code) = match failure {
-                BindFailure::UnknownPayment => (StatusCode::NOT_FOUND, "unknown-payment"),
-                BindFailure::BadToken => (StatusCode::FORBIDDEN, "bad-token"),
+                BindFailure::UnknownPayment | BindFailure::BadToken => {
+                    (StatusCode::FORBIDDEN, "bad-token")
+                }
                 BindFailure::UnknownSerial => (StatusCode::NOT_FOUND, "unknown-terminal"),
                 BindFailure::ChargeStarted => (StatusCode::CONFLICT, "charge-started"),
                 BindFailure::Final => (StatusCode::CONFLICT, "payment-final"),
                 BindFailure::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error"),
             };
-            error(status, code, &failure.to_string())
+            // An unknown payment answers exactly as a wrong token does: probing for payment
+            // ids learns nothing, and counts against the address's failure limit (403).
+            let told = match failure {
+                BindFailure::UnknownPayment => BindFailure::BadToken,
+                other => other,
+            };
+            error(status, code, &told.to_string())
         }
     }
 }

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::error;
 use super::hub::{Denied, FeedEvent, Hub};
 use crate::ppp::AppState;
+use crate::ppp::ids::check_id;
 
 /// Largest message a client may send (a cancel is 17 bytes).
 const MAX_CLIENT_MESSAGE: usize = 4096;
@@ -73,6 +74,9 @@ pub async fn upgrade(
     Query(query): Query<FeedQuery>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
+    if let Err(e) = check_id("paymentId", &payment_id) {
+        return e.into_response();
+    }
     let after = match query.after.as_deref().map(str::parse::<i64>) {
         None => None,
         Some(Ok(n)) if n >= 0 => Some(n),

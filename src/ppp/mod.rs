@@ -4,6 +4,7 @@
 pub mod auth;
 mod body;
 pub mod error;
+pub(crate) mod ids;
 mod manifest;
 pub mod onboarding;
 mod payments;

@@ -10,14 +10,16 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::Merchant;
-use super::body::{RawBody, lenient_int, parse};
+use super::body::{RawBody, lenient_int, object_or_none, parse};
 use super::error::PppError;
+use super::ids::check_id;
 use crate::money::{Amount, Currency};
-use crate::pos::{CreatePayment, EngineError, InFlightGuard, OperationAnswer};
+use crate::pos::{CreatePayment, DEBIT_METHOD, EngineError, InFlightGuard, OperationAnswer};
 use crate::secret::CardNumber;
 
 #[derive(Deserialize)]
@@ -31,14 +33,15 @@ struct CreateBody {
     transaction_id: String,
     #[serde(default)]
     installments: Option<Value>,
-    #[serde(default)]
+    /// Not an object: no card. Card data is never quoted in an error.
+    #[serde(default, deserialize_with = "object_or_none")]
     card: Option<CardBody>,
 }
 
-/// Only the number is read (Test Suite); every other card field is ignored, never kept.
+/// Only the number is read (Test Suite); every other card field is skipped, never kept.
 #[derive(Deserialize)]
 struct CardBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "CardNumber::deserialize_lenient")]
     number: Option<CardNumber>,
 }
 
@@ -120,8 +123,8 @@ fn validate_create(body: CreateBody, is_test_suite: bool) -> Result<CreatePaymen
             Ok(())
         }
     };
-    required("paymentId", &body.payment_id)?;
-    required("transactionId", &body.transaction_id)?;
+    check_id("paymentId", &body.payment_id)?;
+    check_id("transactionId", &body.transaction_id)?;
     required("paymentMethod", &body.payment_method)?;
     if !(body.callback_url.starts_with("https://") || body.callback_url.starts_with("http://"))
         || reqwest::Url::parse(&body.callback_url).is_err()
@@ -142,13 +145,20 @@ fn validate_create(body: CreateBody, is_test_suite: bool) -> Result<CreatePaymen
             "field `value` must be positive",
         ));
     }
+    let installments = lenient_int(body.installments.as_ref());
+    if body.payment_method == DEBIT_METHOD && installments.is_some_and(|n| n > 1) {
+        return Err(PppError::bad(
+            "bad-request",
+            format!("field `installments`: a `{DEBIT_METHOD}` sale is paid at once (0 or 1)"),
+        ));
+    }
     Ok(CreatePayment {
         payment_id: body.payment_id,
         transaction_id: body.transaction_id,
         method: body.payment_method,
         amount_minor,
         currency,
-        installments: lenient_int(body.installments.as_ref()),
+        installments,
         callback_url: body.callback_url,
         test_card: body.card.and_then(|c| c.number),
         is_test_suite,
@@ -198,6 +208,80 @@ struct AmountBody {
     payment_id: Option<String>,
 }
 
+/// What the cancel, settle and refund bodies share.
+trait OperationBody: DeserializeOwned {
+    fn request_id(&self) -> &str;
+    /// The body's own paymentId, if it carries one (it must match the path).
+    fn payment_id(&self) -> Option<&str>;
+}
+
+impl OperationBody for CancelBody {
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    fn payment_id(&self) -> Option<&str> {
+        self.payment_id.as_deref()
+    }
+}
+
+impl OperationBody for AmountBody {
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    fn payment_id(&self) -> Option<&str> {
+        self.payment_id.as_deref()
+    }
+}
+
+/// An operation request refused before it reached the engine, with the ids its answer may
+/// repeat: only those that passed their check.
+struct Refusal<'a> {
+    error: PppError,
+    payment_id: Option<&'a str>,
+    request_id: Option<String>,
+}
+
+impl Refusal<'_> {
+    /// The answer in the shape of the operation whose id field is `id_field`.
+    fn answer(&self, id_field: &str) -> Response {
+        operation_failure(
+            id_field,
+            self.payment_id,
+            self.request_id.as_deref(),
+            &self.error,
+        )
+    }
+}
+
+/// The body of an operation on the payment at `path_id`, with its ids checked.
+fn operation_body<'a, B: OperationBody>(path_id: &'a str, bytes: &[u8]) -> Result<B, Refusal<'a>> {
+    let refuse = |payment_id, request_id, error| Refusal {
+        error,
+        payment_id,
+        request_id,
+    };
+    check_id("paymentId", path_id).map_err(|e| refuse(None, None, e))?;
+    let body: B =
+        parse(bytes).map_err(|m| refuse(Some(path_id), None, PppError::bad("bad-request", m)))?;
+    check_id("requestId", body.request_id()).map_err(|e| refuse(Some(path_id), None, e))?;
+    if body
+        .payment_id()
+        .is_some_and(|id| !id.is_empty() && id != path_id)
+    {
+        return Err(refuse(
+            Some(path_id),
+            Some(body.request_id().to_string()),
+            PppError::bad(
+                "bad-request",
+                "field `paymentId` differs from the payment in the path",
+            ),
+        ));
+    }
+    Ok(body)
+}
+
 fn operation_response(answer: OperationAnswer) -> Response {
     let status =
         StatusCode::from_u16(answer.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -207,7 +291,7 @@ fn operation_response(answer: OperationAnswer) -> Response {
 /// Failure bodies for the operation endpoints carry the operation's own id field.
 fn operation_failure(
     id_field: &str,
-    payment_id: &str,
+    payment_id: Option<&str>,
     request_id: Option<&str>,
     error: &PppError,
 ) -> Response {
@@ -221,16 +305,6 @@ fn operation_failure(
     (error.status(), Json(body)).into_response()
 }
 
-fn check_path_id(path_id: &str, body_id: Option<&str>) -> Result<(), PppError> {
-    match body_id {
-        Some(id) if !id.is_empty() && id != path_id => Err(PppError::bad(
-            "bad-request",
-            format!("field `paymentId` ({id}) differs from the path ({path_id})"),
-        )),
-        _ => Ok(()),
-    }
-}
-
 pub async fn cancel(
     State(state): State<AppState>,
     Merchant(merchant): Merchant,
@@ -238,15 +312,10 @@ pub async fn cancel(
     RawBody(bytes): RawBody,
 ) -> Response {
     const ID: &str = "cancellationId";
-    let body: CancelBody = match parse(&bytes) {
-        Ok(b) => b,
-        Err(m) => {
-            return operation_failure(ID, &payment_id, None, &PppError::bad("bad-request", m));
-        }
+    let body: CancelBody = match operation_body(&payment_id, &bytes) {
+        Ok(body) => body,
+        Err(refusal) => return refusal.answer(ID),
     };
-    if let Err(e) = check_path_id(&payment_id, body.payment_id.as_deref()) {
-        return operation_failure(ID, &payment_id, Some(&body.request_id), &e);
-    }
     let span = tracing::info_span!("cancel", payment_id = %payment_id);
     match tracing::Instrument::instrument(
         state
@@ -257,7 +326,12 @@ pub async fn cancel(
     .await
     {
         Ok(answer) => operation_response(answer),
-        Err(e) => operation_failure(ID, &payment_id, Some(&body.request_id), &engine_error(e)),
+        Err(e) => operation_failure(
+            ID,
+            Some(&payment_id),
+            Some(&body.request_id),
+            &engine_error(e),
+        ),
     }
 }
 
@@ -268,15 +342,10 @@ pub async fn settle(
     RawBody(bytes): RawBody,
 ) -> Response {
     const ID: &str = "settleId";
-    let body: AmountBody = match parse(&bytes) {
-        Ok(b) => b,
-        Err(m) => {
-            return operation_failure(ID, &payment_id, None, &PppError::bad("bad-request", m));
-        }
+    let body: AmountBody = match operation_body(&payment_id, &bytes) {
+        Ok(body) => body,
+        Err(refusal) => return refusal.answer(ID),
     };
-    if let Err(e) = check_path_id(&payment_id, body.payment_id.as_deref()) {
-        return operation_failure(ID, &payment_id, Some(&body.request_id), &e);
-    }
     let span = tracing::info_span!("settle", payment_id = %payment_id);
     match tracing::Instrument::instrument(
         state
@@ -287,7 +356,12 @@ pub async fn settle(
     .await
     {
         Ok(answer) => operation_response(answer),
-        Err(e) => operation_failure(ID, &payment_id, Some(&body.request_id), &engine_error(e)),
+        Err(e) => operation_failure(
+            ID,
+            Some(&payment_id),
+            Some(&body.request_id),
+            &engine_error(e),
+        ),
     }
 }
 
@@ -298,15 +372,10 @@ pub async fn refund(
     RawBody(bytes): RawBody,
 ) -> Response {
     const ID: &str = "refundId";
-    let body: AmountBody = match parse(&bytes) {
-        Ok(b) => b,
-        Err(m) => {
-            return operation_failure(ID, &payment_id, None, &PppError::bad("bad-request", m));
-        }
+    let body: AmountBody = match operation_body(&payment_id, &bytes) {
+        Ok(body) => body,
+        Err(refusal) => return refusal.answer(ID),
     };
-    if let Err(e) = check_path_id(&payment_id, body.payment_id.as_deref()) {
-        return operation_failure(ID, &payment_id, Some(&body.request_id), &e);
-    }
     let span = tracing::info_span!("refund", payment_id = %payment_id);
     match tracing::Instrument::instrument(
         state
@@ -317,7 +386,12 @@ pub async fn refund(
     .await
     {
         Ok(answer) => operation_response(answer),
-        Err(e) => operation_failure(ID, &payment_id, Some(&body.request_id), &engine_error(e)),
+        Err(e) => operation_failure(
+            ID,
+            Some(&payment_id),
+            Some(&body.request_id),
+            &engine_error(e),
+        ),
     }
 }
 
@@ -329,11 +403,24 @@ pub async fn inbound(
     Path((payment_id, action)): Path<(String, String)>,
     RawBody(bytes): RawBody,
 ) -> Response {
+    if let Err(e) = check_id("paymentId", &payment_id) {
+        return e.into_response();
+    }
     let body: Value = match parse(&bytes) {
         Ok(b) => b,
         Err(m) => return PppError::bad("bad-request", m).into_response(),
     };
-    let request_id = body.get("requestId").cloned().unwrap_or(Value::Null);
+    let request_id = match body.get("requestId") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => match check_id("requestId", id) {
+            Ok(()) => Some(id.as_str()),
+            Err(e) => return e.into_response(),
+        },
+        Some(_) => {
+            return PppError::bad("bad-request", "field `requestId` must be a string")
+                .into_response();
+        }
+    };
     let payment = match state.engine.payment(&merchant, &payment_id).await {
         Ok(p) => p,
         Err(e) => return engine_error(e).into_response(),

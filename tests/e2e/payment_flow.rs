@@ -297,7 +297,8 @@ async fn submit_url_binding_rules() {
     );
     assert_eq!(submit_serial(&url, "not json at all").await.0, 400);
     let other_payment = url.replace("/pay-bind/", "/pay-other/");
-    assert_eq!(submit_serial(&other_payment, &serial(SERIAL)).await.0, 404);
+    // An unknown payment answers as a wrong token does (no probing for payment ids).
+    assert_eq!(submit_serial(&other_payment, &serial(SERIAL)).await.0, 403);
     // None of that changed anything: still waiting for a terminal.
     assert_eq!(
         gateway.create(&body).await["paymentAppData"]["appName"],
