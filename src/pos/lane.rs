@@ -322,18 +322,11 @@ impl Engine {
         error: &TerminalError,
     ) -> Result<(), EngineError> {
         tracing::error!(payment_id = %payment_id, error = %error, "ALARM: cannot tell whether the terminal charged this payment; it stays undefined and the terminal will be asked again");
-        let id = payment_id.to_string();
-        let now = self.now();
         let alarm = format!(
             "The terminal could not say yet whether this payment was charged ({error}). posbridge keeps asking it; the payment stays undefined until it answers."
         );
-        self.commit(lane, payment_id, "the unknown state", move |c| {
-            payments::set_state(c, &id, PaymentState::Unknown, now)?;
-            payments::set_alarm(c, &id, Some(&alarm), now)
-        })
-        .await?;
-        self.publish(payment_id, PaymentState::Unknown);
-        Ok(())
+        self.mark_unclear(lane, payment_id, PaymentState::Unknown, alarm)
+            .await
     }
 
     async fn mark_unresolved(
@@ -343,17 +336,29 @@ impl Engine {
         why: &str,
     ) -> Result<(), EngineError> {
         tracing::error!(payment_id = %payment_id, reason = %why, "ALARM: the terminal can no longer tell whether this payment was charged; it stays undefined until a person decides");
-        let id = payment_id.to_string();
-        let now = self.now();
         let alarm = format!(
             "The terminal can no longer tell whether this payment was charged: {why}. Check the terminal's receipts and the acquirer's report for this amount and time; the payment stays undefined until a person decides."
         );
-        self.commit(lane, payment_id, "the unresolved state", move |c| {
-            payments::set_state(c, &id, PaymentState::Unresolved, now)?;
+        self.mark_unclear(lane, payment_id, PaymentState::Unresolved, alarm)
+            .await
+    }
+
+    /// Stores that the terminal cannot (yet) tell what happened to a sale, with the alarm.
+    async fn mark_unclear(
+        &self,
+        lane: &LaneCtx,
+        payment_id: &str,
+        state: PaymentState,
+        alarm: String,
+    ) -> Result<(), EngineError> {
+        let id = payment_id.to_string();
+        let now = self.now();
+        self.commit(lane, payment_id, "an unclear sale's state", move |c| {
+            payments::set_state(c, &id, state, now)?;
             payments::set_alarm(c, &id, Some(&alarm), now)
         })
         .await?;
-        self.publish(payment_id, PaymentState::Unresolved);
+        self.publish(payment_id, state);
         Ok(())
     }
 

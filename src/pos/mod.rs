@@ -241,12 +241,13 @@ impl Engine {
         }))
     }
 
-    /// When journal entries are old enough to have been purged from the database.
+    /// Journal entries older than this may name payments the retention purge deleted (a
+    /// payment is purged `retain_days` after its last change, which is after it was sent).
     pub fn journal_horizon_ms(&self) -> i64 {
         if self.retain_days == 0 {
             i64::MIN
         } else {
-            self.now() - (i64::from(self.retain_days) + 1) * 86_400_000
+            self.now() - i64::from(self.retain_days) * 86_400_000
         }
     }
 

@@ -475,6 +475,35 @@ impl Gateway {
         answer
     }
 
+    /// Asks to cancel until the answer is 200 (every answer before it must be 500
+    /// `cancel-pending`, never a claim); the 200 answer.
+    pub async fn cancel_until_done(&self, payment_id: &str, request_id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+        loop {
+            let (status, answer) = self
+                .post(
+                    &format!("/payments/{payment_id}/cancellations"),
+                    &json!({ "requestId": request_id }),
+                )
+                .await;
+            if status == 200 {
+                assert!(answer["cancellationId"].is_string(), "{answer}");
+                return answer;
+            }
+            assert_eq!(
+                (status, answer["code"].clone()),
+                (500, json!("cancel-pending")),
+                "{answer}"
+            );
+            assert!(answer["cancellationId"].is_null(), "{answer}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never cancelled: {answer}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Repeats Create (as the wait app makes the Gateway do) until the payment is final.
     pub async fn poll_final(&self, body: &Value, limit: Duration) -> Value {
         let deadline = tokio::time::Instant::now() + limit;
@@ -558,6 +587,22 @@ pub async fn start_charge(gateway: &Gateway, body: &Value) -> Value {
         "vtex.challenge-wait-for-confirmation"
     );
     second
+}
+
+/// Drives a payment to the charge (see [`start_charge`]) and waits until the built-in
+/// simulator of lane-1 has the sale.
+pub async fn start_sale(daemon: &Daemon, body: &Value) {
+    start_charge(&daemon.gateway(), body).await;
+    let id = body["paymentId"].as_str().expect("paymentId");
+    assert!(
+        daemon
+            .wait_log(
+                &format!("simulator: sale started terminal=lane-1 payment_id={id}"),
+                Duration::from_secs(20)
+            )
+            .await,
+        "the simulator never started {id}"
+    );
 }
 
 /// A real HTTP server that receives callbacks; it can fail its first attempts.

@@ -34,15 +34,7 @@ async fn a_pending_reversal_excludes_settle_and_refund() {
 
     // B: a slow (.04, 20 s) sale on the same terminal.
     let b = credit("ex-b", json!(12.04), &receiver);
-    start_charge(&gateway, &b).await;
-    assert!(
-        daemon
-            .wait_log(
-                "simulator: sale started terminal=lane-1 payment_id=ex-b",
-                FINAL
-            )
-            .await
-    );
+    start_sale(&daemon, &b).await;
 
     let (status, cancel) = gateway
         .post(
@@ -86,23 +78,7 @@ async fn a_pending_reversal_excludes_settle_and_refund() {
         )
         .await;
     assert!(status == 200 || status == 500);
-    let deadline = tokio::time::Instant::now() + FINAL;
-    let cancelled = loop {
-        let (status, answer) = gateway
-            .post(
-                "/payments/ex-a/cancellations",
-                &json!({ "requestId": "c1" }),
-            )
-            .await;
-        if status == 200 {
-            break answer;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never cancelled: {answer}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let cancelled = gateway.cancel_until_done("ex-a", "c1").await;
     assert!(cancelled["cancellationId"].is_string());
     let (status, settle) = gateway
         .post(
@@ -274,15 +250,7 @@ async fn final_answers_agree_with_their_status_and_never_change() {
 
     // .05 ignores the abort: the late approval is reversed, never reported.
     let late = credit("fa-late", json!(10.05), &receiver);
-    start_charge(&gateway, &late).await;
-    assert!(
-        daemon
-            .wait_log(
-                "simulator: sale started terminal=lane-1 payment_id=fa-late",
-                FINAL
-            )
-            .await
-    );
+    start_sale(&daemon, &late).await;
     let (status, _) = gateway
         .post(
             "/payments/fa-late/cancellations",
@@ -357,15 +325,7 @@ async fn a_cancel_while_charging_claims_nothing_the_terminal_has_not_confirmed()
     let gateway = daemon.gateway();
     // .05: the card was read; the terminal ignores the abort and approves after 6 s.
     let body = credit("cw-05", json!(20.05), &receiver);
-    start_charge(&gateway, &body).await;
-    assert!(
-        daemon
-            .wait_log(
-                "simulator: sale started terminal=lane-1 payment_id=cw-05",
-                FINAL
-            )
-            .await
-    );
+    start_sale(&daemon, &body).await;
     let (status, first) = gateway
         .post(
             "/payments/cw-05/cancellations",
@@ -378,26 +338,12 @@ async fn a_cancel_while_charging_claims_nothing_the_terminal_has_not_confirmed()
         "{first}"
     );
     assert!(first["cancellationId"].is_null());
-    let deadline = tokio::time::Instant::now() + FINAL;
-    loop {
-        let (status, answer) = gateway
-            .post(
-                "/payments/cw-05/cancellations",
-                &json!({ "requestId": "c" }),
-            )
-            .await;
-        let reversed = daemon.journal_entries("cw-05", "reversal") == 1;
-        if status == 200 {
-            assert!(
-                reversed,
-                "200 before the terminal gave the money back: {answer}"
-            );
-            break;
-        }
-        assert_eq!(answer["code"], "cancel-pending");
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    gateway.cancel_until_done("cw-05", "c").await;
+    assert_eq!(
+        daemon.journal_entries("cw-05", "reversal"),
+        1,
+        "200 only once the terminal gave the money back"
+    );
 }
 
 /// #12: a repeated Create must be the same request; another amount, currency, method or
@@ -657,15 +603,7 @@ async fn a_result_is_kept_while_the_disk_is_full() {
     .await;
     let gateway = daemon.gateway();
     let body = credit("full-1", json!(33), &receiver);
-    start_charge(&gateway, &body).await;
-    assert!(
-        daemon
-            .wait_log(
-                "simulator: sale started terminal=lane-1 payment_id=full-1",
-                FINAL
-            )
-            .await
-    );
+    start_sale(&daemon, &body).await;
     // Fill the filesystem while the terminal works.
     let filler = mount.path().join("filler");
     let _ = Command::new("dd")

@@ -63,21 +63,7 @@ async fn a_cancel_during_recovery_aborts_the_running_sale_before_it_is_called_ne
     let body = credit("zr-abort", json!(22), &receiver);
     let daemon = kill_mid_sale(daemon, &body).await.restart().await;
     let gateway = daemon.gateway();
-    let deadline = tokio::time::Instant::now() + FINAL;
-    let cancelled = loop {
-        let (status, answer) = gateway
-            .post(
-                "/payments/zr-abort/cancellations",
-                &json!({ "requestId": "c" }),
-            )
-            .await;
-        if status == 200 {
-            break answer;
-        }
-        assert_eq!(answer["code"], "cancel-pending", "{answer}");
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let cancelled = gateway.cancel_until_done("zr-abort", "c").await;
     assert!(cancelled["cancellationId"].is_string());
     let logs = terminal.logs();
     assert!(logs.contains("06 B0 aborts the orphaned sale"), "{logs}");
