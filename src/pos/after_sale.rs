@@ -347,7 +347,7 @@ impl Engine {
         let value = match currency.parse_amount(value) {
             Ok(v) if v > 0 => v,
             Ok(_) => return Ok(fail(400, "invalid-value", "value must be positive")),
-            Err(e) => return Ok(fail(400, "invalid-value", &format!("value: {e}"))),
+            Err(e) => return Ok(fail(400, "invalid-value", &format!("field `value`: {e}"))),
         };
         let (key, rid) = (p.payment_id.clone(), request_id.to_string());
         let now = self.now();
@@ -475,7 +475,7 @@ impl Engine {
         let value = match currency.parse_amount(value) {
             Ok(v) if v > 0 => v,
             Ok(_) => return Ok(fail(400, "invalid-value", "value must be positive")),
-            Err(e) => return Ok(fail(400, "invalid-value", &format!("value: {e}"))),
+            Err(e) => return Ok(fail(400, "invalid-value", &format!("field `value`: {e}"))),
         };
         let (key, rid) = (p.payment_id.clone(), request_id.to_string());
         let now = self.now();
