@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod doctor;
 pub mod failpoint;
+pub mod ids;
 pub mod money;
 pub mod net;
 pub mod observability;

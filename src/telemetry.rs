@@ -6,6 +6,8 @@
 use std::fmt::{self, Write as _};
 use std::sync::OnceLock;
 
+pub use crate::ids::is_unsafe_in_logs;
+
 use tracing::field::{Field, Visit};
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::FormatFields;
@@ -96,23 +98,6 @@ pub fn set_level(directives: &str) -> Result<(), String> {
     let filter = parse_filter(directives)?;
     let handle = FILTER.get().ok_or("logging is not initialised")?;
     handle.reload(filter).map_err(|e| e.to_string())
-}
-
-/// Characters that could forge or hide a log line if printed as they are: Unicode controls
-/// (line feed, carriage return, escape sequences…), the line and paragraph separators, and the
-/// bidirectional controls, which reorder what a reader sees.
-pub fn is_unsafe_in_logs(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{2028}'
-                | '\u{2029}'
-                | '\u{061C}'
-                | '\u{200E}'
-                | '\u{200F}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2066}'..='\u{2069}'
-        )
 }
 
 /// The text format's fields — the message first, then `name=value` — with the characters of

@@ -19,7 +19,6 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::pos::BindFailure;
 use crate::ppp::AppState;
-use crate::ppp::ids::check_id;
 
 pub fn router() -> Router<AppState> {
     // The app runs in the Sales App's web view: any origin may call, the token is the guard.
@@ -75,8 +74,12 @@ async fn submit_serial(
     Query(query): Query<TokenQuery>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(e) = check_id("paymentId", &payment_id) {
-        return e.into_response();
+    if let Some(problem) = crate::ids::problem(&payment_id, crate::ids::MAX_KEY_CHARS) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            &format!("field `paymentId` {problem}"),
+        );
     }
     let body: SerialBody = match serde_json::from_slice(&body) {
         Ok(b) => b,

@@ -18,7 +18,6 @@ use tokio_util::sync::CancellationToken;
 use super::error;
 use super::hub::{Denied, FeedEvent, Hub};
 use crate::ppp::AppState;
-use crate::ppp::ids::check_id;
 
 /// Largest message a client may send (a cancel is 17 bytes).
 const MAX_CLIENT_MESSAGE: usize = 4096;
@@ -74,8 +73,12 @@ pub async fn upgrade(
     Query(query): Query<FeedQuery>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    if let Err(e) = check_id("paymentId", &payment_id) {
-        return e.into_response();
+    if let Some(problem) = crate::ids::problem(&payment_id, crate::ids::MAX_KEY_CHARS) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            &format!("field `paymentId` {problem}"),
+        );
     }
     let after = match query.after.as_deref().map(str::parse::<i64>) {
         None => None,

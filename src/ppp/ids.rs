@@ -1,29 +1,17 @@
-//! Identifiers from outside (paymentId, transactionId, requestId): 1 to 128 characters, none of
-//! them a control character. They end up in the database, in every log line about the payment
-//! and in answers, so an id that could forge a log line or hide its own text is refused.
+//! The PPP side of identifier checks (see `crate::ids`): a 400 naming the field.
 
 use super::error::PppError;
-use crate::telemetry::is_unsafe_in_logs;
-
-/// The longest identifier, in characters (the Gateway's are GUIDs and short hex strings).
-pub const MAX_ID_CHARS: usize = 128;
+use crate::ids::{MAX_ID_CHARS, problem};
 
 /// Checks the identifier in `field`; the error names the field, never repeats the value.
 pub fn check_id(field: &str, id: &str) -> Result<(), PppError> {
-    let problem = if id.trim().is_empty() {
-        "must not be empty".to_string()
-    } else if id.chars().nth(MAX_ID_CHARS).is_some() {
-        format!("must be at most {MAX_ID_CHARS} characters")
-    } else if id.chars().any(is_unsafe_in_logs) {
-        "must not contain control characters (line breaks, escapes, bidirectional controls)"
-            .to_string()
-    } else {
-        return Ok(());
-    };
-    Err(PppError::bad(
-        "bad-request",
-        format!("field `{field}` {problem}"),
-    ))
+    match problem(id, MAX_ID_CHARS) {
+        None => Ok(()),
+        Some(problem) => Err(PppError::bad(
+            "bad-request",
+            format!("field `{field}` {problem}"),
+        )),
+    }
 }
 
 #[cfg(test)]
