@@ -21,6 +21,8 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub storage: StorageConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
     pub vtex: VtexConfig,
     #[serde(default)]
     pub pos: PosConfig,
@@ -36,6 +38,15 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     #[serde(default)]
     pub terminals: Vec<TerminalConfig>,
+}
+
+/// The store itself, as people there read times.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// IANA time zone (`America/Sao_Paulo`): "today" and the times people read; unset: the
+    /// system's.
+    pub timezone: Option<String>,
 }
 
 /// Per client address: this many failures within `window_s` and that address gets 429 on
@@ -373,6 +384,11 @@ impl Config {
 
     fn validate(&self) -> Result<(), (String, String)> {
         let bad = |key: &str, problem: String| Err((key.to_string(), problem));
+        if let Some(zone) = &self.store.timezone
+            && let Err(problem) = crate::locale::StoreTime::new(Some(zone))
+        {
+            return bad("store.timezone", problem);
+        }
         if let Some(url) = &self.server.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -735,6 +751,7 @@ mod tests {
                 "[admin]",
                 "[payment_app]",
                 "[rate_limits]",
+                "[store]",
                 "[server.tls]",
                 "[[terminals]]",
             ] {

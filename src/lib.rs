@@ -9,6 +9,7 @@ pub mod config;
 pub mod doctor;
 pub mod failpoint;
 pub mod ids;
+pub mod locale;
 pub mod money;
 pub mod net;
 pub mod observability;
