@@ -154,6 +154,8 @@ pub struct Engine {
     heartbeats: AtomicU64,
     /// `storage.retain_days`: journal entries older than this are expected to be purged.
     retain_days: u32,
+    /// The store's time zone (`[store] timezone`), for what people read.
+    store_time: crate::locale::StoreTime,
 }
 
 impl Engine {
@@ -238,6 +240,8 @@ impl Engine {
             outbox_wake: Arc::new(Notify::new()),
             heartbeats: AtomicU64::new(0),
             retain_days: config.storage.retain_days,
+            store_time: crate::locale::StoreTime::new(config.store.timezone.as_deref())
+                .map_err(EngineError::Config)?,
         }))
     }
 
@@ -366,6 +370,11 @@ impl Engine {
 
     pub fn terminal_handle(&self, id: &str) -> Option<TerminalHandle> {
         self.lanes.get(id).map(|lane| lane.handle.clone())
+    }
+
+    /// The store's time zone: "today" and the times people read.
+    pub fn store_time(&self) -> &crate::locale::StoreTime {
+        &self.store_time
     }
 
     /// Whether a terminal's lane waits on an unresolved payment, and why.
