@@ -50,9 +50,7 @@
     alarms.replaceChildren();
     for (const a of data.alarms) {
       const li = document.createElement("li");
-      li.textContent = "payment " + a.paymentId +
-        (a.amount ? " · " + a.amount + " " + a.currency : "") +
-        (a.state ? " · " + a.state : "") + " · " + (a.message || "");
+      li.textContent = (a.paymentId ? "payment " + a.paymentId + " · " : "") + (a.text || "");
       alarms.appendChild(li);
     }
     $("alarms-empty").style.display = data.alarms.length ? "none" : "";

@@ -6,6 +6,7 @@ mod schema;
 
 pub use schema::LATEST_VERSION;
 
+pub mod alarms;
 pub mod events;
 pub mod maintenance;
 pub mod merchants;
