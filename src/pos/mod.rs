@@ -82,7 +82,7 @@ pub enum EngineError {
     /// The terminals' journals name sales or operations the database does not know: it is
     /// older than they are (restored from an old backup, or replaced).
     #[error(
-        "the terminal journals beside the database name what the database does not know: {0}. The database is older than the journals (restored from an old backup, or replaced): starting now could lose those results or charge again. Restore the newest backup, or adopt them with `posbridge adopt-journals` (see the README, \"Backup and restore\")"
+        "the terminal journals beside the database name what the database does not know: {0}. The database is older than the journals (restored from an old backup, or replaced): starting now could lose those results or charge again. Restore the newest backup, or adopt them with `posbridge adopt-journals` (see the operator guide, docs/operator-guide.md, \"Backup and restore\")"
     )]
     JournalsAhead(UnknownEntries),
     #[error("configuration: {0}")]
