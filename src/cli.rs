@@ -290,7 +290,7 @@ fn admin_command<T: DeserializeOwned>(
     config: Option<&PathBuf>,
     json: bool,
     request: Request,
-    view: impl FnOnce(&T, &views::Clock) -> String,
+    view: impl FnOnce(&T, &views::StoreNow) -> String,
 ) -> ExitCode {
     let config = match load(config) {
         Ok(c) => c,
@@ -314,7 +314,7 @@ fn admin_command<T: DeserializeOwned>(
     match read {
         Ok((answer, zone)) => {
             let zone = store_time(zone.as_deref(), &config);
-            let clock = views::Clock {
+            let clock = views::StoreNow {
                 zone: &zone,
                 now_ms: SystemClock.now_ms(),
             };

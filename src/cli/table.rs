@@ -106,10 +106,6 @@ impl Table {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
     /// The header line and the rows, each line ending in `\n`, at most `width` characters
     /// wide when the shortenable columns can give up enough.
     pub fn render(&self, width: usize) -> String {

@@ -10,13 +10,13 @@ use serde::Deserialize;
 use super::table::{Column, Fields, Table, WIDTH, block, printable};
 use crate::locale::{StoreTime, money};
 
-/// What every view needs to show a time: the store's zone and now.
-pub struct Clock<'a> {
+/// What every view needs to show a time: the store's zone, and now (to tell today).
+pub struct StoreNow<'a> {
     pub zone: &'a StoreTime,
     pub now_ms: i64,
 }
 
-impl Clock<'_> {
+impl StoreNow<'_> {
     /// `14:03` today, `2026-11-29 14:03` on another day (in the store's zone).
     pub fn when(&self, unix_ms: i64) -> String {
         if self.zone.date(unix_ms) == self.zone.date(self.now_ms) {
@@ -133,7 +133,7 @@ pub enum Period {
 }
 
 /// `posbridge payments list`: a header line that says which day(s), then a table.
-pub fn payment_list(list: &PaymentList, period: &Period, clock: &Clock) -> String {
+pub fn payment_list(list: &PaymentList, period: &Period, clock: &StoreNow) -> String {
     let since = format!(
         "{} {}",
         clock.zone.date(list.since_ms),
@@ -179,7 +179,7 @@ pub fn payment_list(list: &PaymentList, period: &Period, clock: &Clock) -> Strin
 }
 
 /// `posbridge payments show ID`: its fields one per line, its receipts, its callbacks.
-pub fn payment(p: &Payment, clock: &Clock) -> String {
+pub fn payment(p: &Payment, clock: &StoreNow) -> String {
     let method = match p.installments {
         Some(n) if n > 1 => format!("{} ({n} installments)", p.method),
         _ => p.method.clone(),
@@ -250,7 +250,7 @@ pub struct CallbackList {
 }
 
 /// `posbridge callbacks list`.
-pub fn callback_list(list: &CallbackList, clock: &Clock) -> String {
+pub fn callback_list(list: &CallbackList, clock: &StoreNow) -> String {
     if list.callbacks.is_empty() {
         return "No callback is waiting to be delivered.\n".to_string();
     }
@@ -339,7 +339,7 @@ impl Terminal {
     }
 
     /// Why a blocked lane waits, in full: it is what store IT must act on.
-    fn blocked_note(&self, clock: &Clock) -> String {
+    fn blocked_note(&self, clock: &StoreNow) -> String {
         let mut line = format!(
             "waits on payment {}",
             self.blocked_by.as_deref().unwrap_or("?")
@@ -361,7 +361,7 @@ pub struct TerminalList {
 }
 
 /// `posbridge terminals list`.
-pub fn terminal_list(list: &TerminalList, clock: &Clock) -> String {
+pub fn terminal_list(list: &TerminalList, clock: &StoreNow) -> String {
     if list.terminals.is_empty() {
         return "No terminal is configured.\n".to_string();
     }
@@ -447,7 +447,7 @@ mod tests {
     #[test]
     fn todays_payments_in_the_store_zone_with_amounts_as_written() {
         let zone = sao_paulo();
-        let clock = Clock {
+        let clock = StoreNow {
             zone: &zone,
             now_ms: AT + 3_600_000,
         };
@@ -481,7 +481,7 @@ mod tests {
     #[test]
     fn a_full_list_says_it_shows_only_the_newest() {
         let zone = StoreTime::utc();
-        let clock = Clock {
+        let clock = StoreNow {
             zone: &zone,
             now_ms: AT + 2 * 86_400_000,
         };
@@ -514,7 +514,7 @@ mod tests {
     #[test]
     fn one_payment_field_by_field_with_receipts_and_callbacks() {
         let zone = sao_paulo();
-        let clock = Clock {
+        let clock = StoreNow {
             zone: &zone,
             now_ms: AT,
         };
@@ -545,7 +545,7 @@ mod tests {
     #[test]
     fn terminals_say_blocked_offline_or_not_yet_contacted() {
         let zone = StoreTime::utc();
-        let clock = Clock {
+        let clock = StoreNow {
             zone: &zone,
             now_ms: AT,
         };
@@ -578,7 +578,7 @@ mod tests {
     #[test]
     fn callbacks_and_what_a_retry_did() {
         let zone = StoreTime::utc();
-        let clock = Clock {
+        let clock = StoreNow {
             zone: &zone,
             now_ms: AT,
         };
