@@ -7,6 +7,7 @@ mod alarms;
 mod bad_input;
 mod browser;
 mod callbacks;
+mod cli_output;
 mod config_and_lifecycle;
 mod crash;
 mod merchants;
