@@ -17,6 +17,7 @@ mod operations;
 mod packaging;
 mod payment_app;
 mod payment_flow;
+mod reference;
 mod secrets;
 mod stale_feeds;
 mod status_page;
