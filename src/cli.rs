@@ -1,8 +1,9 @@
 //! The `posbridge` command line: what each subcommand does, and its exit code.
 //! Exit codes: 0 success; 64 bad configuration or command line (EX_USAGE: systemd does not
 //! restart on it); 65 the database is older than the terminals' journals (EX_DATAERR: restored
-//! from an old backup; `adopt-journals` or a newer backup, then start again); 1 failure, or the
-//! daemon refused; 2 the running daemon could not be asked.
+//! from an old backup; `adopt-journals` or a newer backup, then start again) or newer than this
+//! binary (a downgrade); 1 failure, or the daemon refused; 2 the running daemon could not be
+//! asked.
 //!
 //! What the running daemon answers is shown for people (`views`: tables, local times, amounts
 //! as written) or, with `--json`, printed as it is for scripts.
@@ -23,7 +24,9 @@ use crate::locale::StoreTime;
 use crate::telemetry::{self, LogFormat, LogOutput};
 
 const EXIT_USAGE: u8 = 64;
-const EXIT_JOURNALS_AHEAD: u8 = 65;
+/// The database does not fit what is beside it: older than the terminal journals, or newer
+/// than this binary (EX_DATAERR).
+const EXIT_DATA: u8 = 65;
 const EXIT_NOT_ASKED: u8 = 2;
 
 #[derive(Parser)]
@@ -711,8 +714,11 @@ pub fn main() -> ExitCode {
                     } else if matches!(
                         e.downcast_ref::<crate::pos::EngineError>(),
                         Some(crate::pos::EngineError::JournalsAhead(_))
+                    ) || matches!(
+                        e.downcast_ref::<crate::store::StoreError>(),
+                        Some(crate::store::StoreError::NewerSchema { .. })
                     ) {
-                        ExitCode::from(EXIT_JOURNALS_AHEAD)
+                        ExitCode::from(EXIT_DATA)
                     } else {
                         ExitCode::FAILURE
                     }

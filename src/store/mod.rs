@@ -32,6 +32,15 @@ pub enum StoreError {
     Closed,
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A downgrade: the database was migrated by a newer release. Left untouched.
+    #[error(
+        "the database {path} has schema version {found}, newer than this binary knows ({known}): it was written by a newer posbridge and is left untouched. Reinstall that newer release, or roll back with the pre-upgrade backup (see the operator guide, docs/operator-guide.md, \"Upgrade and rollback\")"
+    )]
+    NewerSchema {
+        path: String,
+        found: i64,
+        known: i64,
+    },
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -245,7 +254,14 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
          PRAGMA foreign_keys = ON;",
     )
     .map_err(|e| open_error(e.to_string()))?;
-    schema::migrate(&mut conn).map_err(open_error)?;
+    schema::migrate(&mut conn).map_err(|e| match e {
+        schema::MigrateError::Newer(found) => StoreError::NewerSchema {
+            path: path.display().to_string(),
+            found,
+            known: schema::LATEST_VERSION,
+        },
+        schema::MigrateError::Failed(problem) => open_error(problem),
+    })?;
     Ok(conn)
 }
 

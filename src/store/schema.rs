@@ -169,8 +169,22 @@ ALTER TABLE payments ADD COLUMN resolution_reason TEXT;
 /// How many migrations this binary knows (the database's `user_version` once migrated).
 pub const LATEST_VERSION: i64 = 5;
 
-pub(super) fn migrate(conn: &mut Connection) -> Result<(), String> {
+/// Why the database could not be brought to this binary's schema.
+#[derive(Debug)]
+pub(super) enum MigrateError {
+    /// Written by a newer posbridge: this binary must not touch it.
+    Newer(i64),
+    Failed(String),
+}
+
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|e| MigrateError::Failed(e.to_string()))?;
+    if version > LATEST_VERSION {
+        return Err(MigrateError::Newer(version));
+    }
     Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4), M::up(V5)])
         .to_latest(conn)
-        .map_err(|e| format!("migration failed: {e}"))
+        .map_err(|e| MigrateError::Failed(format!("migration failed: {e}")))
 }

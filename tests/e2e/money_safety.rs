@@ -556,6 +556,40 @@ async fn a_clean_stop_leaves_the_database_file_complete() {
     assert_eq!(count, 3);
 }
 
+/// A rollback without the backup: a database a newer release migrated stops the start with
+/// exit 65 (systemd does not restart it) and is left byte for byte as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_a_newer_release_stops_the_start_untouched() {
+    let mut daemon = Daemon::start(Options::default()).await;
+    let receiver = CallbackReceiver::start(0).await;
+    approved(&daemon, &receiver, "newer-1", json!(10)).await;
+    daemon.signal("TERM");
+    assert!(
+        daemon
+            .wait_exit(Duration::from_secs(20))
+            .await
+            .is_some_and(|s| s.success())
+    );
+    let db = daemon.db_path();
+    {
+        let conn = rusqlite::Connection::open(&db).expect("open");
+        let known: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        conn.execute_batch(&format!("PRAGMA user_version = {}", known + 1))
+            .expect("as a newer release would leave it");
+    }
+    let before = std::fs::read(&db).expect("db");
+    let config = daemon.dir().join("posbridge.toml");
+    let (code, stderr) = run_refused(&config).expect("a newer database must not start");
+    assert_eq!(code, Some(65), "{stderr}");
+    assert!(
+        stderr.contains("newer than this binary knows") && stderr.contains("Upgrade and rollback"),
+        "says what happened and where the way out is: {stderr}"
+    );
+    assert_eq!(std::fs::read(&db).expect("db"), before, "left untouched");
+}
+
 /// Mounts a small tmpfs for the database when this test may (root); `None` (with a message)
 /// where it cannot, which fails under CI=true.
 fn small_filesystem(dir: &std::path::Path) -> Option<()> {

@@ -327,6 +327,17 @@ fn debian_package_installs_upgrades_removes_and_purges() {
     );
     assert!(Path::new("/lib/systemd/system/posbridge.service").exists());
     assert!(Path::new("/usr/share/doc/posbridge/examples/60-posbridge-terminals.rules").exists());
+    // The guides beside the README, where its links and the unit's Documentation= point.
+    for doc in [
+        "README.md",
+        "docs/operator-guide.md",
+        "docs/integrator-guide.md",
+        "docs/reference.md",
+        "docs/status-page.png",
+    ] {
+        let installed = Path::new("/usr/share/doc/posbridge").join(doc);
+        assert!(installed.exists(), "{} is installed", installed.display());
+    }
     let groups = String::from_utf8_lossy(&run("id", &["-nG", "posbridge"]).stdout).to_string();
     assert!(
         groups.split_whitespace().any(|g| g == "dialout"),
