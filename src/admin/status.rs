@@ -186,6 +186,20 @@ fn payment_json(p: &Payment) -> Value {
     })
 }
 
+/// The terminals as `terminals list` shows them, and how a person should read their link
+/// (`not-contacted` before the first command came back, rather than `offline`).
+fn terminals_json(engine: &Engine) -> Vec<Value> {
+    let mut list = super::terminals::list(engine);
+    for terminal in &mut list {
+        let reachability = terminal["id"]
+            .as_str()
+            .and_then(|id| engine.terminal_handle(id))
+            .map(|handle| handle.reachability().as_str());
+        terminal["reachability"] = json!(reachability);
+    }
+    list
+}
+
 /// What `/status/api` answers. Today is since UTC midnight.
 pub async fn snapshot(engine: &Engine) -> Result<Value, StoreError> {
     let now = engine.now_ms();
@@ -246,7 +260,7 @@ pub async fn snapshot(engine: &Engine) -> Result<Value, StoreError> {
         "now": now,
         "todaySince": since,
         "todayIs": "since UTC midnight",
-        "terminals": super::terminals::list(engine),
+        "terminals": terminals_json(engine),
         "payments": today.iter().map(payment_json).collect::<Vec<_>>(),
         "callbacks": callbacks,
         "alarms": alarms,
