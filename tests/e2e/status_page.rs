@@ -486,3 +486,65 @@ async fn a_terminal_is_not_yet_contacted_until_asked_and_its_error_lasts_until_i
     let listed = daemon.admin_get("/terminals").await;
     assert!(!listed.contains("not connected"), "{listed}");
 }
+
+/// The store's midnight in a zone `offset_ms` east of UTC with no daylight saving time.
+fn store_midnight(now_ms: i64, offset_ms: i64) -> i64 {
+    const DAY_MS: i64 = 86_400_000;
+    let local = now_ms + offset_ms;
+    local - local.rem_euclid(DAY_MS) - offset_ms
+}
+
+/// "Today's payments" start at the store's midnight (`[store] timezone`), not UTC's; amounts
+/// come with their text as the currency writes them, times stay UTC ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn today_on_the_status_page_starts_at_the_store_midnight() {
+    // +05:45 all year: its midnight is never UTC's.
+    const KATHMANDU_MS: i64 = (5 * 60 + 45) * 60 * 1000;
+    let daemon = Daemon::start(Options {
+        admin: true,
+        extra_config: "[store]\ntimezone = \"Asia/Kathmandu\"\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let receiver = CallbackReceiver::start(0).await;
+    for (id, value) in [("TZ-BEFORE", json!(10.00)), ("TZ-AT", json!(29.90))] {
+        assert_eq!(
+            pay(&daemon, &receiver, id, value).await["status"],
+            "approved"
+        );
+    }
+    let now = status_api(&daemon).await["now"].as_i64().expect("now");
+    let midnight = store_midnight(now, KATHMANDU_MS);
+    let db = rusqlite::Connection::open(daemon.db_path()).expect("db");
+    db.busy_timeout(Duration::from_secs(5)).expect("busy");
+    for (id, created_at) in [("TZ-BEFORE", midnight - 1), ("TZ-AT", midnight)] {
+        let moved = db
+            .execute(
+                "UPDATE payments SET created_at = ?1 WHERE payment_id = ?2",
+                rusqlite::params![created_at, id],
+            )
+            .expect("move the payment in time");
+        assert_eq!(moved, 1);
+    }
+
+    let api = status_api(&daemon).await;
+    assert_eq!(api["store"]["timezone"], "Asia/Kathmandu", "{api}");
+    assert_eq!(api["todaySince"], midnight, "{api}");
+    assert!(
+        api["todaySinceText"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(" 00:00:00 +05:45")),
+        "{api}"
+    );
+    let ids: Vec<&str> = api["payments"]
+        .as_array()
+        .expect("payments")
+        .iter()
+        .filter_map(|p| p["paymentId"].as_str())
+        .collect();
+    assert_eq!(ids, ["TZ-AT"], "today is since the store's midnight: {api}");
+    let at = payment(&api, "TZ-AT");
+    assert_eq!(at["amountText"], "R$ 29,90", "{at}");
+    assert_eq!(at["amountMinor"], 2990, "{at}");
+    assert_eq!(at["createdAt"], midnight, "UTC ms: {at}");
+}
