@@ -50,20 +50,34 @@ async function paymentApp(page, { cancel }) {
     null, { timeout: 20000 });
   const promptWhileRunning = await text(page, "#prompt");
   const stateWhileRunning = await text(page, "#state");
+  const cancelVisibleWhileRunning = await page.locator("#cancel").isVisible();
+  const logVisibleWhileRunning = await page.locator("#log").isVisible();
   if (cancel) {
     await page.click("#cancel");
   }
   await page.waitForSelector(cancel ? "#result.denied" : "#result.approved", { timeout: 30000 });
   await page.waitForFunction(() => document.getElementById("connection").textContent === "done",
     null, { timeout: 10000 });
+  // What the cashier sees, the developer's events folded away.
+  await page.screenshot({ path: need("SCREENSHOT") });
+  const logVisibleAfterResult = await page.locator("#log").isVisible();
+  await page.click("#details summary");
+  await page.locator("#log").waitFor({ state: "visible", timeout: 5000 });
   return {
     promptWhileRunning,
     stateWhileRunning,
     prompts: [...new Set(seen)],
+    amount: await text(page, "#amount"),
+    method: await text(page, "#method"),
+    terminal: await text(page, "#terminal"),
     state: await text(page, "#state"),
     result: await text(page, "#result"),
+    cancelVisibleWhileRunning,
+    cancelVisibleAfterResult: await page.locator("#cancel").isVisible(),
+    logVisibleWhileRunning,
+    logVisibleAfterResult,
+    logVisibleAfterClick: await page.locator("#log").isVisible(),
     log: await text(page, "#log"),
-    cancelDisabled: await page.locator("#cancel").isDisabled(),
   };
 }
 
@@ -150,7 +164,6 @@ async function main() {
     let result;
     if (test === "payment-app" || test === "cancel") {
       result = await paymentApp(page, { cancel: test === "cancel" });
-      await page.screenshot({ path: need("SCREENSHOT") });
     } else if (test === "stale") {
       result = await stalePage(page);
       result.feedRefusals = feedRefusals.length;

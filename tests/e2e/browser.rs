@@ -139,12 +139,13 @@ async fn the_payment_app_page_shows_the_prompts_then_the_approval() {
     // 12 s on the terminal: prompts at 0, 4 and 8 s, the approval at 12 s.
     let daemon = feed_daemon(12_000).await;
     let gateway = daemon.gateway();
-    let body = create_body(
+    let mut body = create_body(
         "BR-1",
         json!(42.50),
         "Venda Direta Credito",
         "http://127.0.0.1:9/cb",
     );
+    body["installments"] = json!(3);
     let payload = start_with_app(&gateway, &body).await;
     let shot = screenshot("payment-app.png");
     let result = run_browser(
@@ -180,7 +181,17 @@ async fn the_payment_app_page_shows_the_prompts_then_the_approval() {
         "{shown}"
     );
     assert!(!shown.contains("444433"));
-    assert_eq!(result["cancelDisabled"], true);
+    // What the sale is, as the cashier reads it.
+    assert_eq!(result["amount"], "R$ 42,50", "{result}");
+    assert_eq!(result["method"], "Credit · 3 installments", "{result}");
+    assert_eq!(result["terminal"], "Terminal lane-1", "{result}");
+    // Cancel while it runs; after the result there is nothing to cancel: no button.
+    assert_eq!(result["cancelVisibleWhileRunning"], true, "{result}");
+    assert_eq!(result["cancelVisibleAfterResult"], false, "{result}");
+    // The developer's event list is folded away until "Details" is clicked.
+    assert_eq!(result["logVisibleWhileRunning"], false, "{result}");
+    assert_eq!(result["logVisibleAfterResult"], false, "{result}");
+    assert_eq!(result["logVisibleAfterClick"], true, "{result}");
     assert_png(&shot);
     assert_eq!(gateway.create(&body).await["status"], "approved");
 }
@@ -217,6 +228,8 @@ async fn the_payment_app_page_cancels_the_sale() {
             .contains("Not approved"),
         "{result}"
     );
+    assert_eq!(result["cancelVisibleAfterResult"], false, "{result}");
+    assert_eq!(result["amount"], "R$ 18,00", "{result}");
     assert_png(&shot);
     assert_eq!(gateway.create(&body).await["status"], "denied");
     assert_eq!(daemon.charges_of("BR-2"), 1);
