@@ -361,9 +361,12 @@
           if (input.value.trim()) body[key] = input.value.trim();
         }
       }
-      showDialog(title, [
-        element("p", "question", "Resolve payment " + p.paymentId + " of " + amountOf(p) + " as " +
-          decision.toUpperCase() + "? The Gateway will be told."),
+      const question = element("p", "question");
+      question.append("Resolve payment " + p.paymentId + " of ",
+        element("span", "amount", amountOf(p)),
+        " as " + decision.toUpperCase() + "? The Gateway will be told.");
+      showDialog("Confirm", [
+        question,
         element("p", "note", "Reason: " + body.reason),
       ], [
         button("Yes, resolve as " + decision, decision === "approved" ? "primary" : "danger",

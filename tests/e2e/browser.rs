@@ -398,6 +398,14 @@ async fn the_status_page_logs_in_and_redelivers_a_failing_callback() {
     assert_png(&shot);
 }
 
+/// The POS flow up to the charge on the terminal with `serial`: Create, the serial, Create.
+async fn charge_on(gateway: &Gateway, body: &Value, serial: &str) {
+    let first = gateway.create(body).await;
+    let serial = json!({ "serialNumber": serial }).to_string();
+    assert_eq!(submit_serial(&submit_url(&first), &serial).await.0, 200);
+    assert_eq!(gateway.create(body).await["status"], "undefined");
+}
+
 /// `HH:MM` of `unix_ms` in a zone `offset_ms` east of UTC with no daylight saving time.
 fn local_time(unix_ms: i64, offset_ms: i64) -> String {
     let minutes = (unix_ms + offset_ms).rem_euclid(86_400_000) / 60_000;
@@ -552,18 +560,20 @@ async fn the_status_page_acknowledges_an_alarm_and_resolves_a_payment() {
     let receiver = CallbackReceiver::start(0).await;
     alarmed_payment(&daemon, &receiver, "BR-ACK-1").await;
 
-    // A sale on the ZVT lane whose terminal is reset while posbridge is down: unresolved.
+    // A sale on the ZVT lane whose terminal is reset while posbridge is down: after an
+    // earlier sale, the reset terminal cannot be the one that took it: unresolved.
     let gateway = daemon.gateway();
-    let lost = create_body(
-        "BR-RES-1",
-        json!(42.00),
-        "Venda Direta Credito",
-        &receiver.url_for("BR-RES-1"),
+    let on_zvt = |id: &str, value: Value| {
+        create_body(id, value, "Venda Direta Credito", &receiver.url_for(id))
+    };
+    let before = on_zvt("BR-RES-0", json!(10.00));
+    charge_on(&gateway, &before, "ZVT-0002").await;
+    assert_eq!(
+        gateway.poll_final(&before, Duration::from_secs(20)).await["status"],
+        "approved"
     );
-    let first = gateway.create(&lost).await;
-    let serial = json!({ "serialNumber": "ZVT-0002" }).to_string();
-    assert_eq!(submit_serial(&submit_url(&first), &serial).await.0, 200);
-    assert_eq!(gateway.create(&lost).await["status"], "undefined");
+    let lost = on_zvt("BR-RES-1", json!(42.00));
+    charge_on(&gateway, &lost, "ZVT-0002").await;
     assert!(
         daemon
             .wait_log("sale sent to the terminal", Duration::from_secs(10))
