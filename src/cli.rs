@@ -97,12 +97,42 @@ enum Command {
         #[command(subcommand)]
         protocol: SimulatedProtocol,
     },
-    /// List what needs a person (unresolved payments, late approvals reversed, amounts to
-    /// return by hand, callbacks given up). Exit 0: nothing; 1: something listed.
+    /// List what needs a person, each alarm with what to do (see the runbook); `ack ID` once
+    /// dealt with. Exit 0: nothing open; 1: something listed; 2: the database cannot be read.
     Alarms {
-        #[arg(long, short)]
+        #[arg(long, short, global = true)]
         config: Option<PathBuf>,
+        /// The history too: acknowledged alarms and those that cleared by themselves.
+        #[arg(long)]
+        all: bool,
+        /// JSON for scripts (times in UTC milliseconds).
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: Option<AlarmAction>,
     },
+}
+
+#[derive(Subcommand)]
+enum AlarmAction {
+    /// Acknowledge an alarm (through the running daemon): it leaves the list and doctor's
+    /// failure, and stays in the history with your name.
+    Ack {
+        id: i64,
+        /// What was done about it.
+        #[arg(long)]
+        note: Option<String>,
+        /// Whose admin token to use ([admin] tokens); default: [admin] token.
+        #[arg(long = "as", value_name = "NAME")]
+        as_name: Option<String>,
+    },
+}
+
+/// How a person resolves a payment the terminal could not.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DecisionArg {
+    Approved,
+    Denied,
 }
 
 #[derive(Subcommand)]
@@ -121,6 +151,35 @@ enum PaymentAction {
     List,
     /// One payment with its receipts and callbacks.
     Show { id: String },
+    /// Resolve a payment the terminal could not (state unknown or unresolved) from its receipt:
+    /// the result and its callback go out as if the terminal had said so; your name, the time
+    /// and the reason are recorded.
+    Resolve {
+        id: String,
+        #[arg(value_enum)]
+        decision: DecisionArg,
+        /// Why (what the receipt or the acquirer's report shows); required.
+        #[arg(long)]
+        reason: String,
+        /// Whose admin token to use ([admin] tokens); default: [admin] token.
+        #[arg(long = "as", value_name = "NAME")]
+        as_name: Option<String>,
+        /// From the receipt, for the Gateway: the card brand.
+        #[arg(long)]
+        card_brand: Option<String>,
+        /// From the receipt: the card's first 6 digits.
+        #[arg(long)]
+        first_digits: Option<String>,
+        /// From the receipt: the card's last 4 digits.
+        #[arg(long)]
+        last_digits: Option<String>,
+        /// From the receipt: the NSU.
+        #[arg(long)]
+        nsu: Option<String>,
+        /// From the receipt: the authorization code.
+        #[arg(long)]
+        authorization_id: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -148,6 +207,20 @@ fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
     })
 }
 
+/// A path segment for the admin URL (payment keys may hold `~`, which stays; anything else
+/// outside RFC 3986's unreserved set is percent-encoded).
+fn encode_segment(s: &str) -> String {
+    use std::fmt::Write;
+    s.bytes().fold(String::new(), |mut out, b| {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+        out
+    })
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -165,6 +238,17 @@ fn ask_daemon(
     path: &str,
     body: Option<String>,
 ) -> ExitCode {
+    ask_daemon_as(config, None, method, path, body)
+}
+
+/// [`ask_daemon`] with the admin token of the holder named `as_name`.
+fn ask_daemon_as(
+    config: Option<&PathBuf>,
+    as_name: Option<&str>,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<String>,
+) -> ExitCode {
     let config = match load(config) {
         Ok(c) => c,
         Err(code) => return code,
@@ -173,7 +257,7 @@ fn ask_daemon(
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match rt.block_on(crate::admin::call(&config, method, path, body)) {
+    match rt.block_on(crate::admin::call_as(&config, as_name, method, path, body)) {
         Ok((200, body)) => {
             println!("{body}");
             ExitCode::SUCCESS
@@ -284,13 +368,45 @@ pub fn main() -> ExitCode {
             };
             ask_daemon(config.as_ref(), method, &path, None)
         }
-        Command::Payments { config, action } => {
-            let path = match &action {
-                PaymentAction::List => "/payments".to_string(),
-                PaymentAction::Show { id } => format!("/payments/{id}"),
-            };
-            ask_daemon(config.as_ref(), reqwest::Method::GET, &path, None)
-        }
+        Command::Payments { config, action } => match action {
+            PaymentAction::List => {
+                ask_daemon(config.as_ref(), reqwest::Method::GET, "/payments", None)
+            }
+            PaymentAction::Show { id } => ask_daemon(
+                config.as_ref(),
+                reqwest::Method::GET,
+                &format!("/payments/{}", encode_segment(&id)),
+                None,
+            ),
+            PaymentAction::Resolve {
+                id,
+                decision,
+                reason,
+                as_name,
+                card_brand,
+                first_digits,
+                last_digits,
+                nsu,
+                authorization_id,
+            } => {
+                let decision = match decision {
+                    DecisionArg::Approved => "approved",
+                    DecisionArg::Denied => "denied",
+                };
+                let body = serde_json::json!({
+                    "decision": decision, "reason": reason, "cardBrand": card_brand,
+                    "firstDigits": first_digits, "lastDigits": last_digits, "nsu": nsu,
+                    "authorizationId": authorization_id,
+                });
+                ask_daemon_as(
+                    config.as_ref(),
+                    as_name.as_deref(),
+                    reqwest::Method::POST,
+                    &format!("/payments/{}/resolve", encode_segment(&id)),
+                    Some(body.to_string()),
+                )
+            }
+        },
         Command::Callbacks { config, action } => {
             let (method, path) = match &action {
                 CallbackAction::List => (reqwest::Method::GET, "/callbacks".to_string()),
@@ -306,19 +422,49 @@ pub fn main() -> ExitCode {
             "/log-level",
             Some(level),
         ),
-        Command::Alarms { config } => {
+        Command::Alarms {
+            config,
+            action: Some(AlarmAction::Ack { id, note, as_name }),
+            ..
+        } => ask_daemon_as(
+            config.as_ref(),
+            as_name.as_deref(),
+            reqwest::Method::POST,
+            &format!("/alarms/{id}/ack"),
+            Some(serde_json::json!({ "note": note }).to_string()),
+        ),
+        Command::Alarms {
+            config,
+            all,
+            json,
+            action: None,
+        } => {
             let config = match load(config.as_ref()) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match crate::alarms::report(&config.storage.path) {
-                Ok(None) => {
-                    println!("nothing needs attention");
-                    ExitCode::SUCCESS
-                }
-                Ok(Some(report)) => {
-                    print!("{report}");
-                    ExitCode::FAILURE
+            if json {
+                return match crate::alarms::json(&config.storage.path, all) {
+                    Ok(text) => {
+                        println!("{text}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("posbridge: {e}");
+                        ExitCode::from(2)
+                    }
+                };
+            }
+            let time = crate::locale::StoreTime::new(config.store.timezone.as_deref())
+                .unwrap_or_else(|_| crate::locale::StoreTime::utc());
+            match crate::alarms::report(&config.storage.path, all, &time) {
+                Ok(report) => {
+                    print!("{}", report.text);
+                    if report.open == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
                 }
                 Err(e) => {
                     eprintln!("posbridge: {e}");

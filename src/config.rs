@@ -101,8 +101,11 @@ pub struct PaymentAppConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
-    /// Bearer token the admin endpoint requires; unset: no admin listener.
+    /// Bearer token the admin endpoint requires (its holder is named `admin` in what is
+    /// recorded); unset, and no `tokens`: no admin listener.
     pub token: Option<Secret>,
+    /// More tokens, each with the name that records who did what (`ana = "…"`).
+    pub tokens: std::collections::BTreeMap<String, Secret>,
 }
 
 impl Default for AdminConfig {
@@ -110,6 +113,48 @@ impl Default for AdminConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             token: None,
+            tokens: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// The name the holder of `[admin] token` is recorded under.
+pub const ADMIN_TOKEN_NAME: &str = "admin";
+
+impl AdminConfig {
+    /// Every admin token with its holder's name; empty: the admin listener is off.
+    pub fn named_tokens(&self) -> Vec<(String, Secret)> {
+        let mut all: Vec<(String, Secret)> = self
+            .token
+            .iter()
+            .map(|t| (ADMIN_TOKEN_NAME.to_string(), t.clone()))
+            .collect();
+        all.extend(self.tokens.iter().map(|(n, t)| (n.clone(), t.clone())));
+        all
+    }
+
+    /// The token a command of this box's CLI uses: the one named `as_name`, else `[admin]
+    /// token`, else the only named one.
+    pub fn token_for(&self, as_name: Option<&str>) -> Result<(String, Secret), String> {
+        let all = self.named_tokens();
+        if all.is_empty() {
+            return Err("no [admin] token in the configuration: the admin listener is off".into());
+        }
+        match as_name {
+            Some(name) => all
+                .into_iter()
+                .find(|(n, _)| n == name)
+                .ok_or_else(|| format!("no admin token named `{name}` ([admin] tokens)")),
+            None => match (&self.token, all.len()) {
+                (Some(t), _) => Ok((ADMIN_TOKEN_NAME.to_string(), t.clone())),
+                (None, 1) => all
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| "no admin token".to_string()),
+                (None, _) => {
+                    Err("several admin tokens: say whose with --as NAME ([admin] tokens)".into())
+                }
+            },
         }
     }
 }
@@ -384,6 +429,26 @@ impl Config {
 
     fn validate(&self) -> Result<(), (String, String)> {
         let bad = |key: &str, problem: String| Err((key.to_string(), problem));
+        for (name, token) in &self.admin.tokens {
+            let key = format!("admin.tokens.{name}");
+            let valid_name = !name.is_empty()
+                && name.len() <= 64
+                && name != ADMIN_TOKEN_NAME
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
+            if !valid_name {
+                return bad(
+                    &key,
+                    format!(
+                        "a token's name is letters, digits and . _ - @ (not `{ADMIN_TOKEN_NAME}`)"
+                    ),
+                );
+            }
+            if token.expose().trim().is_empty() {
+                return bad(&key, "the token must not be empty".into());
+            }
+        }
         if let Some(zone) = &self.store.timezone
             && let Err(problem) = crate::locale::StoreTime::new(Some(zone))
         {

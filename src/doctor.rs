@@ -171,13 +171,13 @@ fn check_database(report: &mut Report, path: &Path) {
         ),
         Err(e) => report.add(Level::Fail, "database schema", e.to_string()),
     }
-    match crate::store::payments::with_alarms(&conn) {
-        Ok(list) if list.is_empty() => report.add(Level::Ok, "alarms", "none"),
+    match crate::store::alarms::open(&conn) {
+        Ok(list) if list.is_empty() => report.add(Level::Ok, "alarms", "none open"),
         Ok(list) => report.add(
-            Level::Warn,
+            Level::Fail,
             "alarms",
             format!(
-                "{} payment(s) need a person: see `posbridge alarms`",
+                "{} alarm(s) need a person: see `posbridge alarms`, then resolve or acknowledge them",
                 list.len()
             ),
         ),
@@ -206,7 +206,7 @@ fn check_clock(report: &mut Report) {
 }
 
 async fn check_daemon(report: &mut Report, config: &Config) {
-    if config.admin.token.is_none() {
+    if config.admin.named_tokens().is_empty() {
         report.add(
             Level::Warn,
             "daemon",

@@ -68,6 +68,17 @@ impl StoreTime {
         })
     }
 
+    /// `14:03` when `unix_ms` is on the same store day as `now_ms`, else `2026-11-28 14:03`:
+    /// a time as a person looking for a receipt wants it.
+    pub fn when(&self, unix_ms: i64, now_ms: i64) -> String {
+        if self.start_of_day_ms(unix_ms) == self.start_of_day_ms(now_ms) {
+            self.time(unix_ms)
+        } else {
+            self.zoned(unix_ms)
+                .map_or_else(String::new, |z| z.strftime("%Y-%m-%d %H:%M").to_string())
+        }
+    }
+
     /// The store's midnight that starts the day of `unix_ms` (unix ms).
     pub fn start_of_day_ms(&self, unix_ms: i64) -> i64 {
         self.zoned(unix_ms)
@@ -180,6 +191,8 @@ mod tests {
         let midnight = sao_paulo.start_of_day_ms(at);
         assert_eq!(sao_paulo.date_time(midnight), "2026-11-30 00:00:00 -03");
         assert_eq!(StoreTime::utc().time(at), "17:03");
+        assert_eq!(sao_paulo.when(at, at + 3_600_000), "14:03");
+        assert_eq!(sao_paulo.when(at, at + 86_400_000), "2026-11-30 14:03");
         assert!(StoreTime::new(Some("Mars/Olympus")).is_err());
         assert!(StoreTime::new(None).is_ok());
     }

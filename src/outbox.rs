@@ -18,9 +18,12 @@ use tracing::Instrument;
 
 use crate::clock::SharedClock;
 use crate::config::CallbackConfig;
+use crate::locale::StoreTime;
 use crate::pos::InFlight;
 use crate::secret::Secret;
+use crate::store::alarms::{self, AlarmKind};
 use crate::store::outbox::{self, Callback};
+use crate::store::payments;
 use crate::store::{Store, StoreError};
 
 /// Delivers one callback; `Err` carries why it failed (no URL query, no secrets).
@@ -114,6 +117,8 @@ pub struct OutboxWorker<S> {
     pub sender: S,
     pub inflight: Arc<InFlight>,
     pub wake: Arc<Notify>,
+    /// The store's time zone, for the alarm people read when a callback is given up.
+    pub time: StoreTime,
 }
 
 /// Callback attempts in flight at once, over all targets.
@@ -220,7 +225,10 @@ impl<S: CallbackSender> OutboxWorker<S> {
         match result {
             Ok(()) => {
                 self.store
-                    .call(move |c| outbox::delivered(c, id, now))
+                    .call(move |c| {
+                        outbox::delivered(c, id, now)?;
+                        alarms::clear_subject(c, AlarmKind::CallbackGivenUp, &id.to_string(), now)
+                    })
                     .await?;
                 crate::observability::callback_attempt("delivered");
                 tracing::info!("callback delivered");
@@ -236,8 +244,38 @@ impl<S: CallbackSender> OutboxWorker<S> {
                     now.saturating_add(delay)
                 });
                 let reason = why.clone();
+                let time = self.time.clone();
+                let (payment_id, body, since) = (
+                    callback.payment_id.clone(),
+                    callback.body.clone(),
+                    callback.created_at,
+                );
                 self.store
-                    .call(move |c| outbox::failed(c, id, next, &reason))
+                    .call(move |c| {
+                        outbox::failed(c, id, next, &reason)?;
+                        if next.is_none() {
+                            let text = given_up_text(
+                                c,
+                                &payment_id,
+                                id,
+                                &body,
+                                failures,
+                                since,
+                                &reason,
+                                &time,
+                                now,
+                            )?;
+                            alarms::raise(
+                                c,
+                                AlarmKind::CallbackGivenUp,
+                                Some(&payment_id),
+                                Some(&id.to_string()),
+                                &text,
+                                now,
+                            )?;
+                        }
+                        Ok(())
+                    })
                     .await?;
                 crate::observability::callback_attempt(if next.is_some() {
                     "retry"
@@ -256,6 +294,36 @@ impl<S: CallbackSender> OutboxWorker<S> {
         }
         Ok(())
     }
+}
+
+/// What the alarm of a callback given up says: plain words and the next step.
+#[allow(clippy::too_many_arguments)]
+fn given_up_text(
+    c: &rusqlite::Connection,
+    payment_id: &str,
+    callback_id: i64,
+    body: &str,
+    attempts: u32,
+    since: i64,
+    last_error: &str,
+    time: &StoreTime,
+    now: i64,
+) -> Result<String, StoreError> {
+    let status = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|b| b["status"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "final".into());
+    let (shown_id, amount) = match payments::get(c, payment_id)? {
+        Some(p) => (
+            p.vtex_payment_id().to_string(),
+            crate::locale::money(&p.currency, p.amount_minor),
+        ),
+        None => (payment_id.to_string(), "amount unknown".to_string()),
+    };
+    Ok(format!(
+        "The Gateway never accepted the {status} result of payment {shown_id} ({amount}) after {attempts} attempts since {w} (last: {last_error}). Check the partner key pair ([vtex] callback_app_key and callback_app_token) and that this box reaches the Gateway, then re-deliver it (posbridge callbacks retry {callback_id}). The Gateway also learns the result when it asks again. This clears by itself once it is delivered.",
+        w = time.when(since, now),
+    ))
 }
 
 /// The `host:port` a callback goes to, as the per-target bound counts it. Create accepts only
@@ -422,6 +490,7 @@ mod tests {
             sender,
             inflight: Arc::new(InFlight::default()),
             wake: Arc::new(Notify::new()),
+            time: StoreTime::utc(),
         }
     }
 

@@ -73,6 +73,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         sender,
         inflight: engine.inflight().clone(),
         wake: engine.outbox_wake().clone(),
+        time: engine.store_time().clone(),
     };
     tasks.spawn(outbox.run(workers_stop.clone()));
 
@@ -103,14 +104,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         });
     let app = crate::net::layer(app, &config.server, limits);
 
-    if let Some(token) = &config.admin.token {
+    let admin_tokens = config.admin.named_tokens();
+    if !admin_tokens.is_empty() {
         let admin_listener = TcpListener::bind(config.admin.listen)
             .await
             .with_context(|| {
                 format!("cannot listen on {} ([admin] listen)", config.admin.listen)
             })?;
         let admin_addr = admin_listener.local_addr().context("no local address")?;
-        let admin = crate::admin::router(engine.clone(), token.clone(), shutdown.clone());
+        let admin = crate::admin::router(engine.clone(), admin_tokens, shutdown.clone());
         let stop = shutdown.clone();
         tasks.spawn(async move {
             let served = axum::serve(admin_listener, admin)

@@ -11,6 +11,7 @@
 //! * `ops`: `GET /metrics`, `PUT /log-level`, `GET /payments[/{id}]`, `GET /callbacks`,
 //!   `POST /callbacks/{id}/retry` (the CLI).
 
+mod alarms;
 mod auth;
 mod live;
 mod ops;
@@ -28,6 +29,7 @@ use crate::config::Config;
 use crate::pos::Engine;
 use crate::secret::Secret;
 
+pub use alarms::alarm_json;
 pub use auth::AdminAuth;
 
 #[derive(Clone)]
@@ -38,8 +40,13 @@ pub struct AdminState {
     sockets_stop: CancellationToken,
 }
 
-pub fn router(engine: Arc<Engine>, token: Secret, sockets_stop: CancellationToken) -> Router {
-    let auth = AdminAuth::new(token);
+/// `tokens`: every admin token with its holder's name (`AdminConfig::named_tokens`).
+pub fn router(
+    engine: Arc<Engine>,
+    tokens: Vec<(String, Secret)>,
+    sockets_stop: CancellationToken,
+) -> Router {
+    let auth = AdminAuth::new(tokens);
     let state = AdminState {
         engine,
         auth: auth.clone(),
@@ -61,6 +68,11 @@ pub fn router(engine: Arc<Engine>, token: Secret, sockets_stop: CancellationToke
         .route("/payments/{id}", get(ops::show_payment))
         .route("/callbacks", get(ops::list_callbacks))
         .route("/callbacks/{id}/retry", post(ops::retry_callback))
+        .route("/alarms", get(alarms::list))
+        .route("/alarms/{id}/ack", post(alarms::ack))
+        .route("/payments/{id}/resolve", post(alarms::resolve))
+        .route("/status/api/alarms/{id}/ack", post(alarms::ack))
+        .route("/status/api/payments/{id}/resolve", post(alarms::resolve))
         .route_layer(middleware::from_fn_with_state(auth, auth::require));
     let public = Router::new()
         // The page checks the cookie itself: without it, it sends the browser to the login.
@@ -80,9 +92,19 @@ pub async fn call(
     path: &str,
     body: Option<String>,
 ) -> Result<(u16, String), String> {
-    let Some(token) = &config.admin.token else {
-        return Err("no [admin] token in the configuration: the admin listener is off".into());
-    };
+    call_as(config, None, method, path, body).await
+}
+
+/// [`call`] with the token of the holder named `as_name` (see `AdminConfig::token_for`): what
+/// the daemon records as who did it.
+pub async fn call_as(
+    config: &Config,
+    as_name: Option<&str>,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<String>,
+) -> Result<(u16, String), String> {
+    let (_, token) = config.admin.token_for(as_name)?;
     let url = format!("http://{}{path}", config.admin.listen);
     let response = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(90))
@@ -90,6 +112,7 @@ pub async fn call(
         .map_err(|e| e.to_string())?
         .request(method, &url)
         .bearer_auth(token.expose())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body.unwrap_or_default())
         .send()
         .await

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::clock::{Clock, SystemClock};
 use crate::money::Currency;
 use crate::store::payments::Payment;
-use crate::store::{StoreError, outbox, payments, receipts};
+use crate::store::{StoreError, alarms, outbox, payments, receipts};
 
 use super::AdminState;
 
@@ -91,13 +91,15 @@ pub async fn set_log_level(body: String) -> Response {
 
 /// A payment as store IT sees it: brand and last 4 only.
 fn payment_json(p: &Payment) -> Value {
+    let (resolvable, resolution) = super::alarms::resolution_json(p);
     let amount = Currency::parse(&p.currency).map_or(Value::Null, |c| c.to_decimal(p.amount_minor));
     json!({
         "paymentId": p.payment_id, "state": p.state.as_str(), "amount": amount, "currency": p.currency,
         "method": p.method, "terminal": p.terminal_id, "cardBrand": p.sale.card_brand,
         "lastDigits": p.sale.last_digits, "authorizationId": p.sale.authorization_id, "nsu": p.sale.nsu,
         "code": p.sale.code, "message": p.sale.message, "settledMinor": p.settled_minor,
-        "refundedMinor": p.refunded_minor, "createdAtMs": p.created_at, "alarm": p.alarm,
+        "refundedMinor": p.refunded_minor, "createdAtMs": p.created_at,
+        "resolvable": resolvable, "resolution": resolution,
     })
 }
 
@@ -139,16 +141,23 @@ pub async fn show_payment(State(state): State<AdminState>, Path(id): Path<String
                 p,
                 receipts::of_payment(c, &id)?,
                 outbox::states_of(c, &id)?,
+                alarms::of_payment(c, &id)?,
             )))
         })
         .await;
     match read {
-        Ok(Some((p, receipts, callbacks))) => {
+        Ok(Some((p, receipts, callbacks, alarms))) => {
             let mut body = payment_json(&p);
             body["receipts"] = json!(
                 receipts
                     .iter()
                     .map(|(kind, text)| json!({ "kind": kind, "text": text }))
+                    .collect::<Vec<_>>()
+            );
+            body["alarms"] = json!(
+                alarms
+                    .iter()
+                    .map(super::alarms::alarm_json)
                     .collect::<Vec<_>>()
             );
             body["callbacks"] = json!(

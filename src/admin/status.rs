@@ -18,7 +18,7 @@ use crate::locale;
 use crate::money::Currency;
 use crate::pos::Engine;
 use crate::store::payments::Payment;
-use crate::store::{StoreError, outbox, payments};
+use crate::store::{StoreError, alarms, outbox, payments};
 
 const PAGE: &str = include_str!("status.html");
 const SCRIPT: &str = include_str!("status.js");
@@ -83,20 +83,22 @@ pub struct LoginForm {
 
 /// The login form posts the token once; the answer sets the cookie and goes to the page.
 pub async fn login(State(state): State<AdminState>, Form(form): Form<LoginForm>) -> Response {
-    if !state.auth.is_token(&form.token) {
+    let Some(name) = state.auth.holder_of(&form.token) else {
         tracing::warn!("admin: wrong token typed into the status page's login");
         tokio::time::sleep(WRONG_TOKEN_DELAY).await;
         return html(
             StatusCode::UNAUTHORIZED,
             login_form("That is not the admin token."),
         );
+    };
+    tracing::info!(who = %name, "admin: status page login");
+    match state.auth.login_cookie(&name) {
+        Some(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to("/status")).into_response(),
+        None => html(
+            StatusCode::UNAUTHORIZED,
+            login_form("That is not the admin token."),
+        ),
     }
-    tracing::info!("admin: status page login");
-    (
-        [(header::SET_COOKIE, state.auth.login_cookie())],
-        Redirect::to("/status"),
-    )
-        .into_response()
 }
 
 pub async fn logout() -> Response {
@@ -170,6 +172,7 @@ fn decimal(minor: i64, currency: &str) -> String {
 }
 
 fn payment_json(p: &Payment) -> Value {
+    let (resolvable, resolution) = super::alarms::resolution_json(p);
     json!({
         "paymentId": p.payment_id,
         "state": p.state.as_str(),
@@ -185,7 +188,8 @@ fn payment_json(p: &Payment) -> Value {
         "lastDigits": p.sale.last_digits,
         "terminal": p.terminal_id,
         "createdAt": p.created_at,
-        "alarm": p.alarm,
+        "resolvable": resolvable,
+        "resolution": resolution,
     })
 }
 
@@ -210,13 +214,23 @@ pub async fn snapshot(engine: &Engine) -> Result<Value, StoreError> {
     let now = engine.now_ms();
     let store_time = engine.store_time();
     let since = store_time.start_of_day_ms(now);
-    let (today, undelivered, alarmed) = engine
+    let (today, undelivered, open_alarms, alarmed) = engine
         .store()
         .call(move |c| {
+            let open_alarms = alarms::open(c)?;
+            let mut alarmed: Vec<Payment> = Vec::new();
+            for id in open_alarms.iter().filter_map(|a| a.payment_id.as_deref()) {
+                if !alarmed.iter().any(|p| p.payment_id == id)
+                    && let Some(p) = payments::get(c, id)?
+                {
+                    alarmed.push(p);
+                }
+            }
             Ok((
                 payments::created_since(c, since, MAX_PAYMENTS)?,
                 outbox::undelivered(c, MAX_CALLBACKS)?,
-                payments::with_alarms(c)?,
+                open_alarms,
+                alarmed,
             ))
         })
         .await?;
@@ -233,35 +247,7 @@ pub async fn snapshot(engine: &Engine) -> Result<Value, StoreError> {
             })
         })
         .collect();
-    let mut alarms: Vec<Value> = alarmed
-        .iter()
-        .map(|p| {
-            json!({
-                "kind": "payment",
-                "paymentId": p.payment_id,
-                "state": p.state.as_str(),
-                "amount": decimal(p.amount_minor, &p.currency),
-                "currency": p.currency,
-                "terminal": p.terminal_id,
-                "message": p.alarm,
-            })
-        })
-        .collect();
-    alarms.extend(
-        undelivered
-            .iter()
-            .filter(|cb| cb.state == "given_up")
-            .map(|cb| {
-                json!({
-                    "kind": "callback",
-                    "paymentId": cb.payment_id,
-                    "message": format!(
-                        "callback given up after {} attempts: the Gateway never learned this result",
-                        cb.attempts
-                    ),
-                })
-            }),
-    );
+    let alarms: Vec<Value> = open_alarms.iter().map(super::alarms::alarm_json).collect();
     Ok(json!({
         "now": now,
         "store": { "timezone": store_time.name() },

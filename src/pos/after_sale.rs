@@ -118,6 +118,7 @@ impl Engine {
                 .call(record_operation(
                     op.clone(),
                     OperationOutcome::Done,
+                    self.store_time.clone(),
                     self.now(),
                 ))
                 .await?;

@@ -10,8 +10,11 @@ use std::fmt;
 
 use rusqlite::Connection;
 
+use super::alarm_texts::{About, adopted_sale};
 use super::state::PaymentState;
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, must_get};
+use crate::locale::StoreTime;
+use crate::store::alarms::{self, AlarmKind};
 use crate::store::operations::{self, OpState};
 use crate::store::{StoreError, orphans, payments};
 use crate::terminal::SentRecord;
@@ -63,13 +66,14 @@ impl Engine {
             sent.extend(records.into_iter().map(|r| (terminal_id.clone(), r)));
         }
         let now = self.now();
+        let time = self.store_time.clone();
         let (reconciled, unknown) = self
             .store
             .call(move |c| {
                 let mut reconciled = Reconciled::default();
                 let mut unknown = UnknownEntries::default();
                 for (terminal_id, record) in sent {
-                    match check(c, &terminal_id, &record)? {
+                    match check(c, &terminal_id, &record, &time, now)? {
                         Check::Known => {}
                         Check::CaughtUp => reconciled.caught_up.push(record.reference.clone()),
                         Check::Unknown if record.at_ms < ignore_before_ms => {}
@@ -80,6 +84,21 @@ impl Engine {
                                 &record.reference,
                                 record.amount_minor,
                                 record.at_ms,
+                                now,
+                            )?;
+                            alarms::raise(
+                                c,
+                                AlarmKind::AdoptedSale,
+                                None,
+                                Some(&adopted_subject(&terminal_id, &record.reference)),
+                                &adopted_sale(
+                                    &terminal_id,
+                                    &record.reference,
+                                    record.amount_minor,
+                                    record.at_ms,
+                                    &time,
+                                    now,
+                                ),
                                 now,
                             )?;
                             reconciled.adopted += 1;
@@ -106,23 +125,41 @@ enum Check {
     Unknown,
 }
 
-const CAUGHT_UP_ALARM: &str = "The database was older than the terminal's journal (restored from a backup?): this payment had already been sent to the terminal. It is recovered from the terminal, never charged again.";
+/// The subject of an adopted journal entry's alarm.
+pub(super) fn adopted_subject(terminal_id: &str, reference: &str) -> String {
+    format!("{terminal_id}/{reference}")
+}
 
 /// One journal entry against the database: a payment the database had not seen sent is moved
 /// to sent (on that terminal), an operation to sent (it is looked up before it is redone).
-fn check(c: &Connection, terminal_id: &str, record: &SentRecord) -> Result<Check, StoreError> {
+fn check(
+    c: &Connection,
+    terminal_id: &str,
+    record: &SentRecord,
+    time: &StoreTime,
+    now: i64,
+) -> Result<Check, StoreError> {
     if let Some(p) = payments::get(c, &record.reference)? {
         let behind = matches!(p.state, PaymentState::Received | PaymentState::Bound)
             || (p.state == PaymentState::Charging && p.sent_to_terminal_at.is_none());
         if !behind {
             return Ok(Check::Known);
         }
-        payments::mark_sent_from_journal(
+        payments::mark_sent_from_journal(c, &p.payment_id, terminal_id, record.at_ms)?;
+        let p = must_get(c, &p.payment_id)?;
+        let text = About {
+            payment: &p,
+            time,
+            now,
+        }
+        .caught_up();
+        alarms::raise(
             c,
-            &p.payment_id,
-            terminal_id,
-            record.at_ms,
-            CAUGHT_UP_ALARM,
+            AlarmKind::CaughtUp,
+            Some(&p.payment_id),
+            None,
+            &text,
+            now,
         )?;
         return Ok(Check::CaughtUp);
     }

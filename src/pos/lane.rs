@@ -13,10 +13,13 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::alarm_texts::About;
 use super::finish::{self, cancelled};
 use super::state::{PaymentState, ResultEffect};
 use super::{Engine, EngineError, function_of, must_get};
+use crate::locale::StoreTime;
 use crate::secret::random_id;
+use crate::store::alarms::{self, AlarmKind};
 use crate::store::operations::{self, OpKind, OpState, Operation};
 use crate::store::payments::{self, SaleFields};
 use crate::store::{StoreError, receipts};
@@ -322,11 +325,11 @@ impl Engine {
         error: &TerminalError,
     ) -> Result<(), EngineError> {
         tracing::error!(payment_id = %payment_id, error = %error, "ALARM: cannot tell whether the terminal charged this payment; it stays undefined and the terminal will be asked again");
-        let alarm = format!(
-            "The terminal could not say yet whether this payment was charged ({error}). posbridge keeps asking it; the payment stays undefined until it answers."
-        );
-        self.mark_unclear(lane, payment_id, PaymentState::Unknown, alarm)
-            .await
+        let reason = error.to_string();
+        self.mark_unclear(lane, payment_id, PaymentState::Unknown, move |about| {
+            (AlarmKind::Unknown, about.unknown(&reason))
+        })
+        .await
     }
 
     async fn mark_unresolved(
@@ -336,26 +339,40 @@ impl Engine {
         why: &str,
     ) -> Result<(), EngineError> {
         tracing::error!(payment_id = %payment_id, reason = %why, "ALARM: the terminal can no longer tell whether this payment was charged; it stays undefined until a person decides");
-        let alarm = format!(
-            "The terminal can no longer tell whether this payment was charged: {why}. Check the terminal's receipts and the acquirer's report for this amount and time; the payment stays undefined until a person decides."
-        );
-        self.mark_unclear(lane, payment_id, PaymentState::Unresolved, alarm)
-            .await
+        let why = why.to_string();
+        self.mark_unclear(lane, payment_id, PaymentState::Unresolved, move |about| {
+            (AlarmKind::Unresolved, about.unresolved(&why))
+        })
+        .await
     }
 
-    /// Stores that the terminal cannot (yet) tell what happened to a sale, with the alarm.
-    async fn mark_unclear(
+    /// Stores that the terminal cannot (yet) tell what happened to a sale, with its alarm.
+    async fn mark_unclear<T>(
         &self,
         lane: &LaneCtx,
         payment_id: &str,
         state: PaymentState,
-        alarm: String,
-    ) -> Result<(), EngineError> {
+        alarm: T,
+    ) -> Result<(), EngineError>
+    where
+        T: Fn(&About<'_>) -> (AlarmKind, String) + Clone + Send + 'static,
+    {
         let id = payment_id.to_string();
         let now = self.now();
+        let time = self.store_time.clone();
         self.commit(lane, payment_id, "an unclear sale's state", move |c| {
             payments::set_state(c, &id, state, now)?;
-            payments::set_alarm(c, &id, Some(&alarm), now)
+            let p = must_get(c, &id)?;
+            let (kind, text) = alarm(&About {
+                payment: &p,
+                time: &time,
+                now,
+            });
+            if kind == AlarmKind::Unresolved {
+                alarms::clear(c, &id, &[AlarmKind::Unknown], now)?;
+            }
+            alarms::raise(c, kind, Some(&id), None, &text, now)?;
+            Ok(())
         })
         .await?;
         self.publish(payment_id, state);
@@ -385,6 +402,7 @@ impl Engine {
         let cancellation_id = random_id("cx")?;
         let op_id = random_id("rv")?;
         let late_op_id = op_id.clone();
+        let time = self.store_time.clone();
         let (effect, state) = self
             .commit(lane, payment_id, "the terminal's result", move |c| {
                 let p = must_get(c, &id)?;
@@ -401,12 +419,12 @@ impl Engine {
                 match effect {
                     ResultEffect::Finish(state) => {
                         finish::finish(c, &id, state, &sale, now)?;
-                        payments::set_alarm(c, &id, None, now)?;
+                        alarms::clear(c, &id, &RECOVERED, now)?;
                     }
                     ResultEffect::CompleteCancel => {
                         finish::finish(c, &id, PaymentState::Cancelled, &sale, now)?;
                         payments::record_cancellation(c, &id, &cancellation_id, now)?;
-                        payments::set_alarm(c, &id, None, now)?;
+                        alarms::clear(c, &id, &RECOVERED, now)?;
                     }
                     ResultEffect::ReverseLateApproval => {
                         // Reported (or about to be) as not approved: it stays so, and the
@@ -418,10 +436,19 @@ impl Engine {
                             &cancelled("the payment was cancelled before the terminal approved it; the approval is reversed"),
                             now,
                         )?;
-                        payments::set_alarm(
+                        alarms::clear(c, &id, &RECOVERED, now)?;
+                        let p = must_get(c, &id)?;
+                        let about = About {
+                            payment: &p,
+                            time: &time,
+                            now,
+                        };
+                        alarms::raise(
                             c,
-                            &id,
-                            Some("The terminal approved this payment after it was cancelled or declared failed; posbridge reversed the approval on the terminal. Check that the reversal receipt was printed."),
+                            AlarmKind::LateApproval,
+                            Some(&id),
+                            None,
+                            &about.late_approval_reversing(),
                             now,
                         )?;
                         operations::insert(
@@ -568,7 +595,12 @@ impl Engine {
                 lane,
                 &op.payment_id,
                 "the operation's result",
-                record_operation(op.clone(), outcome.clone(), self.now()),
+                record_operation(
+                    op.clone(),
+                    outcome.clone(),
+                    self.store_time.clone(),
+                    self.now(),
+                ),
             )
             .await?;
         match &outcome {
@@ -595,6 +627,7 @@ pub(super) struct LaneCtx {
 pub(super) fn record_operation(
     op: Operation,
     outcome: OperationOutcome,
+    time: StoreTime,
     now: i64,
 ) -> impl Fn(&Connection) -> Result<PaymentState, StoreError> + Clone + Send + 'static {
     move |c| {
@@ -604,38 +637,50 @@ pub(super) fn record_operation(
             OperationOutcome::Failed(why) => (OpState::Failed, Some(why.clone())),
         };
         operations::set_state(c, &op.op_id, state, detail.as_deref(), now)?;
-        match (op.kind, state) {
-            (OpKind::Reversal, OpState::Done) => {
-                payments::record_cancellation(c, &op.payment_id, &op.op_id, now)?;
-            }
-            (OpKind::Reversal, _) if op.request_id.is_none() => {
-                payments::set_alarm(
-                    c,
-                    &op.payment_id,
-                    Some(
-                        "The terminal approved this payment after it was cancelled, and the approval could NOT be reversed on the terminal: reverse or refund it by hand (the card was charged).",
-                    ),
-                    now,
-                )?;
-            }
-            (OpKind::SettleReversal, OpState::Failed | OpState::Unsupported) => {
-                payments::set_alarm(
-                    c,
-                    &op.payment_id,
-                    Some(
-                        "Only part of this payment was settled and the terminal could not return the rest: return the unsettled amount to the shopper by hand.",
-                    ),
-                    now,
-                )?;
-            }
-            (OpKind::Refund, OpState::Failed | OpState::Unsupported) => {
-                payments::add_refunded(c, &op.payment_id, -op.amount_minor, now)?;
-            }
-            _ => {}
+        let late_approval = op.kind == OpKind::Reversal && op.request_id.is_none();
+        if op.kind == OpKind::Reversal && state == OpState::Done {
+            payments::record_cancellation(c, &op.payment_id, &op.op_id, now)?;
         }
-        Ok(must_get(c, &op.payment_id)?.state)
+        if op.kind == OpKind::Refund && matches!(state, OpState::Failed | OpState::Unsupported) {
+            payments::add_refunded(c, &op.payment_id, -op.amount_minor, now)?;
+        }
+        let p = must_get(c, &op.payment_id)?;
+        let about = About {
+            payment: &p,
+            time: &time,
+            now,
+        };
+        let why = detail.as_deref().unwrap_or("the terminal refused");
+        let alarm = match (op.kind, state) {
+            (OpKind::Reversal, OpState::Done) if late_approval => {
+                Some((AlarmKind::LateApproval, about.late_approval_reversed()))
+            }
+            (OpKind::Reversal, _) if late_approval => {
+                alarms::clear(c, &op.payment_id, &[AlarmKind::LateApproval], now)?;
+                Some((
+                    AlarmKind::LateApprovalNotReversed,
+                    about.late_approval_not_reversed(why),
+                ))
+            }
+            (OpKind::SettleReversal, OpState::Failed | OpState::Unsupported) => Some((
+                AlarmKind::SettleReturn,
+                about.settle_return(op.amount_minor, why),
+            )),
+            _ => None,
+        };
+        if let Some((kind, text)) = alarm {
+            alarms::raise(c, kind, Some(&op.payment_id), None, &text, now)?;
+        }
+        Ok(p.state)
     }
 }
+
+/// Alarms that clear by themselves once the terminal's result is stored.
+const RECOVERED: [AlarmKind; 3] = [
+    AlarmKind::Unknown,
+    AlarmKind::Unresolved,
+    AlarmKind::CaughtUp,
+];
 
 fn sale_fields(outcome: &SaleOutcome) -> SaleFields {
     match outcome {

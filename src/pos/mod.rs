@@ -2,7 +2,9 @@
 //! state machine, idempotency and the one-charge rule; it knows neither HTTP nor wire bytes.
 
 mod after_sale;
+mod alarm_texts;
 pub mod answer;
+mod by_hand;
 mod finish;
 mod inflight;
 mod journals;
@@ -23,6 +25,7 @@ use crate::clock::SharedClock;
 use crate::config::{Config, PosConfig, Protocol};
 use crate::money::Currency;
 use crate::secret::{CardNumber, ct_eq, random_id, random_token};
+use crate::store::alarms::{self, AlarmKind};
 use crate::store::payments::{self, Delays, NewPayment, Payment, SaleFields};
 use crate::store::{Store, StoreError, orphans, outbox};
 use crate::terminal::simulator::Simulator;
@@ -31,6 +34,7 @@ use crate::terminal::zvt::{self, ZvtDriver, ZvtSettings};
 use crate::terminal::{CardFunction, PromptSink, TerminalEvent, TerminalHandle};
 
 pub use answer::{OperationAnswer, PaymentAnswer};
+pub use by_hand::{ByHand, Decision, ResolveError};
 pub use inflight::{InFlight, InFlightGuard};
 pub use journals::{Reconciled, UnknownEntries};
 pub use lane::LaneStatus;
@@ -78,7 +82,7 @@ pub enum EngineError {
     /// The terminals' journals name sales or operations the database does not know: it is
     /// older than they are (restored from an old backup, or replaced).
     #[error(
-        "the terminal journals beside the database name what the database does not know: {0}. The database is older than the journals (restored from an old backup, or replaced): starting now could lose those results or charge again. Restore the newest backup, or adopt them with `posbridge adopt-journals` (see the README, \"Backup and restore\")"
+        "the terminal journals beside the database name what the database does not know: {0}. The database is older than the journals (restored from an old backup, or replaced): starting now could lose those results or charge again. Restore the newest backup, or adopt them with `posbridge adopt-journals` (see the operator guide, docs/operator-guide.md, \"Backup and restore\")"
     )]
     JournalsAhead(UnknownEntries),
     #[error("configuration: {0}")]
@@ -479,6 +483,7 @@ impl Engine {
         let new = self.new_payment(merchant, &request)?;
         let merchant = merchant.to_string();
         let now = self.now();
+        let time = self.store_time.clone();
         let (payment, started, first_call, adopted) = self
             .store
             .call(move |c| {
@@ -491,7 +496,7 @@ impl Engine {
                             (p, false, false)
                         }
                         None => {
-                            let (p, adopted) = insert_new(c, &merchant, new, now)?;
+                            let (p, adopted) = insert_new(c, &merchant, new, &time, now)?;
                             (p, true, adopted)
                         }
                     };
@@ -733,6 +738,7 @@ fn insert_new(
     c: &Connection,
     merchant: &str,
     mut new: NewPayment,
+    time: &crate::locale::StoreTime,
     now: i64,
 ) -> Result<(Payment, bool), StoreError> {
     if payments::get(c, &new.payment_id)?.is_some() {
@@ -745,12 +751,27 @@ fn insert_new(
     };
     payments::insert(c, &new, now)?;
     if let Some(orphan) = &adopted {
-        payments::mark_sent_from_journal(
+        payments::mark_sent_from_journal(c, &new.payment_id, &orphan.terminal_id, orphan.sent_at)?;
+        let p = must_get(c, &new.payment_id)?;
+        let text = alarm_texts::About {
+            payment: &p,
+            time,
+            now,
+        }
+        .caught_up();
+        alarms::raise(
             c,
-            &new.payment_id,
-            &orphan.terminal_id,
-            orphan.sent_at,
-            "A terminal's journal showed this payment sent before the database knew it (adopted after a restore from a backup): it is recovered from the terminal, never charged again.",
+            AlarmKind::CaughtUp,
+            Some(&p.payment_id),
+            None,
+            &text,
+            now,
+        )?;
+        alarms::clear_subject(
+            c,
+            AlarmKind::AdoptedSale,
+            &journals::adopted_subject(&orphan.terminal_id, &orphan.reference),
+            now,
         )?;
         orphans::take_over(c, &orphan.terminal_id, &orphan.reference)?;
         return Ok((must_get(c, &new.payment_id)?, true));

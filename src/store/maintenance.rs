@@ -36,16 +36,19 @@ pub struct Purged {
 }
 
 /// Deletes payments finished before `cutoff_ms` (final, nothing pending on the terminal or in
-/// the outbox) with their receipts, answers, operations and Payment App events, and delivered callbacks older than
-/// the cutoff. Unresolved or alarmed payments are kept whatever their age.
+/// the outbox) with their receipts, answers, operations, Payment App events and settled alarms,
+/// and delivered callbacks older than the cutoff. Unresolved payments and payments with an open
+/// alarm are kept whatever their age.
 pub fn purge(c: &Connection, cutoff_ms: i64) -> Result<Purged, StoreError> {
     let doomed = "SELECT payment_id FROM payments p
         WHERE p.updated_at < ?1
           AND p.state IN ('approved', 'denied', 'cancelled')
-          AND p.alarm IS NULL
+          AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.payment_id = p.payment_id
+                          AND a.cleared_at IS NULL AND a.acked_at IS NULL)
           AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.payment_id = p.payment_id AND o.state != 'delivered')
           AND NOT EXISTS (SELECT 1 FROM operations op WHERE op.payment_id = p.payment_id AND op.state IN ('pending', 'sent'))";
     for table in [
+        "alarms",
         "receipts",
         "answers",
         "operations",
@@ -105,7 +108,14 @@ mod tests {
                     old,
                 )?;
                 payments::insert(c, &test_payment("old-alarm", PaymentState::Approved), old)?;
-                payments::set_alarm(c, "old-alarm", Some("late approval"), old)?;
+                crate::store::alarms::raise(
+                    c,
+                    crate::store::alarms::AlarmKind::LateApproval,
+                    Some("old-alarm"),
+                    None,
+                    "late approval",
+                    old,
+                )?;
                 payments::insert(
                     c,
                     &test_payment("old-undelivered", PaymentState::Denied),

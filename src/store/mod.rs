@@ -6,6 +6,7 @@ mod schema;
 
 pub use schema::LATEST_VERSION;
 
+pub mod alarms;
 pub mod events;
 pub mod maintenance;
 pub mod merchants;
@@ -178,15 +179,23 @@ pub struct WriterLock {
 /// Takes the exclusive claim on the database at `path` (a `.lock` file beside it).
 pub fn lock_writer(path: &Path) -> Result<WriterLock, StoreError> {
     let lock_path = lock_path(path);
-    let file = std::fs::OpenOptions::new()
+    let created = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&lock_path)
-        .map_err(|e| StoreError::Open {
-            path: lock_path.display().to_string(),
-            problem: e.to_string(),
-        })?;
+        .open(&lock_path);
+    // A lock file another user made (root running a maintenance command) still locks: a
+    // shared read-only open is enough for the lock.
+    let file = match created {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            std::fs::File::open(&lock_path)
+        }
+        other => other,
+    }
+    .map_err(|e| StoreError::Open {
+        path: lock_path.display().to_string(),
+        problem: e.to_string(),
+    })?;
     match file.try_lock() {
         Ok(()) => Ok(WriterLock { _file: file }),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Open {
@@ -319,6 +328,24 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_writer_at_a_time_even_with_a_read_only_lock_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("w.db");
+        let first = lock_writer(&db).expect("first");
+        let second = lock_writer(&db).expect_err("second");
+        assert!(second.to_string().contains("daemon running"), "{second}");
+        drop(first);
+        // A lock file someone else made (and this process may not write) still locks.
+        let lock = lock_path(&db);
+        let mut perms = std::fs::metadata(&lock).expect("lock").permissions();
+        perms.set_readonly(true);
+        std::fs::set_permissions(&lock, perms).expect("chmod");
+        let held = lock_writer(&db).expect("read-only lock file");
+        assert!(lock_writer(&db).is_err());
+        drop(held);
+    }
 
     #[tokio::test]
     async fn a_failing_call_does_not_undo_its_batch_neighbours() {

@@ -54,12 +54,21 @@ pub struct Payment {
     pub refunded_minor: i64,
     pub cancellation_id: Option<String>,
     pub first_answer_undefined: bool,
-    pub alarm: Option<String>,
     /// The Create answer frozen when the payment became final (JSON).
     pub final_answer: Option<String>,
     /// The Gateway's paymentId when the row's key differs from it (a second merchant's payment
     /// with the same paymentId); `None`: the key is the paymentId.
     pub external_id: Option<String>,
+    /// Resolved by hand: by whom (the admin token's name), when, why.
+    pub resolution: Option<Resolution>,
+}
+
+/// A payment a person resolved because the terminal could not tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    pub by: String,
+    pub at: i64,
+    pub reason: String,
 }
 
 impl Payment {
@@ -140,9 +149,21 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Payment> {
         refunded_minor: row.get("refunded_minor")?,
         cancellation_id: row.get("cancellation_id")?,
         first_answer_undefined: row.get("first_answer_undefined")?,
-        alarm: row.get("alarm")?,
         final_answer: row.get("final_answer")?,
         external_id: row.get("external_id")?,
+        resolution: match (
+            row.get::<_, Option<String>>("resolved_by")?,
+            row.get::<_, Option<i64>>("resolved_at")?,
+        ) {
+            (Some(by), Some(at)) => Some(Resolution {
+                by,
+                at,
+                reason: row
+                    .get::<_, Option<String>>("resolution_reason")?
+                    .unwrap_or_default(),
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -241,14 +262,29 @@ pub fn mark_sent_from_journal(
     payment_id: &str,
     terminal_id: &str,
     sent_at: i64,
-    alarm: &str,
 ) -> Result<(), StoreError> {
     c.execute(
         "UPDATE payments SET state = 'charging', terminal_id = ?2,
             charge_started_at = COALESCE(charge_started_at, ?3), sent_to_terminal_at = ?3,
-            updated_at = ?3, alarm = ?4
+            updated_at = ?3
          WHERE payment_id = ?1",
-        params![payment_id, terminal_id, sent_at, alarm],
+        params![payment_id, terminal_id, sent_at],
+    )?;
+    Ok(())
+}
+
+/// Records who resolved a payment by hand, when and why.
+pub fn record_resolution(
+    c: &Connection,
+    payment_id: &str,
+    by: &str,
+    reason: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE payments SET resolved_by = ?2, resolved_at = ?3, resolution_reason = ?4
+         WHERE payment_id = ?1",
+        params![payment_id, by, now, reason],
     )?;
     Ok(())
 }
@@ -376,29 +412,6 @@ pub fn add_refunded(
         params![payment_id, delta, now],
     )?;
     Ok(())
-}
-
-pub fn set_alarm(
-    c: &Connection,
-    payment_id: &str,
-    alarm: Option<&str>,
-    now: i64,
-) -> Result<(), StoreError> {
-    c.execute(
-        "UPDATE payments SET alarm = ?2, updated_at = ?3 WHERE payment_id = ?1",
-        params![payment_id, alarm, now],
-    )?;
-    Ok(())
-}
-
-/// Payments that need store IT: unresolved, late approvals reversed, manual refunds.
-pub fn with_alarms(c: &Connection) -> Result<Vec<Payment>, StoreError> {
-    let mut stmt =
-        c.prepare("SELECT * FROM payments WHERE alarm IS NOT NULL ORDER BY updated_at")?;
-    let rows = stmt
-        .query_map([], from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
 }
 
 /// Payments created at or after `since` (unix ms), newest first, at most `limit`.

@@ -139,11 +139,38 @@ CREATE TABLE journal_orphans (
 );
 ";
 
+/// Alarms a person can act on (issue 9): each raised alarm is a row, open until the condition
+/// clears by itself or a person acknowledges it, and kept as history. Payments resolved by hand
+/// record who, when and why. The payments' old one-text `alarm` column is moved here.
+const V5: &str = "
+CREATE TABLE alarms (
+    id          INTEGER PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    payment_id  TEXT,              -- the payment it is about, if any
+    subject     TEXT,              -- what else it is about (a callback id, a journal reference)
+    text        TEXT NOT NULL,     -- plain words with the next step
+    raised_at   INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    cleared_at  INTEGER,           -- the condition went away by itself (recovered, delivered)
+    acked_at    INTEGER,
+    acked_by    TEXT,              -- the admin token's name, never the token
+    ack_note    TEXT
+);
+CREATE INDEX alarms_open ON alarms (cleared_at, acked_at);
+CREATE INDEX alarms_by_payment ON alarms (payment_id);
+INSERT INTO alarms (kind, payment_id, text, raised_at, updated_at)
+    SELECT 'earlier', payment_id, alarm, updated_at, updated_at FROM payments WHERE alarm IS NOT NULL;
+UPDATE payments SET alarm = NULL;
+ALTER TABLE payments ADD COLUMN resolved_by TEXT;
+ALTER TABLE payments ADD COLUMN resolved_at INTEGER;
+ALTER TABLE payments ADD COLUMN resolution_reason TEXT;
+";
+
 /// How many migrations this binary knows (the database's `user_version` once migrated).
-pub const LATEST_VERSION: i64 = 4;
+pub const LATEST_VERSION: i64 = 5;
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), String> {
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4)])
+    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4), M::up(V5)])
         .to_latest(conn)
         .map_err(|e| format!("migration failed: {e}"))
 }

@@ -50,6 +50,8 @@ pub struct Options {
     /// Where the database (and the terminal journals beside it) live; default: the daemon's
     /// own temporary directory.
     pub database_dir: Option<PathBuf>,
+    /// `[callbacks] give_up_after_s`.
+    pub give_up_after_s: u64,
 }
 
 impl Default for Options {
@@ -74,6 +76,7 @@ impl Default for Options {
             server_extra: String::new(),
             extra_config: String::new(),
             database_dir: None,
+            give_up_after_s: 3600,
         }
     }
 }
@@ -122,7 +125,7 @@ allow_simulator = true
 [callbacks]
 first_retry_s = {first_retry}
 max_interval_s = {max_interval}
-give_up_after_s = 3600
+give_up_after_s = {give_up}
 request_timeout_s = 2
 
 [onboarding]
@@ -150,6 +153,7 @@ result_timeout_s = {result_timeout}
             identify = o.identify_terminal,
             first_retry = o.first_retry_s,
             max_interval = o.first_retry_s.max(2),
+            give_up = o.give_up_after_s,
             result_timeout = o.result_timeout_s,
             admin = if o.admin {
                 format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n")

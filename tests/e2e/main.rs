@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod alarms;
 mod bad_input;
 mod browser;
 mod callbacks;

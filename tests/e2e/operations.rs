@@ -358,7 +358,7 @@ async fn card_present_operations_answer_501_and_are_listed_for_store_it() {
     let (code, report) = daemon.alarms();
     assert_eq!(code, Some(1));
     assert!(
-        report.contains("pay-manual") && report.contains("return the unsettled amount"),
+        report.contains("pay-manual") && report.contains("could not give back the remaining"),
         "{report}"
     );
 

@@ -200,10 +200,10 @@ async fn status_api_and_page_need_the_token_show_what_store_it_needs_and_redeliv
         .find(|a| a["paymentId"] == "ST-ALARM")
         .unwrap_or_else(|| panic!("alarm listed: {body}"));
     assert!(
-        alarm["message"]
+        alarm["text"]
             .as_str()
-            .expect("message")
-            .contains("return the unsettled amount"),
+            .expect("text")
+            .contains("could not give back the remaining"),
         "{alarm}"
     );
     let terminal = &body["terminals"][0];

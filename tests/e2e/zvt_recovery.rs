@@ -18,7 +18,7 @@ fn credit(id: &str, value: Value, receiver: &CallbackReceiver) -> Value {
 
 /// Starts the charge and kills posbridge while the terminal works on it; a new posbridge
 /// comes up on the same database and journal.
-async fn kill_mid_sale(daemon: Daemon, body: &Value) -> Daemon {
+pub async fn kill_mid_sale(daemon: Daemon, body: &Value) -> Daemon {
     start_charge(&daemon.gateway(), body).await;
     assert!(
         daemon

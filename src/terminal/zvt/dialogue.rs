@@ -36,6 +36,23 @@ pub enum Ending {
     Accepted,
 }
 
+impl std::fmt::Display for Ending {
+    /// In words for store IT (alarms, `terminals list`): never a debug dump.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = |code: &ResultCode| {
+            code.text()
+                .map_or_else(|| format!("result code {:#04x}", code.0), str::to_string)
+        };
+        match self {
+            Ending::Completed => f.write_str("completed"),
+            Ending::Aborted(code) => write!(f, "ended without a result ({})", text(code)),
+            Ending::Refused(code) => write!(f, "refused ({})", text(code)),
+            Ending::TimedOut => f.write_str("did not answer in time"),
+            Ending::Accepted => f.write_str("accepted"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Dialogue {
     pub ending: Ending,

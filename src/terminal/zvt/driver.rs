@@ -277,7 +277,7 @@ impl ZvtDriver {
                 }
                 other => {
                     return Err(DriverError::Disconnected(format!(
-                        "registration failed: {other:?}"
+                        "the terminal did not register posbridge: it {other}"
                     )));
                 }
             }
@@ -358,7 +358,7 @@ impl ZvtDriver {
             (Ending::TimedOut, _) => return Err(DriverError::Timeout),
             (ending, _) => {
                 return Err(DriverError::Protocol(format!(
-                    "Repeat Receipt answered {ending:?}"
+                    "asked to repeat its last receipt, the terminal {ending}"
                 )));
             }
         };
