@@ -261,6 +261,12 @@
     return [label, input];
   }
 
+  // What a person typed, on one line: posbridge refuses control characters in a note or a
+  // reason, and a line break there is only layout.
+  function typed(input) {
+    return input.value.replace(/\s+/g, " ").trim();
+  }
+
   function textInput(id, tag, maxLength) {
     const input = element(tag || "input");
     input.id = id;
@@ -294,7 +300,7 @@
     ], [
       button("Acknowledge", "primary", () => submit(
         "/status/api/alarms/" + encodeURIComponent(alarm.id) + "/ack",
-        note.value.trim() ? { note: note.value.trim() } : {})),
+        typed(note) ? { note: typed(note) } : {})),
       button("Cancel", "", closeDialog),
     ]);
   }
@@ -344,7 +350,7 @@
           $("act-problem").textContent = "Choose approved or denied.";
           return;
         }
-        if (!reason.value.trim()) {
+        if (!typed(reason)) {
           $("act-problem").textContent = "A reason is required: what the receipt or the acquirer's report shows.";
           reason.focus();
           return;
@@ -355,10 +361,10 @@
     ]);
 
     const confirmStep = (decision) => {
-      const body = { decision, reason: reason.value.trim() };
+      const body = { decision, reason: typed(reason) };
       if (decision === "approved") {
         for (const [key, input] of Object.entries(extra)) {
-          if (input.value.trim()) body[key] = input.value.trim();
+          if (typed(input)) body[key] = typed(input);
         }
       }
       const question = element("p", "question");

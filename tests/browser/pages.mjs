@@ -237,7 +237,8 @@ async function statusActions(page) {
   await page.check("#act-approved");
   await button("Continue…").click();
   const noReason = await text(page, "#act-problem");
-  await page.fill("#act-reason", "receipt 0042 shows approved");
+  // A line break is only layout: it goes as a space.
+  await page.fill("#act-reason", "receipt 0042\nshows approved");
   await button("Continue…").click();
   const question = await dialog.locator(".question").innerText();
   const dialogFit = await fit(page);

@@ -542,7 +542,6 @@ async fn the_status_page_fits_a_phone_and_says_how_each_terminal_is() {
 /// the reason is required, a confirm step names the payment, the amount and the decision; the
 /// Gateway is told; the page shows who resolved it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the alarms routes (POST /status/api/alarms/{id}/ack, /status/api/payments/{id}/resolve) and the status JSON's alarm ids and `resolvable` (issue 9, alarms)"]
 async fn the_status_page_acknowledges_an_alarm_and_resolves_a_payment() {
     if !browser_available() {
         return;
