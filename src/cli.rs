@@ -1,19 +1,30 @@
 //! The `posbridge` command line: what each subcommand does, and its exit code.
-//! Exit codes: 0 success; 64 bad configuration (EX_USAGE: systemd does not restart on it);
-//! 65 the database is older than the terminals' journals (EX_DATAERR: restored from an old
-//! backup; `adopt-journals` or a newer backup, then start again); 1 failure; 2 the running
-//! daemon could not be asked.
+//! Exit codes: 0 success; 64 bad configuration or command line (EX_USAGE: systemd does not
+//! restart on it); 65 the database is older than the terminals' journals (EX_DATAERR: restored
+//! from an old backup; `adopt-journals` or a newer backup, then start again); 1 failure, or the
+//! daemon refused; 2 the running daemon could not be asked.
+//!
+//! What the running daemon answers is shown for people (`views`: tables, local times, amounts
+//! as written) or, with `--json`, printed as it is for scripts.
+
+pub mod table;
+mod views;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, DEFAULT_CONFIG};
+use crate::locale::StoreTime;
 use crate::telemetry::{self, LogFormat, LogOutput};
 
-const EXIT_CONFIG: u8 = 64;
+const EXIT_USAGE: u8 = 64;
 const EXIT_JOURNALS_AHEAD: u8 = 65;
+const EXIT_NOT_ASKED: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -69,6 +80,9 @@ enum Command {
     Terminals {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Print the daemon's JSON as it is (UTC unix ms), for scripts.
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         action: TerminalAction,
     },
@@ -76,13 +90,19 @@ enum Command {
     Payments {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Print the daemon's JSON as it is (UTC unix ms, minor units), for scripts.
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         action: PaymentAction,
     },
-    /// Ask the running daemon about the callback outbox, or re-deliver one now.
+    /// Ask the running daemon about the callback outbox, or re-deliver now.
     Callbacks {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Print the daemon's JSON as it is (UTC unix ms), for scripts.
+        #[arg(long, global = true)]
+        json: bool,
         #[command(subcommand)]
         action: CallbackAction,
     },
@@ -90,6 +110,9 @@ enum Command {
     LogLevel {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Print the daemon's JSON as it is, for scripts.
+        #[arg(long)]
+        json: bool,
         level: String,
     },
     /// Run a simulated payment terminal that speaks a real protocol (for tests and demos).
@@ -98,7 +121,7 @@ enum Command {
         protocol: SimulatedProtocol,
     },
     /// List what needs a person, each alarm with what to do (see the runbook); `ack ID` once
-    /// dealt with. Exit 0: nothing open; 1: something listed; 2: the database cannot be read.
+    /// dealt with. Exit 0: nothing open; 1: something open; 2: the database cannot be read.
     Alarms {
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
@@ -106,7 +129,7 @@ enum Command {
         #[arg(long)]
         all: bool,
         /// JSON for scripts (times in UTC milliseconds).
-        #[arg(long)]
+        #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
         action: Option<AlarmAction>,
@@ -147,8 +170,12 @@ enum TerminalAction {
 
 #[derive(Subcommand)]
 enum PaymentAction {
-    /// Payments of the last 24 hours.
-    List,
+    /// Today's payments (since the store's midnight, `[store] timezone`), newest first.
+    List {
+        /// From the store's midnight of this date instead (YYYY-MM-DD).
+        #[arg(long, value_name = "YYYY-MM-DD", value_parser = store_date)]
+        since: Option<String>,
+    },
     /// One payment with its receipts and callbacks.
     Show { id: String },
     /// Resolve a payment the terminal could not (state unknown or unresolved) from its receipt:
@@ -186,8 +213,12 @@ enum PaymentAction {
 enum CallbackAction {
     /// Callbacks not delivered yet (pending, failing, given up).
     List,
-    /// Make one due now.
-    Retry { id: i64 },
+    /// Make callbacks due now: the one with this ID, or every undelivered one of a payment
+    /// (a number is taken as a callback ID first).
+    Retry {
+        #[arg(value_name = "ID|PAYMENT-ID")]
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -203,21 +234,7 @@ fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
     };
     loaded.map_err(|e| {
         eprintln!("posbridge: invalid configuration: {e}");
-        ExitCode::from(EXIT_CONFIG)
-    })
-}
-
-/// A path segment for the admin URL (payment keys may hold `~`, which stays; anything else
-/// outside RFC 3986's unreserved set is percent-encoded).
-fn encode_segment(s: &str) -> String {
-    use std::fmt::Write;
-    s.bytes().fold(String::new(), |mut out, b| {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-        out
+        ExitCode::from(EXIT_USAGE)
     })
 }
 
@@ -231,50 +248,179 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
-/// One request to the running daemon's admin listener; prints the answer.
-fn ask_daemon(
-    config: Option<&PathBuf>,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<String>,
-) -> ExitCode {
-    ask_daemon_as(config, None, method, path, body)
+/// `--since`: a calendar date, checked here so a typo is a usage error, not a daemon's refusal.
+fn store_date(text: &str) -> Result<String, String> {
+    jiff::civil::Date::strptime("%Y-%m-%d", text)
+        .map(|date| date.strftime("%Y-%m-%d").to_string())
+        .map_err(|_| format!("`{text}` is not a date (YYYY-MM-DD, e.g. 2026-11-30)"))
 }
 
-/// [`ask_daemon`] with the admin token of the holder named `as_name`.
-fn ask_daemon_as(
-    config: Option<&PathBuf>,
-    as_name: Option<&str>,
+/// An id as one path segment: payment ids may hold `/`, `?`, `#`, spaces or `%`.
+fn segment(id: &str) -> String {
+    let mut encoded = String::with_capacity(id.len());
+    for byte in id.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// A question for the running daemon's admin listener.
+struct Request {
     method: reqwest::Method,
-    path: &str,
+    path: String,
     body: Option<String>,
+    /// Whose admin token asks ([admin] tokens); `None`: `[admin] token`.
+    as_name: Option<String>,
+}
+
+impl Request {
+    fn get(path: impl Into<String>) -> Self {
+        Self {
+            method: reqwest::Method::GET,
+            path: path.into(),
+            body: None,
+            as_name: None,
+        }
+    }
+
+    /// A POST with a JSON body, asked as the holder named `as_name`.
+    fn post_as(path: impl Into<String>, body: &Value, as_name: Option<String>) -> Self {
+        Self {
+            method: reqwest::Method::POST,
+            body: Some(body.to_string()),
+            as_name,
+            ..Self::get(path)
+        }
+    }
+
+    fn post(path: impl Into<String>) -> Self {
+        Self {
+            method: reqwest::Method::POST,
+            ..Self::get(path)
+        }
+    }
+
+    fn put(path: impl Into<String>, body: String) -> Self {
+        Self {
+            method: reqwest::Method::PUT,
+            body: Some(body),
+            ..Self::get(path)
+        }
+    }
+}
+
+/// Asks the running daemon: the body of a 2xx answer. Otherwise says why and gives the exit
+/// code: 1 when the daemon refused, 2 when it could not be asked.
+fn ask(config: &Config, request: Request) -> Result<String, ExitCode> {
+    let rt = runtime()?;
+    let answer = crate::admin::call_as(
+        config,
+        request.as_name.as_deref(),
+        request.method,
+        &request.path,
+        request.body,
+    );
+    match rt.block_on(answer) {
+        Ok((status, body)) if (200..300).contains(&status) => Ok(body),
+        Ok((status, body)) => {
+            eprintln!("posbridge: {}", refusal(status, &body));
+            Err(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("posbridge: {e}");
+            Err(ExitCode::from(EXIT_NOT_ASKED))
+        }
+    }
+}
+
+/// The daemon's own words for a refusal (`{"error": …}`, about a terminal when it names one),
+/// else its status and the start of its body; printable either way.
+fn refusal(status: u16, body: &str) -> String {
+    let answer = serde_json::from_str::<Value>(body).unwrap_or_default();
+    let error = answer.get("error").and_then(Value::as_str);
+    let terminal = answer.get("terminal").and_then(Value::as_str);
+    let text = match (error, terminal) {
+        (Some(error), Some(terminal)) => format!("terminal {terminal}: {error} (HTTP {status})"),
+        (Some(error), None) => format!("{error} (HTTP {status})"),
+        _ => format!(
+            "the daemon answered HTTP {status}: {}",
+            table::shorten(body.trim(), 200)
+        ),
+    };
+    table::printable(&text)
+}
+
+/// The zone the daemon counts days in (its answers name it), else the configuration's.
+fn store_time(answered: Option<&str>, config: &Config) -> StoreTime {
+    answered
+        .and_then(|zone| StoreTime::new(Some(zone)).ok())
+        .or_else(|| StoreTime::new(config.store.timezone.as_deref()).ok())
+        .unwrap_or_else(StoreTime::utc)
+}
+
+/// Asks the running daemon one question and prints its answer: the JSON as it is (`json`), or
+/// `view`'s text for people.
+fn admin_command<T: DeserializeOwned>(
+    config: Option<&PathBuf>,
+    json: bool,
+    request: Request,
+    view: impl FnOnce(&T, &views::StoreNow) -> String,
 ) -> ExitCode {
     let config = match load(config) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let answer = match ask(&config, request) {
+        Ok(answer) => answer,
         Err(code) => return code,
     };
-    match rt.block_on(crate::admin::call_as(&config, as_name, method, path, body)) {
-        Ok((200, body)) => {
-            println!("{body}");
+    if json {
+        println!("{}", answer.trim_end());
+        return ExitCode::SUCCESS;
+    }
+    let read = serde_json::from_str::<Value>(&answer).and_then(|value| {
+        let zone = value
+            .pointer("/store/timezone")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Ok((serde_json::from_value::<T>(value)?, zone))
+    });
+    match read {
+        Ok((answer, zone)) => {
+            let zone = store_time(zone.as_deref(), &config);
+            let clock = views::StoreNow {
+                zone: &zone,
+                now_ms: SystemClock.now_ms(),
+            };
+            print!("{}", view(&answer, &clock));
             ExitCode::SUCCESS
         }
-        Ok((status, body)) => {
-            eprintln!("posbridge: the daemon answered {status}: {body}");
-            ExitCode::FAILURE
-        }
         Err(e) => {
-            eprintln!("posbridge: {e}");
-            ExitCode::from(2)
+            eprintln!(
+                "posbridge: the daemon answered, but not as this posbridge expects ({e}); `--json` prints the answer as it is"
+            );
+            ExitCode::FAILURE
         }
     }
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version end here too, successfully.
+            return if e.exit_code() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_USAGE)
+            };
+        }
+    };
     match cli.command {
         Command::CheckConfig { config } => match load(Some(&config)) {
             Ok(loaded) => {
@@ -283,7 +429,7 @@ pub fn main() -> ExitCode {
                     && let Err(e) = crate::tls::Tls::load(files)
                 {
                     eprintln!("posbridge: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
+                    return ExitCode::from(EXIT_USAGE);
                 }
                 println!("{}: configuration OK", config.display());
                 ExitCode::SUCCESS
@@ -356,27 +502,49 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::Terminals { config, action } => {
-            let (method, path) = match &action {
-                TerminalAction::List => (reqwest::Method::GET, "/terminals".to_string()),
-                TerminalAction::Probe { id } => {
-                    (reqwest::Method::POST, format!("/terminals/{id}/probe"))
-                }
-                TerminalAction::EndOfDay { id } => {
-                    (reqwest::Method::POST, format!("/terminals/{id}/end-of-day"))
-                }
-            };
-            ask_daemon(config.as_ref(), method, &path, None)
-        }
-        Command::Payments { config, action } => match action {
-            PaymentAction::List => {
-                ask_daemon(config.as_ref(), reqwest::Method::GET, "/payments", None)
-            }
-            PaymentAction::Show { id } => ask_daemon(
+        Command::Terminals {
+            config,
+            json,
+            action,
+        } => match action {
+            TerminalAction::List => admin_command(
                 config.as_ref(),
-                reqwest::Method::GET,
-                &format!("/payments/{}", encode_segment(&id)),
-                None,
+                json,
+                Request::get("/terminals"),
+                views::terminal_list,
+            ),
+            TerminalAction::Probe { id } => admin_command(
+                config.as_ref(),
+                json,
+                Request::post(format!("/terminals/{}/probe", segment(&id))),
+                |answer, _| views::terminal_answer(answer),
+            ),
+            TerminalAction::EndOfDay { id } => admin_command(
+                config.as_ref(),
+                json,
+                Request::post(format!("/terminals/{}/end-of-day", segment(&id))),
+                |answer, _| views::terminal_answer(answer),
+            ),
+        },
+        Command::Payments {
+            config,
+            json,
+            action,
+        } => match action {
+            PaymentAction::List { since } => {
+                let (path, period) = match since {
+                    Some(date) => (format!("/payments?since={date}"), views::Period::Since),
+                    None => ("/payments".to_string(), views::Period::Today),
+                };
+                admin_command(config.as_ref(), json, Request::get(path), |list, clock| {
+                    views::payment_list(list, &period, clock)
+                })
+            }
+            PaymentAction::Show { id } => admin_command(
+                config.as_ref(),
+                json,
+                Request::get(format!("/payments/{}", segment(&id))),
+                views::payment,
             ),
             PaymentAction::Resolve {
                 id,
@@ -398,40 +566,60 @@ pub fn main() -> ExitCode {
                     "firstDigits": first_digits, "lastDigits": last_digits, "nsu": nsu,
                     "authorizationId": authorization_id,
                 });
-                ask_daemon_as(
+                admin_command(
                     config.as_ref(),
-                    as_name.as_deref(),
-                    reqwest::Method::POST,
-                    &format!("/payments/{}/resolve", encode_segment(&id)),
-                    Some(body.to_string()),
+                    json,
+                    Request::post_as(
+                        format!("/payments/{}/resolve", segment(&id)),
+                        &body,
+                        as_name,
+                    ),
+                    views::resolved,
                 )
             }
         },
-        Command::Callbacks { config, action } => {
-            let (method, path) = match &action {
-                CallbackAction::List => (reqwest::Method::GET, "/callbacks".to_string()),
-                CallbackAction::Retry { id } => {
-                    (reqwest::Method::POST, format!("/callbacks/{id}/retry"))
-                }
-            };
-            ask_daemon(config.as_ref(), method, &path, None)
-        }
-        Command::LogLevel { config, level } => ask_daemon(
+        Command::Callbacks {
+            config,
+            json,
+            action,
+        } => match action {
+            CallbackAction::List => admin_command(
+                config.as_ref(),
+                json,
+                Request::get("/callbacks"),
+                views::callback_list,
+            ),
+            CallbackAction::Retry { id } => admin_command(
+                config.as_ref(),
+                json,
+                Request::post(format!("/callbacks/{}/retry", segment(&id))),
+                |answer, _| views::retried(answer),
+            ),
+        },
+        Command::LogLevel {
+            config,
+            json,
+            level,
+        } => admin_command(
             config.as_ref(),
-            reqwest::Method::PUT,
-            "/log-level",
-            Some(level),
+            json,
+            Request::put("/log-level", level),
+            |answer, _| views::log_level(answer),
         ),
         Command::Alarms {
             config,
+            json,
             action: Some(AlarmAction::Ack { id, note, as_name }),
             ..
-        } => ask_daemon_as(
+        } => admin_command(
             config.as_ref(),
-            as_name.as_deref(),
-            reqwest::Method::POST,
-            &format!("/alarms/{id}/ack"),
-            Some(serde_json::json!({ "note": note }).to_string()),
+            json,
+            Request::post_as(
+                format!("/alarms/{id}/ack"),
+                &serde_json::json!({ "note": note }),
+                as_name,
+            ),
+            views::acknowledged,
         ),
         Command::Alarms {
             config,
@@ -451,12 +639,12 @@ pub fn main() -> ExitCode {
                     }
                     Err(e) => {
                         eprintln!("posbridge: {e}");
-                        ExitCode::from(2)
+                        ExitCode::from(EXIT_NOT_ASKED)
                     }
                 };
             }
-            let time = crate::locale::StoreTime::new(config.store.timezone.as_deref())
-                .unwrap_or_else(|_| crate::locale::StoreTime::utc());
+            let time = StoreTime::new(config.store.timezone.as_deref())
+                .unwrap_or_else(|_| StoreTime::utc());
             match crate::alarms::report(&config.storage.path, all, &time) {
                 Ok(report) => {
                     print!("{}", report.text);
@@ -468,7 +656,7 @@ pub fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("posbridge: {e}");
-                    ExitCode::from(2)
+                    ExitCode::from(EXIT_NOT_ASKED)
                 }
             }
         }
@@ -499,7 +687,7 @@ pub fn main() -> ExitCode {
             };
             if let Err(e) = telemetry::init(&log_level, log_format, LogOutput::Stdout) {
                 eprintln!("posbridge: {e}");
-                return ExitCode::from(EXIT_CONFIG);
+                return ExitCode::from(EXIT_USAGE);
             }
             if let Some(warning) = config.demo_box_warning() {
                 tracing::warn!("demo box: {warning}");
@@ -519,7 +707,7 @@ pub fn main() -> ExitCode {
                     eprintln!("posbridge: {e:#}");
                     // An unusable certificate or key file is a configuration problem.
                     if e.downcast_ref::<crate::tls::TlsFileError>().is_some() {
-                        ExitCode::from(EXIT_CONFIG)
+                        ExitCode::from(EXIT_USAGE)
                     } else if matches!(
                         e.downcast_ref::<crate::pos::EngineError>(),
                         Some(crate::pos::EngineError::JournalsAhead(_))
@@ -531,5 +719,47 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_stays_one_path_segment() {
+        assert_eq!(segment("pay-1_A.b~"), "pay-1_A.b~");
+        assert_eq!(segment("a/b?c#d e%"), "a%2Fb%3Fc%23d%20e%25");
+        assert_eq!(segment("ação"), "a%C3%A7%C3%A3o");
+    }
+
+    #[test]
+    fn since_takes_only_a_real_date() {
+        assert_eq!(store_date("2026-11-30").as_deref(), Ok("2026-11-30"));
+        for bad in [
+            "2026-02-30",
+            "30/11/2026",
+            "yesterday",
+            "2026-11-30&limit=1",
+            "",
+        ] {
+            assert!(store_date(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_told_in_the_daemons_words_and_printable() {
+        assert_eq!(
+            refusal(404, r#"{"error":"no payment `p-1`"}"#),
+            "no payment `p-1` (HTTP 404)"
+        );
+        assert_eq!(
+            refusal(502, r#"{"terminal":"lane-1","error":"no answer"}"#),
+            "terminal lane-1: no answer (HTTP 502)"
+        );
+        assert_eq!(
+            refusal(400, "Invalid URL\n\x1b[2J"),
+            "the daemon answered HTTP 400: Invalid URL �[2J"
+        );
     }
 }

@@ -85,6 +85,23 @@ impl StoreTime {
             .and_then(|z| z.start_of_day().ok())
             .map_or(unix_ms, |z| z.timestamp().as_millisecond())
     }
+
+    /// `2026-11-30`: the store's date at `unix_ms`.
+    pub fn date(&self, unix_ms: i64) -> String {
+        self.zoned(unix_ms)
+            .map_or_else(String::new, |z| z.strftime("%Y-%m-%d").to_string())
+    }
+
+    /// The store's midnight that starts `date` (`2026-11-30`), in unix ms.
+    pub fn start_of_date_ms(&self, date: &str) -> Result<i64, String> {
+        let not_a_date = || format!("`{date}` is not a date (YYYY-MM-DD, e.g. 2026-11-30)");
+        let date = jiff::civil::Date::strptime("%Y-%m-%d", date).map_err(|_| not_a_date())?;
+        // A midnight skipped by a DST change starts the day at the first hour that exists.
+        date.to_zoned(self.zone.clone())
+            .and_then(|z| z.start_of_day())
+            .map(|z| z.timestamp().as_millisecond())
+            .map_err(|_| not_a_date())
+    }
 }
 
 /// How a currency is written: symbol, whether it comes first, and the separators.
@@ -193,6 +210,16 @@ mod tests {
         assert_eq!(StoreTime::utc().time(at), "17:03");
         assert_eq!(sao_paulo.when(at, at + 3_600_000), "14:03");
         assert_eq!(sao_paulo.when(at, at + 86_400_000), "2026-11-30 14:03");
+        assert_eq!(sao_paulo.date(at), "2026-11-30");
+        // 00:30 UTC on Dec 1st is still Nov 30th in São Paulo.
+        assert_eq!(sao_paulo.date(1_796_085_000_000), "2026-11-30");
+        assert_eq!(sao_paulo.start_of_date_ms("2026-11-30"), Ok(midnight));
+        assert!(sao_paulo.start_of_date_ms("2026-11-31").is_err());
+        assert!(sao_paulo.start_of_date_ms("30/11/2026").is_err());
+        assert!(sao_paulo.start_of_date_ms("2026-11-30T00:00").is_err());
+        // 2018-11-04: Brazil's last DST start skipped 00:00–01:00; the day began at 01:00 -02.
+        let skipped = sao_paulo.start_of_date_ms("2018-11-04").expect("date");
+        assert_eq!(sao_paulo.date_time(skipped), "2018-11-04 01:00:00 -02");
         assert!(StoreTime::new(Some("Mars/Olympus")).is_err());
         assert!(StoreTime::new(None).is_ok());
     }

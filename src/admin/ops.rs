@@ -1,5 +1,7 @@
 //! Operations on the admin listener: Prometheus metrics, the log level, and what the
-//! `posbridge payments …` / `callbacks …` commands ask (behind the admin auth layer).
+//! `posbridge payments …` / `callbacks …` commands ask (behind the admin auth layer). Answers
+//! are for scripts (UTC unix ms, minor units) and carry the store's time zone, so the CLI shows
+//! times in the zone the daemon counts days in.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -10,10 +12,20 @@ use serde_json::{Value, json};
 
 use crate::clock::{Clock, SystemClock};
 use crate::money::Currency;
+use crate::pos::Engine;
 use crate::store::payments::Payment;
 use crate::store::{StoreError, alarms, outbox, payments, receipts};
 
 use super::AdminState;
+
+fn refused(status: StatusCode, error: String) -> Response {
+    (status, Json(json!({ "error": error }))).into_response()
+}
+
+/// The store as answers for people need it: its time zone (IANA name).
+pub(super) fn store_json(engine: &Engine) -> Value {
+    json!({ "timezone": engine.store_time().name() })
+}
 
 fn internal(e: StoreError) -> Response {
     tracing::error!(error = %e, "admin: database error");
@@ -90,64 +102,101 @@ pub async fn set_log_level(body: String) -> Response {
 }
 
 /// A payment as store IT sees it: brand and last 4 only.
-fn payment_json(p: &Payment) -> Value {
+/// `alarm`: the text of its first open alarm, if any (its alarms are listed by `show`).
+fn payment_json(p: &Payment, alarm: Option<&str>) -> Value {
     let (resolvable, resolution) = super::alarms::resolution_json(p);
     let amount = Currency::parse(&p.currency).map_or(Value::Null, |c| c.to_decimal(p.amount_minor));
     json!({
-        "paymentId": p.payment_id, "state": p.state.as_str(), "amount": amount, "currency": p.currency,
-        "method": p.method, "terminal": p.terminal_id, "cardBrand": p.sale.card_brand,
+        "paymentId": p.payment_id, "state": p.state.as_str(), "amount": amount,
+        "amountMinor": p.amount_minor, "currency": p.currency, "method": p.method,
+        "installments": p.installments, "terminal": p.terminal_id, "cardBrand": p.sale.card_brand,
         "lastDigits": p.sale.last_digits, "authorizationId": p.sale.authorization_id, "nsu": p.sale.nsu,
         "code": p.sale.code, "message": p.sale.message, "settledMinor": p.settled_minor,
         "refundedMinor": p.refunded_minor, "createdAtMs": p.created_at,
-        "resolvable": resolvable, "resolution": resolution,
+        "resolvable": resolvable, "resolution": resolution, "alarm": alarm,
     })
 }
 
 #[derive(Deserialize)]
 pub struct ListQuery {
+    /// From this instant (unix ms).
     #[serde(default)]
     since_ms: Option<i64>,
+    /// From the store's midnight that starts this date (`2026-11-30`).
+    #[serde(default)]
+    since: Option<String>,
     #[serde(default)]
     limit: Option<u32>,
 }
 
+/// `GET /payments`: newest first, the store's today (since its midnight) unless `since` or
+/// `since_ms` says from when.
 pub async fn list_payments(
     State(state): State<AdminState>,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let since = q.since_ms.unwrap_or(SystemClock.now_ms() - 86_400_000);
-    let limit = q.limit.unwrap_or(200).min(1000);
+    let store_time = state.engine.store_time();
+    let since = match (q.since_ms, q.since.as_deref()) {
+        (Some(_), Some(_)) => {
+            return refused(
+                StatusCode::BAD_REQUEST,
+                "give `since` (a date) or `since_ms`, not both".into(),
+            );
+        }
+        (Some(since_ms), None) => since_ms,
+        (None, Some(date)) => match store_time.start_of_date_ms(date) {
+            Ok(since_ms) => since_ms,
+            Err(problem) => return refused(StatusCode::BAD_REQUEST, problem),
+        },
+        (None, None) => store_time.start_of_day_ms(state.engine.now_ms()),
+    };
+    let limit = q.limit.unwrap_or(200).clamp(1, 1000);
     match state
         .engine
         .store()
-        .call(move |c| payments::created_since(c, since, limit))
+        .call(move |c| Ok((payments::created_since(c, since, limit)?, alarms::open(c)?)))
         .await
     {
-        Ok(list) => Json(json!({ "payments": list.iter().map(payment_json).collect::<Vec<_>>() }))
-            .into_response(),
+        Ok((list, open)) => Json(json!({
+            "payments": list
+                .iter()
+                .map(|p| {
+                    let alarm = open
+                        .iter()
+                        .find(|a| a.payment_id.as_deref() == Some(p.payment_id.as_str()));
+                    payment_json(p, alarm.map(|a| a.text.as_str()))
+                })
+                .collect::<Vec<_>>(),
+            "sinceMs": since,
+            "limit": limit,
+            "store": store_json(&state.engine),
+        }))
+        .into_response(),
         Err(e) => internal(e),
     }
 }
 
 pub async fn show_payment(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
+    let key = id.clone();
     let read = state
         .engine
         .store()
         .call(move |c| {
-            let Some(p) = payments::get(c, &id)? else {
+            let Some(p) = payments::get(c, &key)? else {
                 return Ok(None);
             };
             Ok(Some((
                 p,
-                receipts::of_payment(c, &id)?,
-                outbox::states_of(c, &id)?,
-                alarms::of_payment(c, &id)?,
+                receipts::of_payment(c, &key)?,
+                outbox::states_of(c, &key)?,
+                alarms::of_payment(c, &key)?,
             )))
         })
         .await;
     match read {
         Ok(Some((p, receipts, callbacks, alarms))) => {
-            let mut body = payment_json(&p);
+            let open = alarms.iter().find(|a| a.is_open()).map(|a| a.text.as_str());
+            let mut body = payment_json(&p, open);
             body["receipts"] = json!(
                 receipts
                     .iter()
@@ -166,13 +215,10 @@ pub async fn show_payment(State(state): State<AdminState>, Path(id): Path<String
                     .map(|(s, attempts)| json!({ "state": s, "attempts": attempts }))
                     .collect::<Vec<_>>()
             );
+            body["store"] = store_json(&state.engine);
             Json(body).into_response()
         }
-        Ok(None) => (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": "no such payment" })),
-        )
-            .into_response(),
+        Ok(None) => refused(StatusCode::NOT_FOUND, format!("no payment `{id}`")),
         Err(e) => internal(e),
     }
 }
@@ -188,31 +234,76 @@ pub async fn list_callbacks(State(state): State<AdminState>) -> Response {
             "callbacks": list.iter().map(|u| json!({
                 "id": u.id, "paymentId": u.payment_id, "state": u.state, "attempts": u.attempts,
                 "nextAttemptAtMs": u.next_attempt_at, "lastError": u.last_error,
-            })).collect::<Vec<_>>()
+            })).collect::<Vec<_>>(),
+            "store": store_json(&state.engine),
         }))
         .into_response(),
         Err(e) => internal(e),
     }
 }
 
-pub async fn retry_callback(State(state): State<AdminState>, Path(id): Path<i64>) -> Response {
-    let now = SystemClock.now_ms();
-    match state
+/// `POST /callbacks/{target}/retry`: makes undelivered callbacks due now. `target` is a
+/// callback's number or a paymentId (all of that payment's); a number names a callback first,
+/// and the answer says which callbacks were made due.
+pub async fn retry_callback(
+    State(state): State<AdminState>,
+    Path(target): Path<String>,
+) -> Response {
+    let now = state.engine.now_ms();
+    let key = target.clone();
+    let made_due = state
         .engine
         .store()
-        .call(move |c| outbox::redeliver_now(c, id, now))
-        .await
-    {
-        Ok(true) => {
-            state.engine.outbox_wake().notify_one();
+        .call(move |c| {
+            if let Ok(id) = key.parse::<i64>()
+                && outbox::redeliver_now(c, id, now)?
+            {
+                return Ok(Retried::Callback(id));
+            }
+            let ids = outbox::redeliver_payment_now(c, &key, now)?;
+            Ok(if !ids.is_empty() {
+                Retried::Payment(ids)
+            } else if payments::get(c, &key)?.is_some() {
+                Retried::AllDelivered
+            } else {
+                Retried::Unknown
+            })
+        })
+        .await;
+    let answer = match made_due {
+        Ok(Retried::Callback(id)) => {
             tracing::info!(callback = id, "callback re-delivery requested by store IT");
-            Json(json!({ "callback": id, "status": "due now" })).into_response()
+            json!({ "callbacks": [id], "status": "due now" })
         }
-        Ok(false) => (
-            StatusCode::NOT_FOUND,
-            Json(json!({ "error": "no such undelivered callback" })),
-        )
-            .into_response(),
-        Err(e) => internal(e),
-    }
+        Ok(Retried::Payment(ids)) => {
+            tracing::info!(payment_id = %target, callbacks = ?ids, "callback re-delivery requested by store IT");
+            json!({ "paymentId": target, "callbacks": ids, "status": "due now" })
+        }
+        Ok(Retried::AllDelivered) => {
+            return refused(
+                StatusCode::NOT_FOUND,
+                format!("payment `{target}` has no undelivered callback"),
+            );
+        }
+        Ok(Retried::Unknown) => {
+            return refused(
+                StatusCode::NOT_FOUND,
+                format!("no undelivered callback and no payment `{target}`"),
+            );
+        }
+        Err(e) => return internal(e),
+    };
+    state.engine.outbox_wake().notify_one();
+    Json(answer).into_response()
+}
+
+/// What a retry made due.
+enum Retried {
+    /// The callback with this number.
+    Callback(i64),
+    /// Every undelivered callback of the payment named.
+    Payment(Vec<i64>),
+    /// The payment exists and every callback of it was delivered.
+    AllDelivered,
+    Unknown,
 }

@@ -30,7 +30,11 @@ pub fn list(engine: &Engine) -> Vec<Value> {
 }
 
 pub async fn list_terminals(State(state): State<AdminState>) -> Response {
-    Json(json!({ "terminals": list(&state.engine) })).into_response()
+    Json(json!({
+        "terminals": list(&state.engine),
+        "store": super::ops::store_json(&state.engine),
+    }))
+    .into_response()
 }
 
 fn no_terminal(id: &str) -> Response {

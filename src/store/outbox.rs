@@ -176,6 +176,24 @@ pub fn redeliver_now(c: &Connection, id: i64, now: i64) -> Result<bool, StoreErr
     Ok(changed == 1)
 }
 
+/// Makes every undelivered callback of one payment due now (given-up ones too): their ids,
+/// oldest first; empty when it has none.
+pub fn redeliver_payment_now(
+    c: &Connection,
+    payment_id: &str,
+    now: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let mut stmt = c.prepare(
+        "UPDATE outbox SET state = 'pending', next_attempt_at = ?2
+         WHERE payment_id = ?1 AND state != 'delivered' RETURNING id",
+    )?;
+    let mut ids = stmt
+        .query_map(params![payment_id, now], |r| r.get(0))?
+        .collect::<Result<Vec<i64>, _>>()?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
 /// Undelivered callbacks: how many, and when the oldest was written.
 pub fn backlog(c: &Connection) -> Result<(i64, Option<i64>), StoreError> {
     Ok(c.query_row(

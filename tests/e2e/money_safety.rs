@@ -617,7 +617,7 @@ async fn a_result_is_kept_while_the_disk_is_full() {
         "{}",
         daemon.logs()
     );
-    let (code, terminals) = daemon.terminals_cli(&["list"]);
+    let (code, terminals) = daemon.terminals_cli(&["list", "--json"]);
     assert_eq!(code, Some(0), "{terminals}");
     assert!(
         terminals.contains("\"blocked\":true") && terminals.contains("full-1"),

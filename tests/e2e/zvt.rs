@@ -204,7 +204,7 @@ async fn zvt_sale_over_tcp_end_to_end() {
         "{declined}"
     );
     // Store IT sees it.
-    let (code, out) = daemon.terminals_cli(&["list"]);
+    let (code, out) = daemon.terminals_cli(&["list", "--json"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(
         out.contains("\"online\":true") && out.contains("\"protocol\":\"zvt\""),

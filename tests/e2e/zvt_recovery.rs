@@ -239,7 +239,7 @@ async fn a_lane_waiting_on_an_unresolved_sale_shows_as_blocked() {
     let daemon = daemon.restart().await;
     let deadline = tokio::time::Instant::now() + FINAL;
     let listed = loop {
-        let (code, out) = daemon.terminals_cli(&["list"]);
+        let (code, out) = daemon.terminals_cli(&["list", "--json"]);
         assert_eq!(code, Some(0), "{out}");
         if out.contains("\"blocked\":true") {
             break out;
@@ -262,6 +262,6 @@ async fn a_lane_waiting_on_an_unresolved_sale_shows_as_blocked() {
     terminal.signal("CONT");
     let done = daemon.gateway().poll_final(&body, FINAL).await;
     assert_eq!(done["status"], "approved", "{done}");
-    let (_, out) = daemon.terminals_cli(&["list"]);
+    let (_, out) = daemon.terminals_cli(&["list", "--json"]);
     assert!(out.contains("\"blocked\":false"), "{out}");
 }
