@@ -183,7 +183,7 @@ enum PaymentAction {
     /// and the reason are recorded.
     Resolve {
         id: String,
-        #[arg(value_enum)]
+        #[arg(value_enum, value_name = "approved|denied")]
         decision: DecisionArg,
         /// Why (what the receipt or the acquirer's report shows); required.
         #[arg(long)]

@@ -14,25 +14,6 @@ use serde::Deserialize;
 use serde::de::value::StrDeserializer;
 use serde::de::{self, DeserializeSeed, Visitor};
 
-/// Decided in issue 9 and documented, but written on another branch: accepted as documented
-/// while the code lacks them. Once one is in the code, the test asks for its removal here.
-const DECIDED_NOT_YET_MERGED: &[&str] = &[
-    "admin.tokens",
-    "posbridge alarms ack",
-    "posbridge payments resolve",
-    "--all",
-    "--as",
-    "--authorization-id",
-    "--card-brand",
-    "--first-digits",
-    "--json",
-    "--last-digits",
-    "--note",
-    "--nsu",
-    "--reason",
-    "--since",
-];
-
 const CONFIGURATION_SECTION: &str = "## Configuration keys";
 const COMMANDS_SECTION: &str = "## Commands";
 const ROUTES_SECTION: &str = "## Routes";
@@ -65,29 +46,17 @@ fn backticked(text: &str) -> impl Iterator<Item = &str> {
     text.split('`').skip(1).step_by(2)
 }
 
-/// Everything in the code is documented, and everything documented is in the code — but for
-/// what is decided and not merged yet, which leaves the list once it lands.
+/// Everything in the code is documented, and everything documented is in the code.
 fn check_both_ways(what: &str, in_code: &BTreeSet<String>, documented: &BTreeSet<String>) {
     let undocumented: Vec<_> = in_code.difference(documented).collect();
     assert!(
         undocumented.is_empty(),
         "{what} missing from docs/reference.md: {undocumented:?}"
     );
-    let unknown: Vec<_> = documented
-        .difference(in_code)
-        .filter(|d| !DECIDED_NOT_YET_MERGED.contains(&d.as_str()))
-        .collect();
+    let unknown: Vec<_> = documented.difference(in_code).collect();
     assert!(
         unknown.is_empty(),
         "{what} in docs/reference.md that the code does not have: {unknown:?}"
-    );
-    let landed: Vec<_> = DECIDED_NOT_YET_MERGED
-        .iter()
-        .filter(|d| in_code.contains(**d))
-        .collect();
-    assert!(
-        landed.is_empty(),
-        "now in the code: remove {landed:?} from DECIDED_NOT_YET_MERGED in tests/e2e/reference.rs"
     );
 }
 
