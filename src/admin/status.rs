@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::AdminState;
 use super::auth;
+use crate::locale;
 use crate::money::Currency;
 use crate::pos::Engine;
 use crate::store::payments::Payment;
@@ -29,7 +30,6 @@ const MAX_PAYMENTS: u32 = 500;
 const MAX_CALLBACKS: u32 = 500;
 /// A wrong token typed into the login form is answered this late (slows guessing).
 const WRONG_TOKEN_DELAY: Duration = Duration::from_millis(300);
-const DAY_MS: i64 = 86_400_000;
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; \
                    connect-src 'self' ws: wss:; img-src 'self'; form-action 'self'; \
@@ -178,6 +178,9 @@ fn payment_json(p: &Payment) -> Value {
         "state": p.state.as_str(),
         "status": p.state.ppp_status().as_str(),
         "amount": decimal(p.amount_minor, &p.currency),
+        "amountMinor": p.amount_minor,
+        // For people: as the currency writes it (`R$ 29,90`).
+        "amountText": locale::money(&p.currency, p.amount_minor),
         "currency": p.currency,
         "method": p.method,
         // Brand and last 4 only: never the first 6.
@@ -190,17 +193,44 @@ fn payment_json(p: &Payment) -> Value {
     })
 }
 
-/// What `/status/api` answers. Today is since UTC midnight.
+/// The terminals as `terminals list` shows them, and how a person should read their link
+/// (`not-contacted` before the first command came back, rather than `offline`).
+fn terminals_json(engine: &Engine) -> Vec<Value> {
+    let mut list = super::terminals::list(engine);
+    for terminal in &mut list {
+        let reachability = terminal["id"]
+            .as_str()
+            .and_then(|id| engine.terminal_handle(id))
+            .map(|handle| handle.reachability().as_str());
+        terminal["reachability"] = json!(reachability);
+    }
+    list
+}
+
+/// What `/status/api` answers. Today starts at the store's midnight (`[store] timezone`);
+/// times are unix ms (UTC) and amounts minor units, with text for people next to them; the
+/// page writes times in `store.timezone`.
 pub async fn snapshot(engine: &Engine) -> Result<Value, StoreError> {
     let now = engine.now_ms();
-    let since = now - now.rem_euclid(DAY_MS);
-    let (today, undelivered, alarmed) = engine
+    let store_time = engine.store_time();
+    let since = store_time.start_of_day_ms(now);
+    let (today, undelivered, open_alarms, alarmed) = engine
         .store()
         .call(move |c| {
+            let open_alarms = alarms::open(c)?;
+            let mut alarmed: Vec<Payment> = Vec::new();
+            for id in open_alarms.iter().filter_map(|a| a.payment_id.as_deref()) {
+                if !alarmed.iter().any(|p| p.payment_id == id)
+                    && let Some(p) = payments::get(c, id)?
+                {
+                    alarmed.push(p);
+                }
+            }
             Ok((
                 payments::created_since(c, since, MAX_PAYMENTS)?,
                 outbox::undelivered(c, MAX_CALLBACKS)?,
-                alarms::open(c)?,
+                open_alarms,
+                alarmed,
             ))
         })
         .await?;
@@ -217,16 +247,18 @@ pub async fn snapshot(engine: &Engine) -> Result<Value, StoreError> {
             })
         })
         .collect();
-    let alarms: Vec<Value> = alarmed.iter().map(super::alarms::alarm_json).collect();
+    let alarms: Vec<Value> = open_alarms.iter().map(super::alarms::alarm_json).collect();
     Ok(json!({
         "now": now,
+        "store": { "timezone": store_time.name() },
         "todaySince": since,
-        "todayIs": "since UTC midnight",
-        "terminals": super::terminals::list(engine),
+        "todaySinceText": store_time.date_time(since),
+        "terminals": terminals_json(engine),
         "payments": today.iter().map(payment_json).collect::<Vec<_>>(),
+        // Whatever day they are from: what an alarm about a payment needs to be acted on.
+        "alarmedPayments": alarmed.iter().map(payment_json).collect::<Vec<_>>(),
         "callbacks": callbacks,
         "alarms": alarms,
-        "store": { "timezone": engine.store_time().name() },
     }))
 }
 

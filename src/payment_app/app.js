@@ -12,10 +12,23 @@
   // Default wait when posbridge refuses this address (429) without saying how long.
   const BLOCKED_RETRY_S = 60;
 
+  // What the sale is: the amount as its currency writes it, credit or debit (and the
+  // installments), the terminal. Every `state` event carries it (older feeds do not).
+  function showSale(event) {
+    if (event.amountText) $("amount").textContent = event.amountText;
+    if (event.method) {
+      const method = event.method === "debit" ? "Debit" : "Credit";
+      $("method").textContent = event.installments > 1
+        ? method + " · " + event.installments + " installments" : method;
+    }
+    if (event.terminal) $("terminal").textContent = "Terminal " + event.terminal;
+  }
+
   function show(event) {
     if (typeof event.seq === "number") lastSeq = Math.max(lastSeq, event.seq);
     const item = document.createElement("li");
     if (event.type === "state") {
+      showSale(event);
       $("state").textContent = event.state;
       item.textContent = "state: " + event.state;
     } else if (event.type === "prompt") {
@@ -31,8 +44,9 @@
         (card ? " · " + card : "") + (event.message && !approved ? " · " + event.message : "");
       $("state").textContent = event.state;
       $("prompt").textContent = "";
+      // Nothing is left to cancel: a cancel now would be a refund, not this page's job.
       $("cancel").disabled = true;
-      $("cancel").textContent = "Cancel";
+      $("cancel").hidden = true;
       item.textContent = "result: " + event.status;
     } else if (event.type === "error") {
       $("error").textContent = event.message || event.code;
@@ -49,6 +63,7 @@
     $("prompt").textContent = "";
     $("error").textContent = why;
     $("cancel").disabled = true;
+    $("cancel").hidden = true;
   }
 
   function reconnect(afterMs, status) {

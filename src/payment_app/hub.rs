@@ -16,9 +16,10 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::locale;
 use crate::pos::answer::PaymentAnswer;
 use crate::pos::state::PaymentState;
-use crate::pos::{Engine, PaymentChange, payment_app_token};
+use crate::pos::{DEBIT_METHOD, Engine, PaymentChange, payment_app_token};
 use crate::secret::ct_eq;
 use crate::store::payments::{self, Payment};
 use crate::store::{StoreError, events};
@@ -471,8 +472,10 @@ fn record(
     };
     if cursor.last_state.as_deref() != Some(state.as_str()) {
         cursor.last_state = Some(state.as_str().to_string());
-        let fields = json!({ "state": state.as_str(), "status": state.ppp_status().as_str() });
-        push(cursor, "state", now_ms, fields)?;
+        let mut fields = sale_fields(&cursor.payment);
+        fields.insert("state".into(), json!(state.as_str()));
+        fields.insert("status".into(), json!(state.ppp_status().as_str()));
+        push(cursor, "state", now_ms, Value::Object(fields))?;
     }
     if state == PaymentState::Unknown {
         let fields = json!({
@@ -486,6 +489,31 @@ fn record(
         push(cursor, "result", now_ms, fields)?;
     }
     Ok(())
+}
+
+/// What the cashier and the shopper check the sale by: the amount (minor units, and as its
+/// currency writes it), credit or debit, the installments and the terminal. On every `state`
+/// event, since a client that joins late starts from the latest one.
+fn sale_fields(p: &Payment) -> Map<String, Value> {
+    let method = if p.method == DEBIT_METHOD {
+        "debit"
+    } else {
+        "credit"
+    };
+    Map::from_iter([
+        ("amount".into(), json!(p.amount_minor)),
+        ("currency".into(), json!(p.currency)),
+        (
+            "amountText".into(),
+            json!(locale::money(&p.currency, p.amount_minor)),
+        ),
+        ("method".into(), json!(method)),
+        (
+            "installments".into(),
+            json!(p.installments.unwrap_or(1).max(1)),
+        ),
+        ("terminal".into(), json!(p.terminal_id)),
+    ])
 }
 
 /// The final result as the Payment App may show it (brand and last 4 digits only): what the

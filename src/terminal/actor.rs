@@ -37,6 +37,28 @@ enum Command {
 /// An outcome the terminal reported on its own, for the sale `reference`.
 pub type LateOutcome = (String, SaleOutcome);
 
+/// Whether a terminal can be reached, as a person needs to read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reachability {
+    /// No command has come back since posbridge started: nothing is known yet, and calling
+    /// it offline would send someone to check a cable for nothing.
+    NotContacted,
+    /// The last command reached the terminal.
+    Online,
+    /// A command did not reach it, and none has since.
+    Offline,
+}
+
+impl Reachability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotContacted => "not-contacted",
+            Self::Online => "online",
+            Self::Offline => "offline",
+        }
+    }
+}
+
 /// The engine's side of a terminal.
 #[derive(Clone)]
 pub struct TerminalHandle {
@@ -162,13 +184,18 @@ async fn run<D: TerminalDriver>(
     }
 }
 
-/// Records whether the terminal answered (any answer counts: a decline is an answer).
+/// Records whether the terminal answered (any answer counts: a decline is an answer). An
+/// answer clears the last error: it describes a trouble that is over, and a person reading
+/// it next to "online" would go looking for one that is not there.
 fn observe<T>(shared: &Shared, result: &Result<T, DriverError>) {
     match result {
         Ok(_) => {
             shared.online.store(true, Ordering::Relaxed);
             let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
             shared.last_seen_ms.store(now, Ordering::Relaxed);
+            if let Ok(mut last) = shared.last_error.lock() {
+                *last = None;
+            }
         }
         Err(e) => {
             if matches!(
@@ -204,13 +231,25 @@ impl TerminalHandle {
     }
 
     /// Whether the last command reached the terminal, when it last did (unix ms, 0: never),
-    /// and the last error.
+    /// and the error of the commands since (`None` once one reached it).
     pub fn health(&self) -> (bool, i64, Option<String>) {
         (
             self.shared.online.load(Ordering::Relaxed),
             self.shared.last_seen_ms.load(Ordering::Relaxed),
             self.shared.last_error.lock().ok().and_then(|e| e.clone()),
         )
+    }
+
+    pub fn reachability(&self) -> Reachability {
+        let (online, last_seen_ms, last_error) = self.health();
+        if online {
+            Reachability::Online
+        } else if last_seen_ms == 0 && last_error.is_none() {
+            // Every command that comes back either sets `last_seen` or leaves an error.
+            Reachability::NotContacted
+        } else {
+            Reachability::Offline
+        }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, TerminalError> {

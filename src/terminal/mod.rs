@@ -11,7 +11,7 @@ use std::future::Future;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-pub use actor::{TerminalError, TerminalHandle, spawn};
+pub use actor::{Reachability, TerminalError, TerminalHandle, spawn};
 
 /// Credit or debit, as the payment method says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

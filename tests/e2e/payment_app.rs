@@ -430,3 +430,57 @@ async fn shutdown_closes_every_socket_with_a_close_frame() {
         .expect("exited");
     assert!(status.success(), "{status:?}");
 }
+
+/// The feed tells the app what the sale is, so the cashier and the shopper can check it: the
+/// amount (minor units and as the currency writes it), credit or debit with the installments,
+/// and the terminal — on every `state` event, so a late client has it too.
+#[tokio::test]
+async fn state_events_say_what_the_sale_is_amount_method_installments_terminal() {
+    let daemon = feed_daemon(300).await;
+    let gateway = daemon.gateway();
+    let mut credit = create_body(
+        "WS-SALE-1",
+        json!(1234.50),
+        "Venda Direta Credito",
+        "http://127.0.0.1:9/cb",
+    );
+    credit["installments"] = json!(3);
+    let url = ws_url(&start_with_app(&gateway, &credit).await);
+    let mut socket = connect(&url).await;
+    let (events, code) = read_all(&mut socket, Duration::from_secs(20)).await;
+    assert_eq!(code, Some(1000), "{events:?}");
+    let states: Vec<&Value> = events.iter().filter(|e| e["type"] == "state").collect();
+    assert!(states.len() >= 2, "{events:?}");
+    for state in &states {
+        assert_eq!(state["amount"], 123_450, "{state}");
+        assert_eq!(state["currency"], "BRL", "{state}");
+        assert_eq!(state["amountText"], "R$ 1.234,50", "{state}");
+        assert_eq!(state["method"], "credit", "{state}");
+        assert_eq!(state["installments"], 3, "{state}");
+        assert_eq!(state["terminal"], "lane-1", "{state}");
+    }
+    assert_eq!(
+        events[0]["state"], "charging",
+        "the contract holds: {events:?}"
+    );
+    assert_contiguous(&events, 1);
+    // A late client starts from the latest state event: it has the sale too.
+    let mut late = connect(&url).await;
+    let (again, _) = read_all(&mut late, Duration::from_secs(5)).await;
+    assert_eq!(again[0]["type"], "state", "{again:?}");
+    assert_eq!(again[0]["state"], "approved");
+    assert_eq!(again[0]["amountText"], "R$ 1.234,50", "{again:?}");
+
+    let debit = create_body(
+        "WS-SALE-2",
+        json!(12.00),
+        "Venda Direta Debito",
+        "http://127.0.0.1:9/cb",
+    );
+    let mut socket = connect(&ws_url(&start_with_app(&gateway, &debit).await)).await;
+    let (events, _) = read_all(&mut socket, Duration::from_secs(20)).await;
+    let first = &events[0];
+    assert_eq!(first["method"], "debit", "{first}");
+    assert_eq!(first["installments"], 1, "{first}");
+    assert_eq!(first["amount"], 1200, "{first}");
+}

@@ -396,3 +396,155 @@ async fn the_status_socket_notices_payment_changes_and_closes_on_shutdown() {
         .expect("exited");
     assert!(status.success(), "{status:?}");
 }
+
+/// `/status/api` read with the admin token.
+pub async fn status_api(daemon: &Daemon) -> Value {
+    let text = daemon.admin_get("/status/api").await;
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("status json: {text}"))
+}
+
+/// A TCP port on 127.0.0.1 where nothing listens (yet).
+pub async fn closed_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// A `[[terminals]]` table for a ZVT terminal on 127.0.0.1:`port` (TOML).
+pub fn zvt_terminal_config(id: &str, serial: &str, port: u16) -> String {
+    format!(
+        "\n[[terminals]]\nid = \"{id}\"\nserial_number = \"{serial}\"\nprotocol = \"zvt\"\n\
+         transport = \"tcp:127.0.0.1:{port}\"\nack_timeout_ms = 2000\ncompletion_timeout_s = 10\n"
+    )
+}
+
+/// `POST /terminals/{id}/probe` on the admin listener: the HTTP status.
+pub async fn probe(daemon: &Daemon, id: &str) -> u16 {
+    client()
+        .post(format!("{}/terminals/{id}/probe", admin_base(daemon)))
+        .bearer_auth(ADMIN_TOKEN)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("probe")
+        .status()
+        .as_u16()
+}
+
+fn terminal<'a>(api: &'a Value, id: &str) -> &'a Value {
+    api["terminals"]
+        .as_array()
+        .expect("terminals")
+        .iter()
+        .find(|t| t["id"] == id)
+        .unwrap_or_else(|| panic!("terminal {id} not listed: {api}"))
+}
+
+/// Before posbridge ever heard from a terminal it is "not yet contacted", not offline; an
+/// error stays shown only until a command reaches the terminal again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_is_not_yet_contacted_until_asked_and_its_error_lasts_until_it_answers() {
+    let port = closed_port().await;
+    let daemon = Daemon::start(Options {
+        admin: true,
+        zvt_transport: Some(format!("tcp:127.0.0.1:{port}")),
+        ..Options::default()
+    })
+    .await;
+    let before = status_api(&daemon).await;
+    let lane = terminal(&before, "lane-1");
+    assert_eq!(lane["reachability"], "not-contacted", "{lane}");
+    assert_eq!(lane["online"], false, "{lane}");
+    assert!(
+        lane["lastSeenMs"].is_null() && lane["lastError"].is_null(),
+        "{lane}"
+    );
+
+    assert_eq!(probe(&daemon, "lane-1").await, 502, "nothing listens yet");
+    let failed = status_api(&daemon).await;
+    let lane = terminal(&failed, "lane-1");
+    assert_eq!(lane["reachability"], "offline", "{lane}");
+    assert!(
+        lane["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("not connected")),
+        "{lane}"
+    );
+
+    let _terminal = crate::zvt::ZvtTerminal::tcp_at(port, &[]).await;
+    assert_eq!(probe(&daemon, "lane-1").await, 200, "{}", daemon.logs());
+    let answered = status_api(&daemon).await;
+    let lane = terminal(&answered, "lane-1");
+    assert_eq!(lane["reachability"], "online", "{lane}");
+    assert_eq!(lane["online"], true, "{lane}");
+    assert!(lane["lastSeenMs"].is_i64(), "{lane}");
+    assert!(
+        lane["lastError"].is_null(),
+        "the error is over once the terminal answered: {lane}"
+    );
+    let listed = daemon.admin_get("/terminals").await;
+    assert!(!listed.contains("not connected"), "{listed}");
+}
+
+/// The store's midnight in a zone `offset_ms` east of UTC with no daylight saving time.
+fn store_midnight(now_ms: i64, offset_ms: i64) -> i64 {
+    const DAY_MS: i64 = 86_400_000;
+    let local = now_ms + offset_ms;
+    local - local.rem_euclid(DAY_MS) - offset_ms
+}
+
+/// "Today's payments" start at the store's midnight (`[store] timezone`), not UTC's; amounts
+/// come with their text as the currency writes them, times stay UTC ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn today_on_the_status_page_starts_at_the_store_midnight() {
+    // +05:45 all year: its midnight is never UTC's.
+    const KATHMANDU_MS: i64 = (5 * 60 + 45) * 60 * 1000;
+    let daemon = Daemon::start(Options {
+        admin: true,
+        extra_config: "[store]\ntimezone = \"Asia/Kathmandu\"\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let receiver = CallbackReceiver::start(0).await;
+    for (id, value) in [("TZ-BEFORE", json!(10.00)), ("TZ-AT", json!(29.90))] {
+        assert_eq!(
+            pay(&daemon, &receiver, id, value).await["status"],
+            "approved"
+        );
+    }
+    let now = status_api(&daemon).await["now"].as_i64().expect("now");
+    let midnight = store_midnight(now, KATHMANDU_MS);
+    let db = rusqlite::Connection::open(daemon.db_path()).expect("db");
+    db.busy_timeout(Duration::from_secs(5)).expect("busy");
+    for (id, created_at) in [("TZ-BEFORE", midnight - 1), ("TZ-AT", midnight)] {
+        let moved = db
+            .execute(
+                "UPDATE payments SET created_at = ?1 WHERE payment_id = ?2",
+                rusqlite::params![created_at, id],
+            )
+            .expect("move the payment in time");
+        assert_eq!(moved, 1);
+    }
+
+    let api = status_api(&daemon).await;
+    assert_eq!(api["store"]["timezone"], "Asia/Kathmandu", "{api}");
+    assert_eq!(api["todaySince"], midnight, "{api}");
+    assert!(
+        api["todaySinceText"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(" 00:00:00 +05:45")),
+        "{api}"
+    );
+    let ids: Vec<&str> = api["payments"]
+        .as_array()
+        .expect("payments")
+        .iter()
+        .filter_map(|p| p["paymentId"].as_str())
+        .collect();
+    assert_eq!(ids, ["TZ-AT"], "today is since the store's midnight: {api}");
+    let at = payment(&api, "TZ-AT");
+    assert_eq!(at["amountText"], "R$ 29,90", "{at}");
+    assert_eq!(at["amountMinor"], 2990, "{at}");
+    assert_eq!(at["createdAt"], midnight, "UTC ms: {at}");
+}
