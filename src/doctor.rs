@@ -224,13 +224,12 @@ async fn check_daemon(report: &mut Report, config: &Config) {
             let parsed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
             for t in parsed["terminals"].as_array().into_iter().flatten() {
                 let id = t["id"].as_str().unwrap_or("?");
-                let seen = t["lastSeenMs"].as_i64();
-                match (t["online"].as_bool(), seen) {
-                    (Some(true), _) => report.add(Level::Ok, &format!("terminal {id}"), "online"),
-                    (_, None) => report.add(
+                match t["reachability"].as_str() {
+                    Some("online") => report.add(Level::Ok, &format!("terminal {id}"), "online"),
+                    Some("not-contacted") => report.add(
                         Level::Warn,
                         &format!("terminal {id}"),
-                        "not used yet (run `posbridge terminals probe`)",
+                        format!("not yet contacted (`posbridge terminals probe {id}` asks it)"),
                     ),
                     _ => report.add(
                         Level::Fail,

@@ -96,12 +96,6 @@
     return p.amountText || (p.amount + " " + p.currency);
   }
 
-  function reachability(t) {
-    if (t.reachability) return t.reachability;
-    if (t.online) return "online";
-    return t.lastSeenMs || t.lastError ? "offline" : "not-contacted";
-  }
-
   function resolutionText(r) {
     return "resolved as " + r.decision + " by " + r.by + " at " + when(r.atMs) +
       (r.reason ? ": " + r.reason : "");
@@ -143,7 +137,7 @@
       cell(row, t.id);
       cell(row, t.serialNumber);
       cell(row, t.protocol);
-      const link = reachability(t);
+      const link = t.reachability;
       pill(row, link === "not-contacted" ? "not yet contacted" : link, link);
       if (t.blocked) {
         const td = pill(row, "blocked", "bad");

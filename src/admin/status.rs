@@ -193,20 +193,6 @@ fn payment_json(p: &Payment) -> Value {
     })
 }
 
-/// The terminals as `terminals list` shows them, and how a person should read their link
-/// (`not-contacted` before the first command came back, rather than `offline`).
-fn terminals_json(engine: &Engine) -> Vec<Value> {
-    let mut list = super::terminals::list(engine);
-    for terminal in &mut list {
-        let reachability = terminal["id"]
-            .as_str()
-            .and_then(|id| engine.terminal_handle(id))
-            .map(|handle| handle.reachability().as_str());
-        terminal["reachability"] = json!(reachability);
-    }
-    list
-}
-
 /// What `/status/api` answers. Today starts at the store's midnight (`[store] timezone`);
 /// times are unix ms (UTC) and amounts minor units, with text for people next to them; the
 /// page writes times in `store.timezone`.
@@ -253,7 +239,7 @@ pub async fn snapshot(engine: &Engine) -> Result<Value, StoreError> {
         "store": { "timezone": store_time.name() },
         "todaySince": since,
         "todaySinceText": store_time.date_time(since),
-        "terminals": terminals_json(engine),
+        "terminals": super::terminals::list(engine),
         "payments": today.iter().map(payment_json).collect::<Vec<_>>(),
         // Whatever day they are from: what an alarm about a payment needs to be acted on.
         "alarmedPayments": alarmed.iter().map(payment_json).collect::<Vec<_>>(),

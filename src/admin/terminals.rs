@@ -10,7 +10,8 @@ use super::AdminState;
 use crate::pos::Engine;
 
 /// Every configured terminal: online, busy, blocked (a lane waiting on an unresolved sale, and
-/// why), last seen, protocol, last error.
+/// why), last seen, protocol, last error, and how a person should read its link
+/// (`not-contacted` before the first command came back, rather than `offline`).
 pub fn list(engine: &Engine) -> Vec<Value> {
     engine
         .terminals()
@@ -20,7 +21,8 @@ pub fn list(engine: &Engine) -> Vec<Value> {
             let lane = engine.lane_status(&id);
             json!({
                 "id": id, "serialNumber": serial, "protocol": handle.protocol(),
-                "online": online, "busy": handle.is_busy(),
+                "online": online, "reachability": handle.reachability().as_str(),
+                "busy": handle.is_busy(),
                 "blocked": lane.blocked_by.is_some(), "blockedBy": lane.blocked_by,
                 "blockedReason": lane.reason, "blockedSinceMs": lane.since_ms,
                 "lastSeenMs": (last_seen_ms > 0).then_some(last_seen_ms), "lastError": last_error,

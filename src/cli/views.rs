@@ -337,6 +337,8 @@ pub struct Terminal {
     pub serial_number: Option<String>,
     pub protocol: String,
     pub online: bool,
+    /// `online`, `offline` or `not-contacted` (nothing asked since the daemon started).
+    pub reachability: String,
     pub busy: bool,
     #[serde(default)]
     pub blocked: bool,
@@ -353,12 +355,12 @@ impl Terminal {
             "blocked"
         } else if self.online && self.busy {
             "busy"
-        } else if self.online {
-            "online"
-        } else if self.last_seen_ms.is_none() && self.last_error.is_none() {
-            "not yet contacted"
         } else {
-            "offline"
+            match self.reachability.as_str() {
+                "online" => "online",
+                "not-contacted" => "not yet contacted",
+                _ => "offline",
+            }
         }
     }
 
@@ -638,13 +640,13 @@ mod tests {
         };
         let list: TerminalList = serde_json::from_value(serde_json::json!({ "terminals": [
             { "id": "lane-1", "serialNumber": "SIM-1", "protocol": "zvt", "online": true,
-              "busy": true, "blocked": true, "blockedBy": "pay-9",
+              "reachability": "online", "busy": true, "blocked": true, "blockedBy": "pay-9",
               "blockedReason": "the terminal cannot tell yet", "blockedSinceMs": AT,
               "lastSeenMs": AT, "lastError": null },
             { "id": "lane-2", "serialNumber": null, "protocol": "simulator", "online": false,
-              "busy": false, "blocked": false, "lastSeenMs": null, "lastError": null },
+              "reachability": "not-contacted", "busy": false, "blocked": false, "lastSeenMs": null, "lastError": null },
             { "id": "lane-3", "serialNumber": "S3", "protocol": "zvt", "online": false,
-              "busy": false, "blocked": false, "lastSeenMs": AT - 86_400_000,
+              "reachability": "offline", "busy": false, "blocked": false, "lastSeenMs": AT - 86_400_000,
               "lastError": "connection refused" },
         ]}))
         .expect("terminals");

@@ -460,6 +460,14 @@ async fn a_terminal_is_not_yet_contacted_until_asked_and_its_error_lasts_until_i
         lane["lastSeenMs"].is_null() && lane["lastError"].is_null(),
         "{lane}"
     );
+    // The CLI and doctor read it the same way.
+    assert!(
+        doctor_line(&daemon).contains("not yet contacted"),
+        "{}",
+        doctor_line(&daemon)
+    );
+    let (_, listed) = daemon.terminals_cli(&["list"]);
+    assert!(listed.contains("not yet contacted"), "{listed}");
 
     assert_eq!(probe(&daemon, "lane-1").await, 502, "nothing listens yet");
     let failed = status_api(&daemon).await;
@@ -470,6 +478,11 @@ async fn a_terminal_is_not_yet_contacted_until_asked_and_its_error_lasts_until_i
             .as_str()
             .is_some_and(|e| e.contains("not connected")),
         "{lane}"
+    );
+    let line = doctor_line(&daemon);
+    assert!(
+        line.starts_with("FAIL") && line.contains("offline: ") && line.contains("not connected"),
+        "{line}"
     );
 
     let _terminal = crate::zvt::ZvtTerminal::tcp_at(port, &[]).await;
@@ -485,6 +498,20 @@ async fn a_terminal_is_not_yet_contacted_until_asked_and_its_error_lasts_until_i
     );
     let listed = daemon.admin_get("/terminals").await;
     assert!(!listed.contains("not connected"), "{listed}");
+    assert!(listed.contains(r#""reachability":"online""#), "{listed}");
+    let line = doctor_line(&daemon);
+    assert!(line.starts_with("ok") && line.ends_with("online"), "{line}");
+}
+
+/// `posbridge doctor`'s line about lane-1.
+fn doctor_line(daemon: &Daemon) -> String {
+    let (_, report) = daemon.admin_cli("doctor", &[]);
+    report
+        .lines()
+        .find(|l| l.contains("terminal lane-1"))
+        .unwrap_or_else(|| panic!("no line about lane-1: {report}"))
+        .trim()
+        .to_string()
 }
 
 /// The store's midnight in a zone `offset_ms` east of UTC with no daylight saving time.
