@@ -75,11 +75,17 @@ impl Transaction {
     }
 
     pub fn describe(&self) -> String {
-        let amount = self
-            .amount_minor
-            .map_or_else(|| "no amount".to_string(), |a| format!("{a} minor units"));
+        let amount = self.amount_minor.map_or_else(
+            || "no amount".to_string(),
+            |a| format!("amount {}", written(a)),
+        );
         format!("trace {}, {amount}", self.trace)
     }
+}
+
+/// A ZVT amount (always in hundredths) as a person reads it on the receipt: `12,50`.
+fn written(hundredths: u64) -> String {
+    format!("{},{:02}", hundredths / 100, hundredths % 100)
 }
 
 /// The terminal as the driver last saw it: its ID and its last transaction (`None`: it has
@@ -150,15 +156,15 @@ pub fn judge(sent: &Sent, terminal_id: Option<u32>, last: Option<&Transaction>) 
     }
     Verdict::Unresolvable(match &before.last {
         Some(previous) => format!(
-            "the terminal's last transaction ({}) is neither the one before the sale ({}) nor the sale ({} minor units): another transaction took its place",
+            "the terminal's last transaction ({}) is neither the one before the sale ({}) nor the sale (amount {}): another transaction took its place",
             last.describe(),
             previous.describe(),
-            sent.amount_minor
+            written(sent.amount_minor.unsigned_abs())
         ),
         None => format!(
-            "the terminal's last transaction ({}) is not the sale ({} minor units): another transaction took its place",
+            "the terminal's last transaction ({}) is not the sale (amount {}): another transaction took its place",
             last.describe(),
-            sent.amount_minor
+            written(sent.amount_minor.unsigned_abs())
         ),
     })
 }
@@ -240,11 +246,14 @@ mod tests {
             judge(&s, Some(99), Some(&tx(42, 2500, (10, 5, 0)))),
             Verdict::Unresolvable(why) if why.contains("replaced")
         ));
-        // A newer transaction for another amount overwrote what could be repeated.
-        assert!(matches!(
+        // A newer transaction for another amount overwrote what could be repeated; the alarm
+        // quotes the amounts as the receipts print them.
+        assert_eq!(
             judge(&s, Some(52_500_017), Some(&tx(43, 700, (10, 6, 0)))),
-            Verdict::Unresolvable(_)
-        ));
+            Verdict::Unresolvable(
+                "the terminal's last transaction (trace 43, amount 7,00) is neither the one before the sale (trace 41, amount 10,00) nor the sale (amount 25,00): another transaction took its place".into()
+            )
+        );
         // Our amount, but earlier than the transaction before: not ours.
         assert!(matches!(
             judge(&s, Some(52_500_017), Some(&tx(40, 2500, (9, 0, 0)))),
