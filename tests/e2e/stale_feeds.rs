@@ -65,7 +65,7 @@ async fn an_expired_feed_token_gets_410_and_never_counts_toward_the_limit() {
     );
     let old_url = ws_url(&start_with_app(&gateway, &old).await);
     assert_eq!(
-        gateway.poll_final(&old, Duration::from_secs(10)).await["status"],
+        gateway.poll_final(&old, Duration::from_secs(30)).await["status"],
         "approved"
     );
     age_feed(&daemon, "EXP-1");
