@@ -181,9 +181,9 @@ enum PaymentAction {
     },
     /// One payment with its receipts and callbacks.
     Show { id: String },
-    /// Resolve a payment the terminal could not (state unknown or unresolved) from its receipt:
-    /// the result and its callback go out as if the terminal had said so; your name, the time
-    /// and the reason are recorded.
+    /// Resolve a payment its terminal can no longer account for (state unresolved) from its
+    /// receipt: the result and its callback go out as if the terminal had said so; your name,
+    /// the time and the reason are recorded.
     Resolve {
         id: String,
         #[arg(value_enum, value_name = "approved|denied")]

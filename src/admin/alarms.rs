@@ -31,10 +31,7 @@ pub fn alarm_json(a: &Alarm) -> Value {
 
 /// Whether a person may resolve this payment, and how it was resolved if one did.
 pub fn resolution_json(p: &Payment) -> (bool, Value) {
-    let resolvable = matches!(
-        p.state,
-        crate::pos::state::PaymentState::Unknown | crate::pos::state::PaymentState::Unresolved
-    );
+    let resolvable = p.state == crate::pos::state::PaymentState::Unresolved;
     let resolution = p.resolution.as_ref().map_or(Value::Null, |r| {
         json!({
             "decision": p.state.ppp_status().as_str(), "by": r.by, "atMs": r.at,
@@ -201,7 +198,9 @@ pub async fn resolve(
             .into_response()
         }
         Err(ResolveError::UnknownPayment) => answer(StatusCode::NOT_FOUND, "no such payment"),
-        Err(e @ ResolveError::NotUnresolved(_)) => answer(StatusCode::CONFLICT, &e.to_string()),
+        Err(e @ (ResolveError::NotUnresolved(_) | ResolveError::TerminalMayStillTell(_))) => {
+            answer(StatusCode::CONFLICT, &e.to_string())
+        }
         Err(e @ ResolveError::Invalid(_)) => answer(StatusCode::BAD_REQUEST, &e.to_string()),
         Err(ResolveError::Engine(e)) => {
             tracing::error!(error = %e, "admin: cannot resolve a payment");

@@ -33,7 +33,7 @@ impl About<'_> {
 
     pub fn unknown(&self, reason: &str) -> String {
         format!(
-            "Terminal {t} has not said yet whether payment {id} ({a}, sent at {w}) was charged: {reason}. posbridge keeps asking it, and the terminal's lane waits. Check that the terminal is on and connected. If it stays like this, look at the terminal's last receipt for {a} at {w}: approved → resolve as approved (posbridge payments resolve {id} approved --reason \"…\"); nothing or declined → resolve as denied.",
+            "Terminal {t} has not said yet whether payment {id} ({a}, sent at {w}) was charged: {reason}. posbridge keeps asking it, and the terminal's lane waits; this clears by itself when the terminal answers. Check that the terminal is on and connected. If it is broken for good, connect its replacement under the same id, or remove it from the configuration and restart: the payment then becomes unresolved, and you resolve it from the terminal's receipts.",
             t = self.terminal(),
             id = self.id(),
             a = self.amount(),

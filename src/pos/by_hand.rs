@@ -1,7 +1,9 @@
-//! A payment resolved by a person: when the terminal cannot tell (or not yet) whether a sale
-//! was charged, store IT looks at the terminal's receipts or the acquirer's report and says so.
-//! The result and its callback then go out as if the terminal had said it; who (the admin
-//! token's name), when and why are recorded, and the payment's alarms are settled by them.
+//! A payment resolved by a person: when the terminal can no longer tell whether a sale was
+//! charged (`unresolved`), store IT looks at the terminal's receipts or the acquirer's report
+//! and says so. The result and its callback then go out as if the terminal had said it; who
+//! (the admin token's name), when and why are recorded, and the payment's alarms are settled
+//! by them. A payment the terminal may still tell about (`unknown`) is not resolved by hand:
+//! a person's guess must never overrule the terminal's record.
 
 use super::finish;
 use super::state::PaymentState;
@@ -53,9 +55,14 @@ pub enum ResolveError {
     #[error("no such payment")]
     UnknownPayment,
     #[error(
-        "payment is {0}: only a payment the terminal could not resolve (unknown or unresolved) is resolved by hand"
+        "payment is {0}: only a payment its terminal can no longer account for (unresolved) is resolved by hand"
     )]
     NotUnresolved(PaymentState),
+    /// Still on the terminal: posbridge keeps asking it, and its answer is what counts.
+    #[error(
+        "payment is {0}: its terminal may still tell what happened and posbridge keeps asking it, so it is not resolved by hand. Bring the terminal back (on, connected), or connect its replacement under the same id or remove it from the configuration: the payment then becomes unresolved"
+    )]
+    TerminalMayStillTell(PaymentState),
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -63,11 +70,7 @@ pub enum ResolveError {
 }
 
 /// Alarms a resolution by hand settles (acknowledged in the person's name).
-const SETTLED_BY_HAND: [AlarmKind; 3] = [
-    AlarmKind::Unknown,
-    AlarmKind::Unresolved,
-    AlarmKind::CaughtUp,
-];
+const SETTLED_BY_HAND: [AlarmKind; 2] = [AlarmKind::Unresolved, AlarmKind::CaughtUp];
 
 const MAX_TEXT: usize = 500;
 
@@ -149,7 +152,10 @@ impl Engine {
                 let Some(p) = payments::get(c, &id)? else {
                     return Ok(Err(ResolveError::UnknownPayment));
                 };
-                if !matches!(p.state, PaymentState::Unknown | PaymentState::Unresolved) {
+                if p.state.on_terminal() {
+                    return Ok(Err(ResolveError::TerminalMayStillTell(p.state)));
+                }
+                if p.state != PaymentState::Unresolved {
                     return Ok(Err(ResolveError::NotUnresolved(p.state)));
                 }
                 finish::finish(c, &id, decided.decision.state(), &decided.sale(), now)?;

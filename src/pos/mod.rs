@@ -9,6 +9,7 @@ mod finish;
 mod inflight;
 mod journals;
 mod lane;
+mod removed_terminal;
 pub mod state;
 
 use std::collections::HashMap;
@@ -268,6 +269,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         self.reconcile_journals(false, self.journal_horizon_ms())
             .await?;
+        self.settle_removed_terminals().await?;
         let pending = match self.pending_lane_jobs.lock() {
             Ok(mut p) => std::mem::take(&mut *p),
             Err(_) => Vec::new(),

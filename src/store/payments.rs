@@ -305,6 +305,19 @@ pub fn charging_on_terminal(
     Ok(rows)
 }
 
+/// Every payment on any terminal (charging or unknown): (payment key, terminal, sent).
+pub fn on_any_terminal(c: &Connection) -> Result<Vec<(String, String, bool)>, StoreError> {
+    let mut stmt = c.prepare(
+        "SELECT payment_id, terminal_id, sent_to_terminal_at IS NOT NULL FROM payments
+         WHERE state IN ('charging', 'unknown') AND terminal_id IS NOT NULL
+         ORDER BY payment_id",
+    )?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
 pub fn set_state(
     c: &Connection,
     payment_id: &str,

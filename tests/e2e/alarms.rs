@@ -201,6 +201,112 @@ async fn an_unresolved_payment_is_resolved_by_hand_and_called_back() {
     );
 }
 
+/// While the terminal may still tell (`unknown`), a person cannot overrule it; once store IT
+/// takes the terminal out of the configuration, what it had becomes `unresolved` (a person
+/// decides from its receipts) and what never reached it is denied, both called back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_terminal_leaves_its_sale_to_a_person_never_a_guess() {
+    let terminal = ZvtTerminal::tcp(&["--approve-after-ms", "4000"]).await;
+    let daemon = daemon_for(
+        &terminal,
+        Options {
+            admin: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let receiver = CallbackReceiver::start(0).await;
+    let sent = create_body(
+        "rm-sent",
+        json!(42),
+        "Venda Direta Credito",
+        &receiver.url_for("rm-sent"),
+    );
+    start_charge(&daemon.gateway(), &sent).await;
+    assert!(
+        daemon
+            .wait_log("sale sent to the terminal", Duration::from_secs(10))
+            .await
+    );
+    // Queued behind it on the same lane: charging, never sent.
+    let queued = create_body(
+        "rm-queued",
+        json!(7),
+        "Venda Direta Credito",
+        &receiver.url_for("rm-queued"),
+    );
+    start_charge(&daemon.gateway(), &queued).await;
+    let mut daemon = daemon;
+    daemon.kill();
+    drop(terminal);
+
+    // The terminal is gone from the line: unknown, and a person may not decide for it.
+    let daemon = daemon.restart().await;
+    assert!(
+        daemon
+            .wait_log("ALARM: cannot tell whether the terminal charged", FINAL)
+            .await,
+        "{}",
+        daemon.logs()
+    );
+    let (code, out) = daemon.admin_cli(
+        "payments",
+        &["resolve", "rm-sent", "denied", "--reason", "no receipt"],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("409") && out.contains("may still tell"),
+        "{out}"
+    );
+    assert!(receiver.for_payment("rm-sent").is_empty());
+
+    // Store IT removes the terminal from the configuration (here: renames it) and restarts.
+    let daemon = daemon.restart_with(|o| o.terminal_id = "lane-9").await;
+    let denied = receiver.wait_for("rm-queued", FINAL).await;
+    assert_eq!(denied[0].2["status"], "denied", "never sent: never charged");
+    assert!(
+        daemon.logs().contains(
+            "denied: its terminal was removed from the configuration before the sale was sent"
+        ),
+        "{}",
+        daemon.logs()
+    );
+    let open = alarms_json(&daemon, false);
+    let about_sent: Vec<_> = open
+        .iter()
+        .filter(|a| a["paymentId"] == "rm-sent")
+        .collect();
+    assert_eq!(about_sent.len(), 1, "{open:?}");
+    assert_eq!(about_sent[0]["kind"], "unresolved");
+    let text = about_sent[0]["text"].as_str().expect("text");
+    assert!(
+        text.contains("lane-1 is no longer in posbridge's configuration")
+            && text.contains("R$ 42,00"),
+        "{text}"
+    );
+    assert_plain(text);
+    assert_eq!(
+        daemon.gateway().create(&sent).await["status"],
+        "undefined",
+        "still undefined for the Gateway until a person decides"
+    );
+    let (code, out) = daemon.admin_cli(
+        "payments",
+        &[
+            "resolve",
+            "rm-sent",
+            "denied",
+            "--reason",
+            "not on the acquirer's report",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let callbacks = receiver.wait_for("rm-sent", FINAL).await;
+    assert_eq!(callbacks.len(), 1);
+    assert_eq!(callbacks[0].2["status"], "denied");
+    assert!(alarms_json(&daemon, false).is_empty());
+}
+
 /// A callback the Gateway never accepted: the alarm says what to check; acknowledging it
 /// takes it off the list and out of doctor's failure, and keeps it in the history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

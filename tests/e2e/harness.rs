@@ -52,6 +52,8 @@ pub struct Options {
     pub database_dir: Option<PathBuf>,
     /// `[callbacks] give_up_after_s`.
     pub give_up_after_s: u64,
+    /// The first terminal's id (its serial number stays `SERIAL`).
+    pub terminal_id: &'static str,
 }
 
 impl Default for Options {
@@ -77,6 +79,7 @@ impl Default for Options {
             extra_config: String::new(),
             database_dir: None,
             give_up_after_s: 3600,
+            terminal_id: "lane-1",
         }
     }
 }
@@ -134,7 +137,7 @@ code = "{ONBOARDING_CODE}"
 {admin}
 {payment_app}
 [[terminals]]
-id = "lane-1"
+id = "{terminal_id}"
 serial_number = "{SERIAL}"
 result_timeout_s = {result_timeout}
 {terminal}
@@ -155,6 +158,7 @@ result_timeout_s = {result_timeout}
             max_interval = o.first_retry_s.max(2),
             give_up = o.give_up_after_s,
             result_timeout = o.result_timeout_s,
+            terminal_id = o.terminal_id,
             admin = if o.admin {
                 format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n")
             } else {
@@ -274,10 +278,16 @@ result_timeout_s = {result_timeout}
     }
 
     /// A new daemon on the same directory (database, journal), without failpoints.
-    pub async fn restart(mut self) -> Daemon {
+    pub async fn restart(self) -> Daemon {
+        self.restart_with(|_| {}).await
+    }
+
+    /// As [`Daemon::restart`], with its options changed first (store IT edited the config).
+    pub async fn restart_with(mut self, change: impl FnOnce(&mut Options)) -> Daemon {
         self.kill();
         let mut options = self.options.clone();
         options.failpoint = None;
+        change(&mut options);
         let previous = self.logs();
         let daemon = Self::spawn(self.dir.clone(), options).await;
         daemon.logs.lock().expect("logs").insert_str(0, &previous);
