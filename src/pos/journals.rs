@@ -145,22 +145,7 @@ fn check(
         if !behind {
             return Ok(Check::Known);
         }
-        payments::mark_sent_from_journal(c, &p.payment_id, terminal_id, record.at_ms)?;
-        let p = must_get(c, &p.payment_id)?;
-        let text = About {
-            payment: &p,
-            time,
-            now,
-        }
-        .caught_up();
-        alarms::raise(
-            c,
-            AlarmKind::CaughtUp,
-            Some(&p.payment_id),
-            None,
-            &text,
-            now,
-        )?;
+        mark_sent_from_journal(c, &p.payment_id, terminal_id, record.at_ms, time, now)?;
         return Ok(Check::CaughtUp);
     }
     if let Some(op) = operations::get(c, &record.reference)? {
@@ -174,4 +159,33 @@ fn check(
     } else {
         Check::Unknown
     })
+}
+
+/// A payment the database had not seen sent, though the terminal's journal shows it was: it is
+/// moved to "sent" (to be recovered from the terminal, never charged again) and a person is told.
+pub(super) fn mark_sent_from_journal(
+    c: &Connection,
+    payment_id: &str,
+    terminal_id: &str,
+    sent_at_ms: i64,
+    time: &StoreTime,
+    now: i64,
+) -> Result<(), StoreError> {
+    payments::mark_sent_from_journal(c, payment_id, terminal_id, sent_at_ms)?;
+    let p = must_get(c, payment_id)?;
+    let text = About {
+        payment: &p,
+        time,
+        now,
+    }
+    .caught_up();
+    alarms::raise(
+        c,
+        AlarmKind::CaughtUp,
+        Some(&p.payment_id),
+        None,
+        &text,
+        now,
+    )?;
+    Ok(())
 }

@@ -753,20 +753,12 @@ fn insert_new(
     };
     payments::insert(c, &new, now)?;
     if let Some(orphan) = &adopted {
-        payments::mark_sent_from_journal(c, &new.payment_id, &orphan.terminal_id, orphan.sent_at)?;
-        let p = must_get(c, &new.payment_id)?;
-        let text = alarm_texts::About {
-            payment: &p,
-            time,
-            now,
-        }
-        .caught_up();
-        alarms::raise(
+        journals::mark_sent_from_journal(
             c,
-            AlarmKind::CaughtUp,
-            Some(&p.payment_id),
-            None,
-            &text,
+            &new.payment_id,
+            &orphan.terminal_id,
+            orphan.sent_at,
+            time,
             now,
         )?;
         alarms::clear_subject(
