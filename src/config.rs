@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::net::trusted_proxies::TrustedProxies;
 use crate::secret::Secret;
 
 /// The embedded default configuration: a demo box (the simulator terminal, allowed), localhost,
@@ -175,7 +176,7 @@ pub struct ServerConfig {
     /// Time limit of any other request (submitUrl, Payment App pages, `/healthz`).
     pub request_timeout_ms: u64,
     /// Peers (IPs or CIDRs) whose `X-Forwarded-For` names the client; nobody else's is read.
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: TrustedProxies,
     /// HTTPS instead of HTTP.
     pub tls: Option<TlsConfig>,
 }
@@ -190,7 +191,7 @@ impl Default for ServerConfig {
             max_concurrent_requests: 256,
             ppp_timeout_ms: 4_000,
             request_timeout_ms: 10_000,
-            trusted_proxies: Vec::new(),
+            trusted_proxies: TrustedProxies::default(),
             tls: None,
         }
     }
@@ -482,9 +483,6 @@ impl Config {
         }
         if self.server.request_timeout_ms < 1_000 {
             return bad("server.request_timeout_ms", "must be at least 1000".into());
-        }
-        if let Err(problem) = crate::net::TrustedProxies::parse(&self.server.trusted_proxies) {
-            return bad("server.trusted_proxies", problem);
         }
         if let Some(tls) = &self.server.tls {
             if tls.cert.as_os_str().is_empty() {

@@ -14,6 +14,7 @@ pub mod money;
 pub mod net;
 pub mod observability;
 pub mod outbox;
+pub mod payment;
 pub mod payment_app;
 pub mod pos;
 pub mod ppp;

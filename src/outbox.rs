@@ -407,7 +407,7 @@ mod tests {
 
     use super::*;
     use crate::clock::{Clock, TokioClock};
-    use crate::pos::state::PaymentState;
+    use crate::payment::PaymentState;
     use crate::store::payments;
 
     #[test]

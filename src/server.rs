@@ -33,10 +33,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Some(files) => Some(crate::tls::Tls::load(files)?),
         None => None,
     };
-    let limits = Arc::new(
-        crate::net::Limits::new(&config.server, &config.rate_limits)
-            .map_err(|e| anyhow::anyhow!("[server] trusted_proxies: {e}"))?,
-    );
+    let limits = Arc::new(crate::net::Limits::new(&config.server, &config.rate_limits));
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;

@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 
 use super::AdminState;
 use super::auth::Caller;
+use crate::payment::Payment;
 use crate::pos::{ByHand, Decision, ResolveError};
 use crate::store::alarms::{self, Ack, Alarm};
-use crate::store::payments::Payment;
 
 /// How many alarms of the history `?all=1` lists at most (newest first).
 const HISTORY: u32 = 500;
@@ -31,7 +31,7 @@ pub fn alarm_json(a: &Alarm) -> Value {
 
 /// Whether a person may resolve this payment, and how it was resolved if one did.
 pub fn resolution_json(p: &Payment) -> (bool, Value) {
-    let resolvable = p.state == crate::pos::state::PaymentState::Unresolved;
+    let resolvable = p.state == crate::payment::PaymentState::Unresolved;
     let resolution = p.resolution.as_ref().map_or(Value::Null, |r| {
         json!({
             "decision": p.state.ppp_status().as_str(), "by": r.by, "atMs": r.at,

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use crate::clock::{Clock, SystemClock};
 use crate::money::Currency;
+use crate::payment::Payment;
 use crate::pos::Engine;
-use crate::store::payments::Payment;
 use crate::store::{StoreError, alarms, outbox, payments, receipts};
 
 use super::AdminState;

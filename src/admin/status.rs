@@ -16,8 +16,8 @@ use super::AdminState;
 use super::auth;
 use crate::locale;
 use crate::money::Currency;
+use crate::payment::Payment;
 use crate::pos::Engine;
-use crate::store::payments::Payment;
 use crate::store::{StoreError, alarms, outbox, payments};
 
 const PAGE: &str = include_str!("status.html");

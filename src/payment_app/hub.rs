@@ -17,11 +17,12 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::locale;
+use crate::payment::Payment;
+use crate::payment::PaymentState;
 use crate::pos::answer::PaymentAnswer;
-use crate::pos::state::PaymentState;
 use crate::pos::{DEBIT_METHOD, Engine, PaymentChange, payment_app_token};
 use crate::secret::ct_eq;
-use crate::store::payments::{self, Payment};
+use crate::store::payments;
 use crate::store::{StoreError, events};
 use crate::terminal::{TerminalEvent, mask_card_numbers};
 

@@ -12,13 +12,14 @@ use rusqlite::Connection;
 use super::answer::OperationAnswer;
 use super::finish::{self, cancelled};
 use super::lane::{LaneJob, record_operation};
-use super::state::PaymentState;
 use super::{Engine, EngineError, TERMINAL_STEP_WAIT, find_for_merchant, must_get};
 use crate::money::{Amount, Currency};
+use crate::payment::Payment;
+use crate::payment::PaymentState;
 use crate::secret::random_id;
 use crate::store::StoreError;
 use crate::store::operations::{self, OpKind, OpState, Operation};
-use crate::store::payments::{self, Payment};
+use crate::store::payments;
 use crate::terminal::OperationOutcome;
 
 const CANCEL: &str = "cancel";

@@ -3,7 +3,7 @@
 //! Never an internal error string. Each kind has an entry in the operator guide's runbook.
 
 use crate::locale::{StoreTime, money};
-use crate::store::payments::Payment;
+use crate::payment::Payment;
 
 /// What an alarm about one payment needs to say where and when to look.
 pub(super) struct About<'a> {

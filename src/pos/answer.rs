@@ -10,9 +10,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::state::PppStatus;
 use crate::money::Currency;
-use crate::store::payments::Payment;
+use crate::payment::Payment;
+use crate::payment::PppStatus;
 
 pub const TERMINAL_CONNECTOR_APP: &str = "vtex.terminal-connector-app";
 pub const WAIT_FOR_CONFIRMATION_APP: &str = "vtex.challenge-wait-for-confirmation";

@@ -6,10 +6,11 @@
 //! a person's guess must never overrule the terminal's record.
 
 use super::finish;
-use super::state::PaymentState;
 use super::{Engine, EngineError, must_get};
+use crate::payment::PaymentState;
+use crate::payment::{Payment, SaleFields};
 use crate::store::alarms::{self, AlarmKind};
-use crate::store::payments::{self, Payment, SaleFields};
+use crate::store::payments;
 
 /// What the person decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

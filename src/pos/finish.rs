@@ -7,8 +7,9 @@ use rusqlite::Connection;
 
 use super::answer::PaymentAnswer;
 use super::must_get;
-use super::state::PaymentState;
-use crate::store::payments::{self, SaleFields};
+use crate::payment::PaymentState;
+use crate::payment::SaleFields;
+use crate::store::payments;
 use crate::store::{StoreError, outbox};
 
 /// Makes `payment_id` final in `state` with `sale` (what the terminal reported, or why it

@@ -11,9 +11,9 @@ use std::fmt;
 use rusqlite::Connection;
 
 use super::alarm_texts::{About, adopted_sale};
-use super::state::PaymentState;
 use super::{Engine, EngineError, must_get};
 use crate::locale::StoreTime;
+use crate::payment::PaymentState;
 use crate::store::alarms::{self, AlarmKind};
 use crate::store::operations::{self, OpState};
 use crate::store::{StoreError, orphans, payments};

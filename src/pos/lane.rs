@@ -15,13 +15,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::alarm_texts::About;
 use super::finish::{self, cancelled};
-use super::state::{PaymentState, ResultEffect};
 use super::{Engine, EngineError, function_of, must_get};
 use crate::locale::StoreTime;
+use crate::payment::SaleFields;
+use crate::payment::{PaymentState, ResultEffect};
 use crate::secret::random_id;
 use crate::store::alarms::{self, AlarmKind};
 use crate::store::operations::{self, OpKind, OpState, Operation};
-use crate::store::payments::{self, SaleFields};
+use crate::store::payments;
 use crate::store::{StoreError, receipts};
 use crate::terminal::{
     DriverError, OperationOutcome, OperationQuery, OperationRequest, SaleInquiry, SaleOutcome,

@@ -10,7 +10,6 @@ mod inflight;
 mod journals;
 mod lane;
 mod removed_terminal;
-pub mod state;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,9 +24,10 @@ use tokio_util::task::TaskTracker;
 use crate::clock::SharedClock;
 use crate::config::{Config, PosConfig, Protocol};
 use crate::money::Currency;
+use crate::payment::{Delays, NewPayment, Payment, PaymentState, PppStatus, SaleFields};
 use crate::secret::{CardNumber, ct_eq, random_id, random_token};
 use crate::store::alarms::{self, AlarmKind};
-use crate::store::payments::{self, Delays, NewPayment, Payment, SaleFields};
+use crate::store::payments;
 use crate::store::{Store, StoreError, orphans, outbox};
 use crate::terminal::simulator::Simulator;
 use crate::terminal::zvt::transport::Transport;
@@ -40,7 +40,6 @@ pub use inflight::{InFlight, InFlightGuard};
 pub use journals::{Reconciled, UnknownEntries};
 pub use lane::LaneStatus;
 use lane::{LaneJob, LaneState};
-use state::{PaymentState, PppStatus};
 
 pub const CREDIT_METHOD: &str = "Venda Direta Credito";
 pub const DEBIT_METHOD: &str = "Venda Direta Debito";
@@ -638,8 +637,10 @@ impl Engine {
                         payments::bind_terminal(c, &payment_id, &terminal_id, now)?;
                         Ok(Ok(terminal_id))
                     }
-                    Err(state::BindError::ChargeStarted) => Ok(Err(BindFailure::ChargeStarted)),
-                    Err(state::BindError::Final) => Ok(Err(BindFailure::Final)),
+                    Err(crate::payment::BindError::ChargeStarted) => {
+                        Ok(Err(BindFailure::ChargeStarted))
+                    }
+                    Err(crate::payment::BindError::Final) => Ok(Err(BindFailure::Final)),
                 }
             })
             .await;

@@ -3,10 +3,11 @@
 //! becomes `unresolved` with an alarm, so a person decides from its receipts. Never a guess.
 
 use super::alarm_texts::About;
-use super::state::PaymentState;
 use super::{Engine, EngineError, finish, must_get};
+use crate::payment::PaymentState;
+use crate::payment::SaleFields;
 use crate::store::alarms::{self, AlarmKind};
-use crate::store::payments::{self, SaleFields};
+use crate::store::payments;
 
 impl Engine {
     /// At start, before the lanes run: settles what sits on terminals no lane drives.

@@ -5,6 +5,7 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 
 use super::StoreError;
+use crate::payment::PaymentState;
 
 /// Copies the live database to `destination` with SQLite's backup API: a consistent snapshot
 /// even while the daemon writes (WAL lets the copy read a stable view). The copy is a plain
@@ -40,13 +41,16 @@ pub struct Purged {
 /// and delivered callbacks older than the cutoff. Unresolved payments and payments with an open
 /// alarm are kept whatever their age.
 pub fn purge(c: &Connection, cutoff_ms: i64) -> Result<Purged, StoreError> {
-    let doomed = "SELECT payment_id FROM payments p
+    let doomed = format!(
+        "SELECT payment_id FROM payments p
         WHERE p.updated_at < ?1
-          AND p.state IN ('approved', 'denied', 'cancelled')
+          AND p.{}
           AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.payment_id = p.payment_id
                           AND a.cleared_at IS NULL AND a.acked_at IS NULL)
           AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.payment_id = p.payment_id AND o.state != 'delivered')
-          AND NOT EXISTS (SELECT 1 FROM operations op WHERE op.payment_id = p.payment_id AND op.state IN ('pending', 'sent'))";
+          AND NOT EXISTS (SELECT 1 FROM operations op WHERE op.payment_id = p.payment_id AND op.state IN ('pending', 'sent'))",
+        super::payments::state_in(&PaymentState::FINAL)
+    );
     for table in [
         "alarms",
         "receipts",
@@ -77,7 +81,7 @@ pub fn purge(c: &Connection, cutoff_ms: i64) -> Result<Purged, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pos::state::PaymentState;
+    use crate::payment::PaymentState;
     use crate::store::payments::{self, test_payment};
     use crate::store::{Store, outbox, receipts};
 

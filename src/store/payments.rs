@@ -4,100 +4,14 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::StoreError;
-use crate::pos::state::PaymentState;
+use crate::payment::{
+    Delays, NewPayment, Payment, PaymentState, Resolution, SaleFields, Transition,
+};
 
-/// What the terminal reported about a finished sale (no card data beyond brand, first 6, last 4).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SaleFields {
-    pub authorization_id: Option<String>,
-    pub nsu: Option<String>,
-    pub acquirer: Option<String>,
-    pub code: Option<String>,
-    pub message: Option<String>,
-    pub card_brand: Option<String>,
-    pub first_digits: Option<String>,
-    pub last_digits: Option<String>,
-    /// The terminal's own reference for the sale (what a reversal names).
-    pub terminal_ref: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Delays {
-    pub seconds_waiting: u32,
-    pub delay_to_cancel: u32,
-    pub delay_to_auto_settle: u32,
-    pub delay_to_auto_settle_after_antifraud: u32,
-}
-
-#[derive(Debug, Clone)]
-pub struct Payment {
-    pub payment_id: String,
-    pub merchant: String,
-    pub transaction_id: String,
-    pub method: String,
-    pub amount_minor: i64,
-    pub currency: String,
-    pub installments: Option<i64>,
-    pub callback_url: String,
-    pub submit_token: String,
-    pub tid: String,
-    pub state: PaymentState,
-    pub terminal_id: Option<String>,
-    pub delays: Delays,
-    pub created_at: i64,
-    pub charge_started_at: Option<i64>,
-    pub sent_to_terminal_at: Option<i64>,
-    pub cancel_requested_at: Option<i64>,
-    pub sale: SaleFields,
-    pub settle_id: Option<String>,
-    pub settled_minor: i64,
-    pub refunded_minor: i64,
-    pub cancellation_id: Option<String>,
-    pub first_answer_undefined: bool,
-    /// The Create answer frozen when the payment became final (JSON).
-    pub final_answer: Option<String>,
-    /// The Gateway's paymentId when the row's key differs from it (a second merchant's payment
-    /// with the same paymentId); `None`: the key is the paymentId.
-    pub external_id: Option<String>,
-    /// Resolved by hand: by whom (the admin token's name), when, why.
-    pub resolution: Option<Resolution>,
-}
-
-/// A payment a person resolved because the terminal could not tell.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resolution {
-    pub by: String,
-    pub at: i64,
-    pub reason: String,
-}
-
-impl Payment {
-    /// The paymentId the Gateway knows this payment by.
-    pub fn vtex_payment_id(&self) -> &str {
-        self.external_id.as_deref().unwrap_or(&self.payment_id)
-    }
-}
-
-/// A payment as first stored by Create.
-#[derive(Debug, Clone)]
-pub struct NewPayment {
-    pub payment_id: String,
-    pub merchant: String,
-    pub transaction_id: String,
-    pub method: String,
-    pub amount_minor: i64,
-    pub currency: String,
-    pub installments: Option<i64>,
-    pub callback_url: String,
-    pub submit_token: String,
-    pub tid: String,
-    pub state: PaymentState,
-    pub terminal_id: Option<String>,
-    pub delays: Delays,
-    pub sale: SaleFields,
-    pub first_answer_undefined: bool,
-    /// See [`Payment::external_id`].
-    pub external_id: Option<String>,
+/// `state IN ('a', 'b')`: a guard built from the payment model's table, never written by hand.
+pub(crate) fn state_in(states: &[PaymentState]) -> String {
+    let names: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+    format!("state IN ({})", names.join(", "))
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Payment> {
@@ -224,34 +138,37 @@ pub fn bind_terminal(
     terminal_id: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    let sql = format!(
         "UPDATE payments SET state = 'bound', terminal_id = ?2, updated_at = ?3
-         WHERE payment_id = ?1 AND state IN ('received', 'bound')",
-        params![payment_id, terminal_id, now],
-    )?;
+         WHERE payment_id = ?1 AND {}",
+        state_in(Transition::Bind.from())
+    );
+    c.execute(&sql, params![payment_id, terminal_id, now])?;
     Ok(())
 }
 
 /// The compare-and-set that starts the one charge: only one caller, in any process, can move a
 /// payment from `bound` to `charging`.
 pub fn start_charge(c: &Connection, payment_id: &str, now: i64) -> Result<bool, StoreError> {
-    let changed = c.execute(
+    let sql = format!(
         "UPDATE payments SET state = 'charging', charge_started_at = ?2, updated_at = ?2
-         WHERE payment_id = ?1 AND state = 'bound'",
-        params![payment_id, now],
-    )?;
+         WHERE payment_id = ?1 AND {}",
+        state_in(Transition::StartCharge.from())
+    );
+    let changed = c.execute(&sql, params![payment_id, now])?;
     Ok(changed == 1)
 }
 
 /// Records that the sale is about to be sent to the terminal; after this only the terminal's
 /// recovery query may decide the outcome. False if it may no longer be sent.
 pub fn mark_sent(c: &Connection, payment_id: &str, now: i64) -> Result<bool, StoreError> {
-    let changed = c.execute(
+    let sql = format!(
         "UPDATE payments SET sent_to_terminal_at = ?2, updated_at = ?2
-         WHERE payment_id = ?1 AND state = 'charging'
+         WHERE payment_id = ?1 AND {}
            AND sent_to_terminal_at IS NULL AND cancel_requested_at IS NULL",
-        params![payment_id, now],
-    )?;
+        state_in(Transition::Send.from())
+    );
+    let changed = c.execute(&sql, params![payment_id, now])?;
     Ok(changed == 1)
 }
 
@@ -294,11 +211,13 @@ pub fn charging_on_terminal(
     c: &Connection,
     terminal_id: &str,
 ) -> Result<Vec<(String, bool)>, StoreError> {
-    let mut stmt = c.prepare(
+    let sql = format!(
         "SELECT payment_id, sent_to_terminal_at IS NOT NULL FROM payments
-         WHERE terminal_id = ?1 AND state IN ('charging', 'unknown')
+         WHERE terminal_id = ?1 AND {}
          ORDER BY sent_to_terminal_at IS NULL, charge_started_at, payment_id",
-    )?;
+        state_in(&PaymentState::ON_TERMINAL)
+    );
+    let mut stmt = c.prepare(&sql)?;
     let rows = stmt
         .query_map([terminal_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -307,11 +226,13 @@ pub fn charging_on_terminal(
 
 /// Every payment on any terminal (charging or unknown): (payment key, terminal, sent).
 pub fn on_any_terminal(c: &Connection) -> Result<Vec<(String, String, bool)>, StoreError> {
-    let mut stmt = c.prepare(
+    let sql = format!(
         "SELECT payment_id, terminal_id, sent_to_terminal_at IS NOT NULL FROM payments
-         WHERE state IN ('charging', 'unknown') AND terminal_id IS NOT NULL
+         WHERE {} AND terminal_id IS NOT NULL
          ORDER BY payment_id",
-    )?;
+        state_in(&PaymentState::ON_TERMINAL)
+    );
+    let mut stmt = c.prepare(&sql)?;
     let rows = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -340,11 +261,15 @@ pub fn finish(
     sale: &SaleFields,
     now: i64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    let sql = format!(
         "UPDATE payments SET state = ?2, updated_at = ?3, authorization_id = ?4, nsu = ?5,
             acquirer = ?6, code = ?7, message = ?8, card_brand = ?9, first_digits = ?10,
             last_digits = ?11, terminal_ref = ?12
-         WHERE payment_id = ?1 AND state NOT IN ('approved', 'denied', 'cancelled')",
+         WHERE payment_id = ?1 AND {}",
+        state_in(Transition::Finish.from())
+    );
+    c.execute(
+        &sql,
         params![
             payment_id,
             state.as_str(),

@@ -1,4 +1,5 @@
-//! The per-payment state machine. Pure: the engine persists each transition in one transaction.
+//! The per-payment state machine. Pure: the engine decides each transition and persists it in
+//! one transaction; the store's conditional UPDATEs are guarded by [`Transition::from`].
 //!
 //! ```text
 //! received ──serial──▶ bound ──2nd Create (CAS)──▶ charging ──result──▶ approved ──cancel──▶ cancelled
@@ -8,7 +9,7 @@
 //!                                                                 └──▶ unresolved (a person decides)
 //! ```
 //!
-//! A payment's PPP answer is frozen when it first becomes final (see `pos::answer`): a payment
+//! A payment's PPP answer is frozen when it first becomes final (see `pos::finish`): a payment
 //! approved and later cancelled keeps answering `approved`; the cancellation is the
 //! cancellation endpoint's answer.
 
@@ -73,7 +74,49 @@ pub enum BindError {
     Final,
 }
 
+/// A change of state the store writes under a guard: the states each may start from, in one
+/// table that the engine's checks and the store's `WHERE state IN (…)` both read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// A terminal is named (or named again) before the charge: → bound.
+    Bind,
+    /// The one charge starts (the store's compare-and-set): → charging.
+    StartCharge,
+    /// The sale is handed to the terminal (the durable intent; the state stays charging).
+    Send,
+    /// The payment becomes final: → approved | denied | cancelled. A final result is never
+    /// written over.
+    Finish,
+}
+
+impl Transition {
+    /// The states this transition may start from.
+    pub const fn from(self) -> &'static [PaymentState] {
+        use PaymentState::{Bound, Charging, Received, Unknown, Unresolved};
+        match self {
+            Transition::Bind => &[Received, Bound],
+            Transition::StartCharge => &[Bound],
+            Transition::Send => &[Charging],
+            Transition::Finish => &[Received, Bound, Charging, Unknown, Unresolved],
+        }
+    }
+
+    pub fn allowed_from(self, state: PaymentState) -> bool {
+        self.from().contains(&state)
+    }
+}
+
 impl PaymentState {
+    /// Final: the PPP answer is frozen and called back.
+    pub const FINAL: [PaymentState; 3] = [
+        PaymentState::Approved,
+        PaymentState::Denied,
+        PaymentState::Cancelled,
+    ];
+
+    /// The terminal may be working on it (or may have, and must be asked).
+    pub const ON_TERMINAL: [PaymentState; 2] = [PaymentState::Charging, PaymentState::Unknown];
+
     pub fn as_str(self) -> &'static str {
         match self {
             PaymentState::Received => "received",
@@ -88,15 +131,12 @@ impl PaymentState {
     }
 
     pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            PaymentState::Approved | PaymentState::Denied | PaymentState::Cancelled
-        )
+        Self::FINAL.contains(&self)
     }
 
     /// Whether the terminal may be working on it right now.
     pub fn on_terminal(self) -> bool {
-        matches!(self, PaymentState::Charging | PaymentState::Unknown)
+        Self::ON_TERMINAL.contains(&self)
     }
 
     pub fn ppp_status(self) -> PppStatus {
@@ -109,12 +149,12 @@ impl PaymentState {
 
     /// Binding (or re-binding) a terminal is allowed until the charge starts.
     pub fn bind(self) -> Result<PaymentState, BindError> {
-        match self {
-            PaymentState::Received | PaymentState::Bound => Ok(PaymentState::Bound),
-            PaymentState::Charging | PaymentState::Unknown | PaymentState::Unresolved => {
-                Err(BindError::ChargeStarted)
-            }
-            _ => Err(BindError::Final),
+        if Transition::Bind.allowed_from(self) {
+            Ok(PaymentState::Bound)
+        } else if self.is_final() {
+            Err(BindError::Final)
+        } else {
+            Err(BindError::ChargeStarted)
         }
     }
 
@@ -177,6 +217,15 @@ mod tests {
             assert_eq!(s.as_str().parse::<PaymentState>(), Ok(s));
         }
         assert!("charged".parse::<PaymentState>().is_err());
+    }
+
+    #[test]
+    fn only_a_payment_not_final_yet_may_finish() {
+        for s in ALL {
+            assert_eq!(Transition::Finish.allowed_from(s), !s.is_final(), "{s}");
+        }
+        assert_eq!(Transition::StartCharge.from(), &[Bound]);
+        assert!(Transition::Send.from().iter().all(|s| s.on_terminal()));
     }
 
     #[test]
