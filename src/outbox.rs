@@ -5,13 +5,21 @@
 //!
 //! Attempts run concurrently, bounded in all and per target (`host:port`), so a host that never
 //! answers holds back only the callbacks to it; a payment has one attempt at a time.
+//!
+//! * `handle`: the [`Outbox`] the engine and store IT hold (enqueue, hold, wake, re-deliver).
+//! * `gate`: the Create answers in flight that hold callbacks back.
+
+mod gate;
+mod handle;
+
+pub use gate::InFlightGuard;
+pub use handle::{Outbox, Redeliver, Redelivered};
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::task::{Id as TaskId, JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -19,12 +27,11 @@ use tracing::Instrument;
 use crate::clock::SharedClock;
 use crate::config::CallbackConfig;
 use crate::locale::StoreTime;
-use crate::pos::InFlight;
 use crate::secret::Secret;
+use crate::store::StoreError;
 use crate::store::alarms::{self, AlarmKind};
 use crate::store::outbox::{self, Callback};
 use crate::store::payments;
-use crate::store::{Store, StoreError};
 
 /// Delivers one callback; `Err` carries why it failed (no URL query, no secrets).
 pub trait CallbackSender: Send + Sync + 'static {
@@ -111,12 +118,11 @@ pub fn retry_delay(config: &CallbackConfig, failures: u32) -> Duration {
 }
 
 pub struct OutboxWorker<S> {
-    pub store: Store,
+    /// The handle whose wake-ups and gate this worker follows.
+    pub outbox: Outbox,
     pub clock: SharedClock,
     pub config: CallbackConfig,
     pub sender: S,
-    pub inflight: Arc<InFlight>,
-    pub wake: Arc<Notify>,
     /// The store's time zone, for the alarm people read when a callback is given up.
     pub time: StoreTime,
 }
@@ -153,8 +159,8 @@ impl<S: CallbackSender> OutboxWorker<S> {
             tokio::select! {
                 Some(ended) = attempts.next_ended() => attempts.release(ended),
                 () = tokio::time::sleep(wait) => {}
-                () = worker.wake.notified() => {}
-                () = worker.inflight.released() => {}
+                () = worker.outbox.woken().notified() => {}
+                () = worker.outbox.gate().released() => {}
                 () = shutdown.cancelled() => return,
             }
         }
@@ -169,14 +175,15 @@ impl<S: CallbackSender> OutboxWorker<S> {
         // Page on while there is room: callbacks queued behind a busy target's get their turn.
         while attempts.have_room() {
             let page = self
-                .store
+                .outbox
+                .store()
                 .call(move |c| outbox::due(c, now, after, DUE_PAGE))
                 .await?;
             let Some(last) = page.last() else { break };
             after = (last.next_attempt_at, last.id);
             let last_page = page.len() < DUE_PAGE as usize;
             for callback in page {
-                if self.inflight.is_in_flight(&callback.payment_id) {
+                if self.outbox.gate().is_in_flight(&callback.payment_id) {
                     held_back = true;
                     continue;
                 }
@@ -199,7 +206,8 @@ impl<S: CallbackSender> OutboxWorker<S> {
         }
         // Due callbacks that could not start wait for an attempt to end, not for a timer.
         let next = self
-            .store
+            .outbox
+            .store()
             .call(move |c| outbox::next_due_after(c, now))
             .await?;
         let now = self.clock.now_ms();
@@ -224,7 +232,8 @@ impl<S: CallbackSender> OutboxWorker<S> {
         let id = callback.id;
         match result {
             Ok(()) => {
-                self.store
+                self.outbox
+                    .store()
                     .call(move |c| {
                         outbox::delivered(c, id, now)?;
                         alarms::clear_subject(c, AlarmKind::CallbackGivenUp, &id.to_string(), now)
@@ -250,7 +259,8 @@ impl<S: CallbackSender> OutboxWorker<S> {
                     callback.body.clone(),
                     callback.created_at,
                 );
-                self.store
+                self.outbox
+                    .store()
                     .call(move |c| {
                         outbox::failed(c, id, next, &reason)?;
                         if next.is_none() {
@@ -408,6 +418,7 @@ mod tests {
     use super::*;
     use crate::clock::{Clock, TokioClock};
     use crate::pos::state::PaymentState;
+    use crate::store::Store;
     use crate::store::payments;
 
     #[test]
@@ -479,7 +490,7 @@ mod tests {
         sender: S,
     ) -> OutboxWorker<S> {
         OutboxWorker {
-            store,
+            outbox: Outbox::new(store),
             clock: Arc::new(clock),
             config: CallbackConfig {
                 first_retry_s: 5,
@@ -488,8 +499,6 @@ mod tests {
                 request_timeout_s: 1,
             },
             sender,
-            inflight: Arc::new(InFlight::default()),
-            wake: Arc::new(Notify::new()),
             time: StoreTime::utc(),
         }
     }
@@ -542,7 +551,7 @@ mod tests {
         let clock = TokioClock::starting_at(1_700_000_000_000);
         let store = store_with_callback(dir.path(), &clock).await;
         let (worker, attempts) = worker(store, clock, 0, 300);
-        let guard = worker.inflight.enter("p1");
+        let guard = worker.outbox.hold("p1");
         let stop = CancellationToken::new();
         let task = tokio::spawn(worker.run(stop.clone()));
         tokio::time::sleep(Duration::from_secs(10)).await;
@@ -675,13 +684,13 @@ mod tests {
         )
         .await;
         let (worker, attempts) = slow_worker(store.clone(), clock, Duration::from_secs(10));
-        let wake = worker.wake.clone();
+        let outbox = worker.outbox.clone();
         let stop = CancellationToken::new();
         let task = tokio::spawn(worker.run(stop.clone()));
         // Looks at the outbox again and again while the first attempt is in flight.
         for _ in 0..5 {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            wake.notify_one();
+            outbox.wake();
         }
         tokio::time::sleep(Duration::from_secs(60)).await;
         stop.cancel();
