@@ -5,6 +5,7 @@ mod after_sale;
 mod alarm_texts;
 pub mod answer;
 mod by_hand;
+mod feed;
 mod finish;
 mod journals;
 mod lane;
@@ -27,16 +28,20 @@ use crate::money::Currency;
 use crate::outbox::Outbox;
 use crate::secret::{CardNumber, ct_eq, random_id, random_token};
 use crate::store::alarms::{self, AlarmKind};
-use crate::store::payments::{self, Delays, NewPayment, Payment, SaleFields};
-use crate::store::{Store, StoreError, orphans};
+use crate::store::payments::{self, Delays, NewPayment, SaleFields};
+use crate::store::{Store, orphans};
 use crate::terminal::simulator::Simulator;
 use crate::terminal::zvt::transport::Transport;
 use crate::terminal::zvt::{self, ZvtDriver, ZvtSettings};
 use crate::terminal::{CardFunction, PromptSink, TerminalEvent, TerminalHandle};
 
 pub use crate::outbox::InFlightGuard;
+// What the feed's narrow handle answers in: its users need not import the store.
+pub use crate::store::StoreError;
+pub use crate::store::payments::Payment;
 pub use answer::{OperationAnswer, PaymentAnswer};
 pub use by_hand::{ByHand, Decision, ResolveError};
+pub use feed::{FeedStore, FeedTx};
 pub use journals::{Reconciled, UnknownEntries};
 pub use lane::LaneStatus;
 use lane::{LaneJob, LaneState};
@@ -340,8 +345,23 @@ impl Engine {
         Ok(())
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The Payment App feed's narrow access to the database: payments by id, its own events.
+    pub fn feed(&self) -> FeedStore {
+        FeedStore::new(self.store.clone())
+    }
+
+    /// Records the credentials the configuration flow issued to a merchant (the token as a
+    /// hash only).
+    pub async fn record_merchant(
+        &self,
+        app_key: &str,
+        app_token_hash: &str,
+    ) -> Result<(), EngineError> {
+        let (key, hash, now) = (app_key.to_string(), app_token_hash.to_string(), self.now());
+        self.store
+            .call(move |c| crate::store::merchants::insert(c, &key, &hash, now))
+            .await?;
+        Ok(())
     }
 
     /// Holds the payment's callbacks until the guard is dropped: VTEX loses a result that
