@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::outbox::{HttpSender, Outbox, OutboxWorker};
-use crate::payment_app::Hub;
+use crate::payment_app::{self, Hub, PaymentAppState};
 use crate::pos::Engine;
 use crate::ppp::auth::Credentials;
 use crate::ppp::onboarding::Onboarding;
@@ -97,12 +97,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         credentials: Credentials::new(&config.vtex.app_key, config.vtex.app_token.clone(), issued),
         onboarding: Arc::new(Onboarding::new(&config.onboarding)),
         max_body_bytes: config.server.max_body_bytes,
+    };
+    let payment_app_state = PaymentAppState {
+        engine: engine.clone(),
         hub,
     };
     crate::observability::install();
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(ppp::router(state))
+        .merge(payment_app::router(payment_app_state))
         .layer(axum::middleware::from_fn(crate::observability::track_http))
         .fallback(|| async {
             ppp::error::PppError::bad("not-found", "no such route").into_response_404()
