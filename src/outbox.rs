@@ -33,9 +33,47 @@ use crate::store::alarms::{self, AlarmKind};
 use crate::store::outbox::{self, Callback};
 use crate::store::payments;
 
-/// Delivers one callback; `Err` carries why it failed (no URL query, no secrets).
+/// Delivers one callback.
 pub trait CallbackSender: Send + Sync + 'static {
-    fn send(&self, url: &str, body: &str) -> impl Future<Output = Result<(), String>> + Send;
+    fn send(&self, url: &str, body: &str) -> impl Future<Output = Result<(), SendError>> + Send;
+}
+
+/// Why a callback attempt failed, as stored with the callback and shown to people. A request
+/// failure keeps only the innermost cause's text: reqwest's own would include the URL, whose
+/// query carries the X-VTEX-signature.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("timed out: {0}")]
+    TimedOut(String),
+    #[error("cannot connect: {0}")]
+    CannotConnect(String),
+    #[error("invalid callback URL: {0}")]
+    InvalidUrl(String),
+    #[error("request failed: {0}")]
+    RequestFailed(String),
+    #[error("the Gateway answered HTTP {0}")]
+    Refused(u16),
+}
+
+impl From<&reqwest::Error> for SendError {
+    fn from(e: &reqwest::Error) -> Self {
+        // The innermost cause says what went wrong.
+        let mut cause = String::new();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            cause = s.to_string();
+            source = s.source();
+        }
+        if e.is_timeout() {
+            SendError::TimedOut(cause)
+        } else if e.is_connect() {
+            SendError::CannotConnect(cause)
+        } else if e.is_builder() {
+            SendError::InvalidUrl(cause)
+        } else {
+            SendError::RequestFailed(cause)
+        }
+    }
 }
 
 /// Posts callbacks over HTTP(S) with the partner's VTEX key pair.
@@ -65,7 +103,7 @@ impl HttpSender {
 }
 
 impl CallbackSender for HttpSender {
-    async fn send(&self, url: &str, body: &str) -> Result<(), String> {
+    async fn send(&self, url: &str, body: &str) -> Result<(), SendError> {
         let response = self
             .client
             .post(url)
@@ -77,34 +115,14 @@ impl CallbackSender for HttpSender {
             .send()
             .await
             // Without the URL: it carries the X-VTEX-signature.
-            .map_err(|e| describe_error(&e))?;
+            .map_err(|e| SendError::from(&e))?;
         let status = response.status();
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("the Gateway answered HTTP {}", status.as_u16()))
+            Err(SendError::Refused(status.as_u16()))
         }
     }
-}
-
-fn describe_error(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else if e.is_builder() {
-        "invalid callback URL"
-    } else {
-        "request failed"
-    };
-    // The innermost cause says what went wrong; reqwest's own text would include the URL.
-    let mut cause = String::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        cause = s.to_string();
-        source = s.source();
-    }
-    format!("{kind}: {cause}")
 }
 
 /// The wait before retry number `failures + 1`: `first_retry_s` doubling up to `max_interval_s`.
@@ -252,7 +270,7 @@ impl<S: CallbackSender> OutboxWorker<S> {
                         .unwrap_or(i64::MAX);
                     now.saturating_add(delay)
                 });
-                let reason = why.clone();
+                let reason = why.to_string();
                 let time = self.time.clone();
                 let (payment_id, body, since) = (
                     callback.payment_id.clone(),
@@ -434,6 +452,41 @@ mod tests {
         assert_eq!(retry_delay(&c, 100).as_secs(), 60);
     }
 
+    #[tokio::test]
+    async fn the_http_sender_says_why_without_the_callback_url() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let answer = "HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+            socket.write_all(answer.as_bytes()).await.expect("write");
+        });
+        let sender =
+            HttpSender::new("key", Secret::new("token"), Duration::from_secs(5)).expect("client");
+        let refused = sender
+            .send(&format!("http://{addr}/cb?X-VTEX-signature=sig"), "{}")
+            .await;
+        assert_eq!(refused, Err(SendError::Refused(503)));
+        assert_eq!(
+            refused.map_err(|e| e.to_string()),
+            Err("the Gateway answered HTTP 503".to_string())
+        );
+        // Nothing listens there any more: the text names the cause, never the URL.
+        let unreachable = sender
+            .send(&format!("http://{addr}/cb?X-VTEX-signature=sig"), "{}")
+            .await;
+        let Err(why @ SendError::CannotConnect(_)) = unreachable else {
+            panic!("expected a connection failure, got {unreachable:?}");
+        };
+        assert!(why.to_string().starts_with("cannot connect: "), "{why}");
+        assert!(!why.to_string().contains("sig"), "{why}");
+    }
+
     /// A Gateway that fails the first `failures` attempts and records when each came.
     struct FlakyGateway {
         failures: usize,
@@ -442,11 +495,11 @@ mod tests {
     }
 
     impl CallbackSender for FlakyGateway {
-        async fn send(&self, _url: &str, _body: &str) -> Result<(), String> {
+        async fn send(&self, _url: &str, _body: &str) -> Result<(), SendError> {
             let mut attempts = self.attempts.lock().expect("lock");
             attempts.push(self.start.elapsed().as_secs());
             if attempts.len() <= self.failures {
-                Err("HTTP 503".into())
+                Err(SendError::Refused(503))
             } else {
                 Ok(())
             }
@@ -577,7 +630,7 @@ mod tests {
     }
 
     impl CallbackSender for SlowGateway {
-        async fn send(&self, url: &str, body: &str) -> Result<(), String> {
+        async fn send(&self, url: &str, body: &str) -> Result<(), SendError> {
             let second = self.start.elapsed().as_secs();
             self.attempts
                 .lock()
