@@ -5,13 +5,21 @@
 //!
 //! Attempts run concurrently, bounded in all and per target (`host:port`), so a host that never
 //! answers holds back only the callbacks to it; a payment has one attempt at a time.
+//!
+//! * `handle`: the [`Outbox`] the engine and store IT hold (enqueue, hold, wake, re-deliver).
+//! * `gate`: the Create answers in flight that hold callbacks back.
+
+mod gate;
+mod handle;
+
+pub use gate::InFlightGuard;
+pub use handle::{Outbox, Redeliver, Redelivered};
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::task::{Id as TaskId, JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -19,16 +27,53 @@ use tracing::Instrument;
 use crate::clock::SharedClock;
 use crate::config::CallbackConfig;
 use crate::locale::StoreTime;
-use crate::pos::InFlight;
 use crate::secret::Secret;
+use crate::store::StoreError;
 use crate::store::alarms::{self, AlarmKind};
 use crate::store::outbox::{self, Callback};
 use crate::store::payments;
-use crate::store::{Store, StoreError};
 
-/// Delivers one callback; `Err` carries why it failed (no URL query, no secrets).
+/// Delivers one callback.
 pub trait CallbackSender: Send + Sync + 'static {
-    fn send(&self, url: &str, body: &str) -> impl Future<Output = Result<(), String>> + Send;
+    fn send(&self, url: &str, body: &str) -> impl Future<Output = Result<(), SendError>> + Send;
+}
+
+/// Why a callback attempt failed, as stored with the callback and shown to people. A request
+/// failure keeps only the innermost cause's text: reqwest's own would include the URL, whose
+/// query carries the X-VTEX-signature.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("timed out: {0}")]
+    TimedOut(String),
+    #[error("cannot connect: {0}")]
+    CannotConnect(String),
+    #[error("invalid callback URL: {0}")]
+    InvalidUrl(String),
+    #[error("request failed: {0}")]
+    RequestFailed(String),
+    #[error("the Gateway answered HTTP {0}")]
+    Refused(u16),
+}
+
+impl From<&reqwest::Error> for SendError {
+    fn from(e: &reqwest::Error) -> Self {
+        // The innermost cause says what went wrong.
+        let mut cause = String::new();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            cause = s.to_string();
+            source = s.source();
+        }
+        if e.is_timeout() {
+            SendError::TimedOut(cause)
+        } else if e.is_connect() {
+            SendError::CannotConnect(cause)
+        } else if e.is_builder() {
+            SendError::InvalidUrl(cause)
+        } else {
+            SendError::RequestFailed(cause)
+        }
+    }
 }
 
 /// Posts callbacks over HTTP(S) with the partner's VTEX key pair.
@@ -58,7 +103,7 @@ impl HttpSender {
 }
 
 impl CallbackSender for HttpSender {
-    async fn send(&self, url: &str, body: &str) -> Result<(), String> {
+    async fn send(&self, url: &str, body: &str) -> Result<(), SendError> {
         let response = self
             .client
             .post(url)
@@ -70,34 +115,14 @@ impl CallbackSender for HttpSender {
             .send()
             .await
             // Without the URL: it carries the X-VTEX-signature.
-            .map_err(|e| describe_error(&e))?;
+            .map_err(|e| SendError::from(&e))?;
         let status = response.status();
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("the Gateway answered HTTP {}", status.as_u16()))
+            Err(SendError::Refused(status.as_u16()))
         }
     }
-}
-
-fn describe_error(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else if e.is_builder() {
-        "invalid callback URL"
-    } else {
-        "request failed"
-    };
-    // The innermost cause says what went wrong; reqwest's own text would include the URL.
-    let mut cause = String::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        cause = s.to_string();
-        source = s.source();
-    }
-    format!("{kind}: {cause}")
 }
 
 /// The wait before retry number `failures + 1`: `first_retry_s` doubling up to `max_interval_s`.
@@ -111,12 +136,11 @@ pub fn retry_delay(config: &CallbackConfig, failures: u32) -> Duration {
 }
 
 pub struct OutboxWorker<S> {
-    pub store: Store,
+    /// The handle whose wake-ups and gate this worker follows.
+    pub outbox: Outbox,
     pub clock: SharedClock,
     pub config: CallbackConfig,
     pub sender: S,
-    pub inflight: Arc<InFlight>,
-    pub wake: Arc<Notify>,
     /// The store's time zone, for the alarm people read when a callback is given up.
     pub time: StoreTime,
 }
@@ -153,8 +177,8 @@ impl<S: CallbackSender> OutboxWorker<S> {
             tokio::select! {
                 Some(ended) = attempts.next_ended() => attempts.release(ended),
                 () = tokio::time::sleep(wait) => {}
-                () = worker.wake.notified() => {}
-                () = worker.inflight.released() => {}
+                () = worker.outbox.woken().notified() => {}
+                () = worker.outbox.gate().released() => {}
                 () = shutdown.cancelled() => return,
             }
         }
@@ -169,14 +193,15 @@ impl<S: CallbackSender> OutboxWorker<S> {
         // Page on while there is room: callbacks queued behind a busy target's get their turn.
         while attempts.have_room() {
             let page = self
-                .store
+                .outbox
+                .store()
                 .call(move |c| outbox::due(c, now, after, DUE_PAGE))
                 .await?;
             let Some(last) = page.last() else { break };
             after = (last.next_attempt_at, last.id);
             let last_page = page.len() < DUE_PAGE as usize;
             for callback in page {
-                if self.inflight.is_in_flight(&callback.payment_id) {
+                if self.outbox.gate().is_in_flight(&callback.payment_id) {
                     held_back = true;
                     continue;
                 }
@@ -199,7 +224,8 @@ impl<S: CallbackSender> OutboxWorker<S> {
         }
         // Due callbacks that could not start wait for an attempt to end, not for a timer.
         let next = self
-            .store
+            .outbox
+            .store()
             .call(move |c| outbox::next_due_after(c, now))
             .await?;
         let now = self.clock.now_ms();
@@ -224,7 +250,8 @@ impl<S: CallbackSender> OutboxWorker<S> {
         let id = callback.id;
         match result {
             Ok(()) => {
-                self.store
+                self.outbox
+                    .store()
                     .call(move |c| {
                         outbox::delivered(c, id, now)?;
                         alarms::clear_subject(c, AlarmKind::CallbackGivenUp, &id.to_string(), now)
@@ -243,14 +270,15 @@ impl<S: CallbackSender> OutboxWorker<S> {
                         .unwrap_or(i64::MAX);
                     now.saturating_add(delay)
                 });
-                let reason = why.clone();
+                let reason = why.to_string();
                 let time = self.time.clone();
                 let (payment_id, body, since) = (
                     callback.payment_id.clone(),
                     callback.body.clone(),
                     callback.created_at,
                 );
-                self.store
+                self.outbox
+                    .store()
                     .call(move |c| {
                         outbox::failed(c, id, next, &reason)?;
                         if next.is_none() {
@@ -408,6 +436,7 @@ mod tests {
     use super::*;
     use crate::clock::{Clock, TokioClock};
     use crate::payment::PaymentState;
+    use crate::store::Store;
     use crate::store::payments;
 
     #[test]
@@ -423,6 +452,41 @@ mod tests {
         assert_eq!(retry_delay(&c, 100).as_secs(), 60);
     }
 
+    #[tokio::test]
+    async fn the_http_sender_says_why_without_the_callback_url() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let answer = "HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+            socket.write_all(answer.as_bytes()).await.expect("write");
+        });
+        let sender =
+            HttpSender::new("key", Secret::new("token"), Duration::from_secs(5)).expect("client");
+        let refused = sender
+            .send(&format!("http://{addr}/cb?X-VTEX-signature=sig"), "{}")
+            .await;
+        assert_eq!(refused, Err(SendError::Refused(503)));
+        assert_eq!(
+            refused.map_err(|e| e.to_string()),
+            Err("the Gateway answered HTTP 503".to_string())
+        );
+        // Nothing listens there any more: the text names the cause, never the URL.
+        let unreachable = sender
+            .send(&format!("http://{addr}/cb?X-VTEX-signature=sig"), "{}")
+            .await;
+        let Err(why @ SendError::CannotConnect(_)) = unreachable else {
+            panic!("expected a connection failure, got {unreachable:?}");
+        };
+        assert!(why.to_string().starts_with("cannot connect: "), "{why}");
+        assert!(!why.to_string().contains("sig"), "{why}");
+    }
+
     /// A Gateway that fails the first `failures` attempts and records when each came.
     struct FlakyGateway {
         failures: usize,
@@ -431,11 +495,11 @@ mod tests {
     }
 
     impl CallbackSender for FlakyGateway {
-        async fn send(&self, _url: &str, _body: &str) -> Result<(), String> {
+        async fn send(&self, _url: &str, _body: &str) -> Result<(), SendError> {
             let mut attempts = self.attempts.lock().expect("lock");
             attempts.push(self.start.elapsed().as_secs());
             if attempts.len() <= self.failures {
-                Err("HTTP 503".into())
+                Err(SendError::Refused(503))
             } else {
                 Ok(())
             }
@@ -479,7 +543,7 @@ mod tests {
         sender: S,
     ) -> OutboxWorker<S> {
         OutboxWorker {
-            store,
+            outbox: Outbox::new(store),
             clock: Arc::new(clock),
             config: CallbackConfig {
                 first_retry_s: 5,
@@ -488,8 +552,6 @@ mod tests {
                 request_timeout_s: 1,
             },
             sender,
-            inflight: Arc::new(InFlight::default()),
-            wake: Arc::new(Notify::new()),
             time: StoreTime::utc(),
         }
     }
@@ -542,7 +604,7 @@ mod tests {
         let clock = TokioClock::starting_at(1_700_000_000_000);
         let store = store_with_callback(dir.path(), &clock).await;
         let (worker, attempts) = worker(store, clock, 0, 300);
-        let guard = worker.inflight.enter("p1");
+        let guard = worker.outbox.hold("p1");
         let stop = CancellationToken::new();
         let task = tokio::spawn(worker.run(stop.clone()));
         tokio::time::sleep(Duration::from_secs(10)).await;
@@ -568,7 +630,7 @@ mod tests {
     }
 
     impl CallbackSender for SlowGateway {
-        async fn send(&self, url: &str, body: &str) -> Result<(), String> {
+        async fn send(&self, url: &str, body: &str) -> Result<(), SendError> {
             let second = self.start.elapsed().as_secs();
             self.attempts
                 .lock()
@@ -675,13 +737,13 @@ mod tests {
         )
         .await;
         let (worker, attempts) = slow_worker(store.clone(), clock, Duration::from_secs(10));
-        let wake = worker.wake.clone();
+        let outbox = worker.outbox.clone();
         let stop = CancellationToken::new();
         let task = tokio::spawn(worker.run(stop.clone()));
         // Looks at the outbox again and again while the first attempt is in flight.
         for _ in 0..5 {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            wake.notify_one();
+            outbox.wake();
         }
         tokio::time::sleep(Duration::from_secs(60)).await;
         stop.cancel();

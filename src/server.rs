@@ -15,8 +15,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
-use crate::outbox::{HttpSender, OutboxWorker};
-use crate::payment_app::Hub;
+use crate::outbox::{HttpSender, Outbox, OutboxWorker};
+use crate::payment_app::{self, Hub, PaymentAppState};
 use crate::pos::Engine;
 use crate::ppp::auth::Credentials;
 use crate::ppp::onboarding::Onboarding;
@@ -49,7 +49,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _writer = crate::store::lock_writer(&config.storage.path)?;
     let store = Store::open(&config.storage.path)?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let engine = Engine::new(&config, store.clone(), clock.clone(), public_url)?;
+    let outbox = Outbox::new(store.clone());
+    let engine = Engine::new(
+        &config,
+        store.clone(),
+        outbox.clone(),
+        clock.clone(),
+        public_url,
+    )?;
     let tasks = TaskTracker::new();
     let workers_stop = CancellationToken::new();
     // Subscribed before the terminals start: the feed misses nothing.
@@ -63,16 +70,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Duration::from_secs(config.callbacks.request_timeout_s),
     )
     .context("cannot build the callback HTTP client")?;
-    let outbox = OutboxWorker {
-        store: store.clone(),
+    let outbox_worker = OutboxWorker {
+        outbox: outbox.clone(),
         clock: clock.clone(),
         config: config.callbacks.clone(),
         sender,
-        inflight: engine.inflight().clone(),
-        wake: engine.outbox_wake().clone(),
         time: engine.store_time().clone(),
     };
-    tasks.spawn(outbox.run(workers_stop.clone()));
+    tasks.spawn(outbox_worker.run(workers_stop.clone()));
 
     if config.storage.retain_days > 0 {
         tasks.spawn(purge_old_data(
@@ -89,12 +94,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         credentials: Credentials::new(&config.vtex.app_key, config.vtex.app_token.clone(), issued),
         onboarding: Arc::new(Onboarding::new(&config.onboarding)),
         max_body_bytes: config.server.max_body_bytes,
+    };
+    let payment_app_state = PaymentAppState {
+        engine: engine.clone(),
         hub,
     };
     crate::observability::install();
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(ppp::router(state))
+        .merge(payment_app::router(payment_app_state))
         .layer(axum::middleware::from_fn(crate::observability::track_http))
         .fallback(|| async {
             ppp::error::PppError::bad("not-found", "no such route").into_response_404()
@@ -109,7 +118,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 format!("cannot listen on {} ([admin] listen)", config.admin.listen)
             })?;
         let admin_addr = admin_listener.local_addr().context("no local address")?;
-        let admin = crate::admin::router(engine.clone(), admin_tokens, shutdown.clone());
+        let admin = crate::admin::router(
+            engine.clone(),
+            store.clone(),
+            outbox.clone(),
+            admin_tokens,
+            shutdown.clone(),
+        );
         let stop = shutdown.clone();
         tasks.spawn(async move {
             let served = axum::serve(admin_listener, admin)
@@ -222,7 +237,9 @@ pub async fn adopt_journals(config: Config) -> anyhow::Result<crate::pos::Reconc
     let _writer = crate::store::lock_writer(&config.storage.path)?;
     let store = Store::open(&config.storage.path)?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let engine = Engine::new(&config, store.clone(), clock, String::new())?;
+    // No worker delivers here: the callbacks it queues go out when the daemon starts.
+    let outbox = Outbox::new(store.clone());
+    let engine = Engine::new(&config, store.clone(), outbox, clock, String::new())?;
     let reconciled = engine
         .reconcile_journals(true, engine.journal_horizon_ms())
         .await?;

@@ -54,8 +54,7 @@ pub struct ListQuery {
 pub async fn list(State(state): State<AdminState>, Query(q): Query<ListQuery>) -> Response {
     let all = q.all.as_deref().is_some_and(|v| v == "1" || v == "true");
     let read = state
-        .engine
-        .store()
+        .store
         .call(move |c| {
             if all {
                 alarms::history(c, HISTORY)
@@ -108,8 +107,7 @@ pub async fn ack(
     let now = state.engine.now_ms();
     let who = caller.name.clone();
     let acked = state
-        .engine
-        .store()
+        .store
         .call(move |c| alarms::ack(c, id, &who, body.note.as_deref(), now))
         .await;
     match acked {

@@ -26,8 +26,10 @@ use axum::routing::{get, post, put};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::outbox::Outbox;
 use crate::pos::Engine;
 use crate::secret::Secret;
+use crate::store::Store;
 
 pub use alarms::alarm_json;
 pub use auth::AdminAuth;
@@ -35,6 +37,10 @@ pub use auth::AdminAuth;
 #[derive(Clone)]
 pub struct AdminState {
     engine: Arc<Engine>,
+    /// What store IT reads (payments, callbacks, alarms) and acknowledges.
+    store: Store,
+    /// Callbacks made due again on request.
+    outbox: Outbox,
     auth: AdminAuth,
     /// Cancelled when the daemon shuts down: every status socket closes with a close frame.
     sockets_stop: CancellationToken,
@@ -43,12 +49,16 @@ pub struct AdminState {
 /// `tokens`: every admin token with its holder's name (`AdminConfig::named_tokens`).
 pub fn router(
     engine: Arc<Engine>,
+    store: Store,
+    outbox: Outbox,
     tokens: Vec<(String, Secret)>,
     sockets_stop: CancellationToken,
 ) -> Router {
     let auth = AdminAuth::new(tokens);
     let state = AdminState {
         engine,
+        store,
+        outbox,
         auth: auth.clone(),
         sockets_stop,
     };

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::clock::{Clock, SystemClock};
 use crate::money::Currency;
+use crate::outbox::{Redeliver, Redelivered};
 use crate::payment::Payment;
 use crate::pos::Engine;
 use crate::store::{StoreError, alarms, outbox, payments, receipts};
@@ -39,8 +40,7 @@ fn internal(e: StoreError) -> Response {
 pub async fn metrics(State(state): State<AdminState>) -> Response {
     let now = SystemClock.now_ms();
     let read = state
-        .engine
-        .store()
+        .store
         .call(|c| Ok((payments::count_by_state(c)?, outbox::backlog(c)?)))
         .await;
     let (by_state, (backlog, oldest)) = match read {
@@ -152,8 +152,7 @@ pub async fn list_payments(
     };
     let limit = q.limit.unwrap_or(200).clamp(1, 1000);
     match state
-        .engine
-        .store()
+        .store
         .call(move |c| Ok((payments::created_since(c, since, limit)?, alarms::open(c)?)))
         .await
     {
@@ -179,8 +178,7 @@ pub async fn list_payments(
 pub async fn show_payment(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
     let key = id.clone();
     let read = state
-        .engine
-        .store()
+        .store
         .call(move |c| {
             let Some(p) = payments::get(c, &key)? else {
                 return Ok(None);
@@ -224,12 +222,7 @@ pub async fn show_payment(State(state): State<AdminState>, Path(id): Path<String
 }
 
 pub async fn list_callbacks(State(state): State<AdminState>) -> Response {
-    match state
-        .engine
-        .store()
-        .call(|c| outbox::undelivered(c, 500))
-        .await
-    {
+    match state.store.call(|c| outbox::undelivered(c, 500)).await {
         Ok(list) => Json(json!({
             "callbacks": list.iter().map(|u| json!({
                 "id": u.id, "paymentId": u.payment_id, "state": u.state, "attempts": u.attempts,
@@ -250,60 +243,34 @@ pub async fn retry_callback(
     Path(target): Path<String>,
 ) -> Response {
     let now = state.engine.now_ms();
-    let key = target.clone();
     let made_due = state
-        .engine
-        .store()
-        .call(move |c| {
-            if let Ok(id) = key.parse::<i64>()
-                && outbox::redeliver_now(c, id, now)?
-            {
-                return Ok(Retried::Callback(id));
-            }
-            let ids = outbox::redeliver_payment_now(c, &key, now)?;
-            Ok(if !ids.is_empty() {
-                Retried::Payment(ids)
-            } else if payments::get(c, &key)?.is_some() {
-                Retried::AllDelivered
-            } else {
-                Retried::Unknown
-            })
-        })
+        .outbox
+        .redeliver_now(Redeliver::CallbackOrPayment(target.clone()), now)
         .await;
     let answer = match made_due {
-        Ok(Retried::Callback(id)) => {
+        Ok(Redelivered::Callback(id)) => {
             tracing::info!(callback = id, "callback re-delivery requested by store IT");
             json!({ "callbacks": [id], "status": "due now" })
         }
-        Ok(Retried::Payment(ids)) => {
+        Ok(Redelivered::Payment(ids)) => {
             tracing::info!(payment_id = %target, callbacks = ?ids, "callback re-delivery requested by store IT");
             json!({ "paymentId": target, "callbacks": ids, "status": "due now" })
         }
-        Ok(Retried::AllDelivered) => {
-            return refused(
-                StatusCode::NOT_FOUND,
-                format!("payment `{target}` has no undelivered callback"),
-            );
-        }
-        Ok(Retried::Unknown) => {
-            return refused(
-                StatusCode::NOT_FOUND,
-                format!("no undelivered callback and no payment `{target}`"),
-            );
+        Ok(Redelivered::Nothing) => {
+            let key = target.clone();
+            return match state.store.call(move |c| payments::get(c, &key)).await {
+                Ok(Some(_)) => refused(
+                    StatusCode::NOT_FOUND,
+                    format!("payment `{target}` has no undelivered callback"),
+                ),
+                Ok(None) => refused(
+                    StatusCode::NOT_FOUND,
+                    format!("no undelivered callback and no payment `{target}`"),
+                ),
+                Err(e) => internal(e),
+            };
         }
         Err(e) => return internal(e),
     };
-    state.engine.outbox_wake().notify_one();
     Json(answer).into_response()
-}
-
-/// What a retry made due.
-enum Retried {
-    /// The callback with this number.
-    Callback(i64),
-    /// Every undelivered callback of the payment named.
-    Payment(Vec<i64>),
-    /// The payment exists and every callback of it was delivered.
-    AllDelivered,
-    Unknown,
 }

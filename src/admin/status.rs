@@ -16,8 +16,8 @@ use super::AdminState;
 use super::auth;
 use crate::locale;
 use crate::money::Currency;
+use crate::outbox::{Redeliver, Redelivered};
 use crate::payment::Payment;
-use crate::pos::Engine;
 use crate::store::{StoreError, alarms, outbox, payments};
 
 const PAGE: &str = include_str!("status.html");
@@ -110,7 +110,7 @@ pub async fn logout() -> Response {
 }
 
 pub async fn api(State(state): State<AdminState>) -> Response {
-    match snapshot(&state.engine).await {
+    match snapshot(&state).await {
         Ok(value) => ([(header::CACHE_CONTROL, "no-store")], Json(value)).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "status page: cannot read the database");
@@ -127,17 +127,15 @@ pub async fn api(State(state): State<AdminState>) -> Response {
 pub async fn redeliver(State(state): State<AdminState>, Path(id): Path<i64>) -> Response {
     let now = state.engine.now_ms();
     let found = state
-        .engine
-        .store()
-        .call(move |c| outbox::redeliver_now(c, id, now))
+        .outbox
+        .redeliver_now(Redeliver::Callback(id), now)
         .await;
     match found {
-        Ok(true) => {
+        Ok(Redelivered::Callback(_) | Redelivered::Payment(_)) => {
             tracing::info!(callback = id, "status page: callback re-delivery requested");
-            state.engine.outbox_wake().notify_one();
             Json(json!({ "id": id, "redelivering": true })).into_response()
         }
-        Ok(false) => (
+        Ok(Redelivered::Nothing) => (
             StatusCode::NOT_FOUND,
             Json(json!({ "error": format!("no undelivered callback {id}") })),
         )
@@ -196,12 +194,13 @@ fn payment_json(p: &Payment) -> Value {
 /// What `/status/api` answers. Today starts at the store's midnight (`[store] timezone`);
 /// times are unix ms (UTC) and amounts minor units, with text for people next to them; the
 /// page writes times in `store.timezone`.
-pub async fn snapshot(engine: &Engine) -> Result<Value, StoreError> {
+pub(super) async fn snapshot(state: &AdminState) -> Result<Value, StoreError> {
+    let engine = &state.engine;
     let now = engine.now_ms();
     let store_time = engine.store_time();
     let since = store_time.start_of_day_ms(now);
-    let (today, undelivered, open_alarms, alarmed) = engine
-        .store()
+    let (today, undelivered, open_alarms, alarmed) = state
+        .store
         .call(move |c| {
             let open_alarms = alarms::open(c)?;
             let mut alarmed: Vec<Payment> = Vec::new();

@@ -11,19 +11,17 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::Connection;
 use serde_json::{Map, Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::locale;
-use crate::payment::Payment;
-use crate::payment::PaymentState;
+use crate::payment::{Payment, PaymentState};
 use crate::pos::answer::PaymentAnswer;
-use crate::pos::{DEBIT_METHOD, Engine, PaymentChange, payment_app_token};
+use crate::pos::{
+    DEBIT_METHOD, Engine, FeedStore, FeedTx, PaymentChange, StoreError, payment_app_token,
+};
 use crate::secret::ct_eq;
-use crate::store::payments;
-use crate::store::{StoreError, events};
 use crate::terminal::{TerminalEvent, mask_card_numbers};
 
 /// Events a socket may have queued before it counts as fallen behind.
@@ -81,6 +79,8 @@ type Sources = (
 
 pub struct Hub {
     engine: Arc<Engine>,
+    /// Payments by id and the feed's own events: all the hub touches in the database.
+    db: FeedStore,
     subscribers: Mutex<HashMap<String, Vec<Subscriber>>>,
     next_id: AtomicU64,
     inputs: mpsc::UnboundedSender<Input>,
@@ -122,6 +122,7 @@ impl Hub {
             inputs_rx,
         );
         Arc::new(Self {
+            db: engine.feed(),
             engine,
             subscribers: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -146,12 +147,7 @@ impl Hub {
             return;
         };
         let before = self.engine.now_ms() - KEEP_FEEDS_MS;
-        match self
-            .engine
-            .store()
-            .call(move |c| events::prune(c, before))
-            .await
-        {
+        match self.db.prune(before).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(events = n, "payment app: old feeds forgotten"),
             Err(e) => tracing::warn!(error = %e, "payment app: cannot prune old feeds"),
@@ -194,9 +190,8 @@ impl Hub {
         });
         let now = self.engine.now_ms();
         let recorded = self
-            .engine
-            .store()
-            .call(move |c| {
+            .db
+            .transaction(move |c| {
                 let mut out = Vec::new();
                 let mut cursors = HashMap::new();
                 for input in batch {
@@ -284,16 +279,15 @@ impl Hub {
         let (id, token) = (payment_id.to_string(), token.to_string());
         let now = self.engine.now_ms();
         let checked = self
-            .engine
-            .store()
-            .call(move |c| {
-                let Some(p) = payments::get(c, &id)? else {
+            .db
+            .transaction(move |c| {
+                let Some(p) = c.payment(&id)? else {
                     return Ok(Err(Denied::BadToken));
                 };
                 if !ct_eq(payment_app_token(&p).as_bytes(), token.as_bytes()) {
                     return Ok(Err(Denied::BadToken));
                 }
-                let result = events::last_of_kind(c, &id, "result")?;
+                let result = c.last_of_kind(&id, "result")?;
                 if result.is_some_and(|r| now > r.created_at + TOKEN_VALID_AFTER_FINAL_MS) {
                     return Ok(Err(Denied::Expired));
                 }
@@ -316,19 +310,14 @@ impl Hub {
     ) -> Result<Backlog, StoreError> {
         let id = payment_id.to_string();
         let stored = self
-            .engine
-            .store()
-            .call(move |c| {
+            .db
+            .transaction(move |c| {
                 let from = match after {
                     Some(seq) => seq,
-                    None => events::last_of_kind(c, &id, "state")?.map_or(0, |e| e.seq - 1),
+                    None => c.last_of_kind(&id, "state")?.map_or(0, |e| e.seq - 1),
                 };
-                let result = events::last_of_kind(c, &id, "result")?.map(|e| e.seq);
-                Ok((
-                    events::after(c, &id, from)?,
-                    events::next_seq(c, &id)? == 1,
-                    result,
-                ))
+                let result = c.last_of_kind(&id, "result")?.map(|e| e.seq);
+                Ok((c.after(&id, from)?, c.next_seq(&id)? == 1, result))
             })
             .await?;
         let (list, empty, final_seq) = stored;
@@ -382,7 +371,7 @@ struct FeedCursor {
 
 /// Writes what `input` means for its payment's feed; appends what to fan out to `out`.
 fn record(
-    c: &Connection,
+    c: &FeedTx<'_>,
     input: Input,
     now: i64,
     cursors: &mut HashMap<String, Option<FeedCursor>>,
@@ -394,14 +383,15 @@ fn record(
         Input::Error { payment_id, .. } | Input::Ensure(payment_id) => payment_id.clone(),
     };
     if !cursors.contains_key(&payment_id) {
-        let cursor = match payments::get(c, &payment_id)? {
+        let cursor = match c.payment(&payment_id)? {
             // Not a payment: e.g. a prompt during a reversal, named by the operation.
             None => None,
             Some(payment) => Some(FeedCursor {
                 payment,
-                next_seq: events::next_seq(c, &payment_id)?,
-                finished: events::last_of_kind(c, &payment_id, "result")?.is_some(),
-                last_state: events::last_of_kind(c, &payment_id, "state")?
+                next_seq: c.next_seq(&payment_id)?,
+                finished: c.last_of_kind(&payment_id, "result")?.is_some(),
+                last_state: c
+                    .last_of_kind(&payment_id, "state")?
                     .and_then(|e| serde_json::from_str::<Value>(&e.body).ok())
                     .and_then(|v| v["state"].as_str().map(str::to_string)),
             }),
@@ -424,7 +414,7 @@ fn record(
         }
         frame.insert("at".into(), json!(at_ms));
         let body = Value::Object(frame).to_string();
-        events::append(c, &payment_id, seq, kind, &body, now)?;
+        c.append(&payment_id, seq, kind, &body, now)?;
         cursor.next_seq += 1;
         cursor.finished |= kind == "result";
         out.push((
@@ -458,7 +448,7 @@ fn record(
         Input::Change(change) => {
             if change.state.is_final() {
                 // The result carries what the terminal said: read the committed row.
-                if let Some(p) = payments::get(c, &payment_id)? {
+                if let Some(p) = c.payment(&payment_id)? {
                     cursor.payment = p;
                 }
             }

@@ -7,9 +7,11 @@ pub(crate) mod socket;
 
 pub use hub::Hub;
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,10 +19,20 @@ use serde::Deserialize;
 use serde_json::json;
 use tower_http::cors::{Any, CorsLayer};
 
-use crate::pos::BindFailure;
-use crate::ppp::AppState;
+use crate::pos::{BindFailure, Engine};
 
-pub fn router() -> Router<AppState> {
+/// What the Payment App routes share (the server builds it; PPP has a state of its own).
+#[derive(Clone)]
+pub struct PaymentAppState {
+    pub engine: Arc<Engine>,
+    /// The live feed.
+    pub hub: Arc<Hub>,
+}
+
+/// Body limit of the submitUrl: `{"serialNumber": "…"}` is a few bytes.
+const SUBMIT_BODY_BYTES: usize = 16 * 1024;
+
+pub fn router(state: PaymentAppState) -> Router {
     // The app runs in the Sales App's web view: any origin may call, the token is the guard.
     let cors = CorsLayer::new()
         .allow_origin(Any)
@@ -28,10 +40,7 @@ pub fn router() -> Router<AppState> {
         .allow_headers(Any);
     Router::new()
         .route("/pos/payments/{payment_id}/terminal", post(submit_serial))
-        // `{"serialNumber": "…"}`: a few bytes.
-        .layer(axum::extract::DefaultBodyLimit::max(
-            crate::ppp::SMALL_BODY_BYTES,
-        ))
+        .layer(DefaultBodyLimit::max(SUBMIT_BODY_BYTES))
         .layer(cors)
         .route(
             "/payment-app/ws/{payment_id}",
@@ -46,6 +55,7 @@ pub fn router() -> Router<AppState> {
         .route("/payment-app", get(socket::to_page))
         .route("/payment-app/", get(socket::page))
         .route("/payment-app/app.js", get(socket::script))
+        .with_state(state)
 }
 
 #[derive(Deserialize)]
@@ -69,7 +79,7 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 async fn submit_serial(
-    State(state): State<AppState>,
+    State(state): State<PaymentAppState>,
     Path(payment_id): Path<String>,
     Query(query): Query<TokenQuery>,
     body: axum::body::Bytes,

@@ -15,9 +15,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::error;
 use super::hub::{Denied, FeedEvent, Hub};
-use crate::ppp::AppState;
+use super::{PaymentAppState, error};
 
 /// Largest message a client may send (a cancel is 17 bytes).
 const MAX_CLIENT_MESSAGE: usize = 4096;
@@ -68,7 +67,7 @@ pub struct FeedQuery {
 }
 
 pub async fn upgrade(
-    State(state): State<AppState>,
+    State(state): State<PaymentAppState>,
     Path(payment_id): Path<String>,
     Query(query): Query<FeedQuery>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,

@@ -248,7 +248,7 @@ impl Engine {
             CancelStep::Answer(a) => a,
             CancelStep::CancelledNow(a) => {
                 tracing::info!(payment_id = %p.payment_id, "cancelled before the charge; callback queued");
-                self.outbox_wake.notify_one();
+                self.outbox.wake();
                 a
             }
             CancelStep::Wait { reversal, abort } => {

@@ -173,7 +173,7 @@ impl Engine {
             .map_err(EngineError::from)??;
         tracing::warn!(payment_id = %payment_id, state = %resolved.state, by = %resolution.by, "payment resolved by hand; callback queued");
         self.publish(payment_id, resolved.state);
-        self.outbox_wake.notify_one();
+        self.outbox.wake();
         Ok(resolved)
     }
 }

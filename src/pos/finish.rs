@@ -7,10 +7,10 @@ use rusqlite::Connection;
 
 use super::answer::PaymentAnswer;
 use super::must_get;
-use crate::payment::PaymentState;
-use crate::payment::SaleFields;
+use crate::outbox::Outbox;
+use crate::payment::{PaymentState, SaleFields};
+use crate::store::StoreError;
 use crate::store::payments;
-use crate::store::{StoreError, outbox};
 
 /// Makes `payment_id` final in `state` with `sale` (what the terminal reported, or why it
 /// ended). False when it was final already: a final result is never written over.
@@ -29,7 +29,7 @@ pub(super) fn finish(
     let p = must_get(c, payment_id)?;
     let answer = PaymentAnswer::of(&p, p.state.ppp_status(), None).to_json();
     payments::freeze_answer(c, payment_id, &answer)?;
-    outbox::enqueue(c, payment_id, &p.callback_url, &answer, now)?;
+    Outbox::enqueue(c, payment_id, &p.callback_url, &answer, now)?;
     Ok(true)
 }
 

@@ -218,7 +218,7 @@ impl Engine {
                     "denied: the terminal stayed busy for longer than secondsWaiting"
                 );
                 self.publish(payment_id, PaymentState::Denied);
-                self.outbox_wake.notify_one();
+                self.outbox.wake();
                 return Ok(());
             }
             ChargeStep::Skip => return Ok(()),
@@ -491,7 +491,7 @@ impl Engine {
                 tracing::warn!(payment_id = %payment_id, state = %state, "ignoring a terminal result for a payment already final")
             }
         }
-        self.outbox_wake.notify_one();
+        self.outbox.wake();
         self.publish(payment_id, state);
         if effect == ResultEffect::ReverseLateApproval {
             return self.run_operation(lane, &op_id).await;

@@ -5,8 +5,8 @@ mod after_sale;
 mod alarm_texts;
 pub mod answer;
 mod by_hand;
+mod feed;
 mod finish;
-mod inflight;
 mod journals;
 mod lane;
 mod removed_terminal;
@@ -17,26 +17,30 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::Connection;
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, PosConfig, Protocol};
 use crate::money::Currency;
+use crate::outbox::Outbox;
 use crate::payment::{Delays, NewPayment, Payment, PaymentState, PppStatus, SaleFields};
 use crate::secret::{CardNumber, ct_eq, random_id, random_token};
 use crate::store::alarms::{self, AlarmKind};
 use crate::store::payments;
-use crate::store::{Store, StoreError, orphans, outbox};
+use crate::store::{Store, orphans};
 use crate::terminal::simulator::Simulator;
 use crate::terminal::zvt::transport::Transport;
 use crate::terminal::zvt::{self, ZvtDriver, ZvtSettings};
 use crate::terminal::{CardFunction, PromptSink, TerminalEvent, TerminalHandle};
 
+pub use crate::outbox::InFlightGuard;
+// What the feed's narrow handle fails with: its users need not import the store.
+pub use crate::store::StoreError;
 pub use answer::{OperationAnswer, PaymentAnswer};
 pub use by_hand::{ByHand, Decision, ResolveError};
-pub use inflight::{InFlight, InFlightGuard};
+pub use feed::{FeedStore, FeedTx};
 pub use journals::{Reconciled, UnknownEntries};
 pub use lane::LaneStatus;
 use lane::{LaneJob, LaneState};
@@ -153,8 +157,9 @@ pub struct Engine {
     pending_lane_jobs: Mutex<Vec<(String, mpsc::UnboundedReceiver<LaneJob>)>>,
     changes: broadcast::Sender<PaymentChange>,
     terminal_events: broadcast::Sender<TerminalEvent>,
-    inflight: Arc<InFlight>,
-    outbox_wake: Arc<Notify>,
+    /// Where results' callbacks go: queued with the result, held while a Create answer is in
+    /// flight, woken after each commit that queued one.
+    outbox: Outbox,
     heartbeats: AtomicU64,
     /// `storage.retain_days`: journal entries older than this are expected to be purged.
     retain_days: u32,
@@ -167,6 +172,7 @@ impl Engine {
     pub fn new(
         config: &Config,
         store: Store,
+        outbox: Outbox,
         clock: SharedClock,
         public_url: String,
     ) -> Result<Arc<Self>, EngineError> {
@@ -240,8 +246,7 @@ impl Engine {
             pending_lane_jobs: Mutex::new(pending),
             changes,
             terminal_events,
-            inflight: Arc::new(InFlight::default()),
-            outbox_wake: Arc::new(Notify::new()),
+            outbox,
             heartbeats: AtomicU64::new(0),
             retain_days: config.storage.retain_days,
             store_time: crate::locale::StoreTime::new(config.store.timezone.as_deref())
@@ -338,16 +343,29 @@ impl Engine {
         Ok(())
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The Payment App feed's narrow access to the database: payments by id, its own events.
+    pub fn feed(&self) -> FeedStore {
+        FeedStore::new(self.store.clone())
     }
 
-    pub fn inflight(&self) -> &Arc<InFlight> {
-        &self.inflight
+    /// Records the credentials the configuration flow issued to a merchant (the token as a
+    /// hash only).
+    pub async fn record_merchant(
+        &self,
+        app_key: &str,
+        app_token_hash: &str,
+    ) -> Result<(), EngineError> {
+        let (key, hash, now) = (app_key.to_string(), app_token_hash.to_string(), self.now());
+        self.store
+            .call(move |c| crate::store::merchants::insert(c, &key, &hash, now))
+            .await?;
+        Ok(())
     }
 
-    pub fn outbox_wake(&self) -> &Arc<Notify> {
-        &self.outbox_wake
+    /// Holds the payment's callbacks until the guard is dropped: VTEX loses a result that
+    /// races the Create answer it gave for the same payment.
+    pub fn hold_callback(&self, payment_id: &str) -> InFlightGuard {
+        self.outbox.hold(payment_id)
     }
 
     pub fn subscribe_changes(&self) -> broadcast::Receiver<PaymentChange> {
@@ -513,7 +531,7 @@ impl Engine {
         if first_call {
             tracing::info!(payment_id = %payment.payment_id, vtex_payment_id = payment.external_id.as_deref(), state = %payment.state, amount_minor = payment.amount_minor, currency = %payment.currency, "payment stored");
             if payment.first_answer_undefined {
-                self.outbox_wake.notify_one();
+                self.outbox.wake();
             }
         }
         if adopted {
@@ -776,7 +794,7 @@ fn insert_new(
         let answer = PaymentAnswer::of(&p, p.state.ppp_status(), None).to_json();
         payments::freeze_answer(c, &p.payment_id, &answer)?;
         if new.first_answer_undefined {
-            outbox::enqueue(c, &p.payment_id, &p.callback_url, &answer, now)?;
+            Outbox::enqueue(c, &p.payment_id, &p.callback_url, &answer, now)?;
         }
     }
     Ok((must_get(c, &new.payment_id)?, false))

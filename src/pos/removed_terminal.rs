@@ -60,7 +60,7 @@ impl Engine {
             }
             self.publish(&payment_id, state);
         }
-        self.outbox_wake.notify_one();
+        self.outbox.wake();
         Ok(())
     }
 }

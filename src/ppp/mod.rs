@@ -25,12 +25,10 @@ pub struct AppState {
     pub credentials: Arc<Credentials>,
     pub onboarding: Arc<Onboarding>,
     pub max_body_bytes: usize,
-    /// The Payment App feed.
-    pub hub: Arc<crate::payment_app::Hub>,
 }
 
-/// Body limit of the routes that only ever get a few short fields (onboarding, submitUrl).
-pub const SMALL_BODY_BYTES: usize = 16 * 1024;
+/// Body limit of the routes that only ever get a few short fields (onboarding).
+const SMALL_BODY_BYTES: usize = 16 * 1024;
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.max_body_bytes;
@@ -63,7 +61,6 @@ pub fn router(state: AppState) -> Router {
                 // A token request and a code form are a few hundred bytes.
                 .layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)),
         )
-        .merge(crate::payment_app::router())
         // Routes with their own (smaller) limit keep it: the inner layer runs last.
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)

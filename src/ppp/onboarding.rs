@@ -18,7 +18,6 @@ use super::body::{RawBody, parse};
 use super::error::PppError;
 use crate::config::OnboardingConfig;
 use crate::secret::{Secret, random_id, random_token, token_hash};
-use crate::store::merchants;
 
 const TOKEN_LIFETIME: Duration = Duration::from_secs(600);
 /// Wrong codes accepted from everyone together per minute before the page answers 429.
@@ -345,14 +344,7 @@ pub async fn credentials(
         return PppError::Internal.into_response();
     };
     let hash = token_hash(&app_token);
-    let (key, h) = (app_key.clone(), hash.clone());
-    let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
-    if let Err(e) = state
-        .engine
-        .store()
-        .call(move |c| merchants::insert(c, &key, &h, now))
-        .await
-    {
+    if let Err(e) = state.engine.record_merchant(&app_key, &hash).await {
         tracing::error!(error = %e, "cannot store new merchant credentials");
         return PppError::Internal.into_response();
     }

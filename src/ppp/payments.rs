@@ -93,7 +93,7 @@ pub async fn create(
     let span = tracing::info_span!("create_payment", payment_id = %request.payment_id);
     let _enter = span.enter();
     // The callback for this payment waits until this answer has been sent.
-    let guard = state.engine.inflight().enter(&request.payment_id);
+    let guard = state.engine.hold_callback(&request.payment_id);
     drop(_enter);
     match state.engine.create(&merchant, request).await {
         Ok(answer) => {

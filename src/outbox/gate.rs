@@ -1,5 +1,6 @@
-//! Create Payment calls still being answered, per payment. A callback for a payment waits
-//! until none is in flight: VTEX loses results that race its own authorization request.
+//! The outbox's gate: Create Payment calls still being answered, per payment. A callback for a
+//! payment waits until none is in flight: VTEX loses results that race its own authorization
+//! request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
