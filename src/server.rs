@@ -52,7 +52,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _writer = crate::store::lock_writer(&config.storage.path)?;
     let store = Store::open(&config.storage.path)?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let engine = Engine::new(&config, store.clone(), clock.clone(), public_url)?;
+    let engine = Engine::new(
+        &config,
+        store.clone(),
+        clock.clone(),
+        public_url,
+        Arc::new(ppp::operations::PppAnswers),
+    )?;
     let tasks = TaskTracker::new();
     let workers_stop = CancellationToken::new();
     // Subscribed before the terminals start: the feed misses nothing.
@@ -225,7 +231,13 @@ pub async fn adopt_journals(config: Config) -> anyhow::Result<crate::pos::Reconc
     let _writer = crate::store::lock_writer(&config.storage.path)?;
     let store = Store::open(&config.storage.path)?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let engine = Engine::new(&config, store.clone(), clock, String::new())?;
+    let engine = Engine::new(
+        &config,
+        store.clone(),
+        clock,
+        String::new(),
+        Arc::new(ppp::operations::PppAnswers),
+    )?;
     let reconciled = engine
         .reconcile_journals(true, engine.journal_horizon_ms())
         .await?;

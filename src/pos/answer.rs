@@ -8,10 +8,9 @@
 //! cancellation is answered by the cancellation endpoint, with its `cancellationId`).
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::state::PppStatus;
-use crate::money::Currency;
 use crate::store::payments::Payment;
 
 pub const TERMINAL_CONNECTOR_APP: &str = "vtex.terminal-connector-app";
@@ -124,120 +123,5 @@ pub fn custom_app(
             "paymentId": payment_id, "secondsWaiting": seconds_waiting, "wsUrl": ws_url,
         })
         .to_string(),
-    }
-}
-
-/// An answer to cancel / settle / refund: HTTP status and the spec's body.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OperationAnswer {
-    pub http_status: u16,
-    pub body: Value,
-    /// Final answers are stored and replayed for the same `requestId`.
-    pub is_final: bool,
-}
-
-impl OperationAnswer {
-    pub fn cancelled(payment_id: &str, cancellation_id: &str, request_id: &str) -> Self {
-        Self::final_(
-            200,
-            json!({
-                "paymentId": payment_id, "cancellationId": cancellation_id, "code": null,
-                "message": "Successfully cancelled", "requestId": request_id,
-            }),
-        )
-    }
-
-    pub fn cancel_failed(
-        payment_id: &str,
-        request_id: &str,
-        status: u16,
-        code: &str,
-        message: &str,
-        is_final: bool,
-    ) -> Self {
-        Self {
-            http_status: status,
-            body: json!({
-                "paymentId": payment_id, "cancellationId": null, "code": code,
-                "message": message, "requestId": request_id,
-            }),
-            is_final,
-        }
-    }
-
-    pub fn settled(
-        payment_id: &str,
-        settle_id: &str,
-        value_minor: i64,
-        currency: Currency,
-        request_id: &str,
-    ) -> Self {
-        Self::final_(
-            200,
-            json!({
-                "paymentId": payment_id, "settleId": settle_id, "value": currency.to_decimal(value_minor),
-                "code": null, "message": "Successfully settled", "requestId": request_id,
-            }),
-        )
-    }
-
-    pub fn settle_failed(
-        payment_id: &str,
-        request_id: &str,
-        status: u16,
-        code: &str,
-        message: &str,
-        is_final: bool,
-    ) -> Self {
-        Self {
-            http_status: status,
-            body: json!({
-                "paymentId": payment_id, "settleId": null, "value": 0, "code": code,
-                "message": message, "requestId": request_id,
-            }),
-            is_final,
-        }
-    }
-
-    pub fn refunded(
-        payment_id: &str,
-        refund_id: &str,
-        value_minor: i64,
-        currency: Currency,
-        request_id: &str,
-    ) -> Self {
-        Self::final_(
-            200,
-            json!({
-                "paymentId": payment_id, "refundId": refund_id, "value": currency.to_decimal(value_minor),
-                "code": null, "message": "Successfully refunded", "requestId": request_id,
-            }),
-        )
-    }
-
-    pub fn refund_failed(
-        payment_id: &str,
-        request_id: &str,
-        status: u16,
-        code: &str,
-        message: &str,
-        is_final: bool,
-    ) -> Self {
-        Self {
-            http_status: status,
-            body: json!({
-                "paymentId": payment_id, "refundId": null, "value": 0, "code": code,
-                "message": message, "requestId": request_id,
-            }),
-            is_final,
-        }
-    }
-
-    fn final_(http_status: u16, body: Value) -> Self {
-        Self {
-            http_status,
-            body,
-            is_final: true,
-        }
     }
 }

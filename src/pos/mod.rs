@@ -9,6 +9,7 @@ mod finish;
 mod inflight;
 mod journals;
 mod lane;
+pub mod outcome;
 mod removed_terminal;
 pub mod state;
 
@@ -34,12 +35,13 @@ use crate::terminal::zvt::transport::Transport;
 use crate::terminal::zvt::{self, ZvtDriver, ZvtSettings};
 use crate::terminal::{CardFunction, PromptSink, TerminalEvent, TerminalHandle};
 
-pub use answer::{OperationAnswer, PaymentAnswer};
+pub use answer::PaymentAnswer;
 pub use by_hand::{ByHand, Decision, ResolveError};
 pub use inflight::{InFlight, InFlightGuard};
 pub use journals::{Reconciled, UnknownEntries};
 pub use lane::LaneStatus;
 use lane::{LaneJob, LaneState};
+pub use outcome::{OperationAnswer, RenderOperations, Reply};
 use state::{PaymentState, PppStatus};
 
 pub const CREDIT_METHOD: &str = "Venda Direta Credito";
@@ -156,6 +158,8 @@ pub struct Engine {
     terminal_events: broadcast::Sender<TerminalEvent>,
     inflight: Arc<InFlight>,
     outbox_wake: Arc<Notify>,
+    /// The edge's rendering of operation outcomes, for the answers stored for replay.
+    answers: Arc<dyn RenderOperations>,
     heartbeats: AtomicU64,
     /// `storage.retain_days`: journal entries older than this are expected to be purged.
     retain_days: u32,
@@ -170,6 +174,7 @@ impl Engine {
         store: Store,
         clock: SharedClock,
         public_url: String,
+        answers: Arc<dyn RenderOperations>,
     ) -> Result<Arc<Self>, EngineError> {
         // Roomy: a chatty terminal may send many status lines in a burst.
         let (terminal_events, _) = broadcast::channel(4096);
@@ -243,6 +248,7 @@ impl Engine {
             terminal_events,
             inflight: Arc::new(InFlight::default()),
             outbox_wake: Arc::new(Notify::new()),
+            answers,
             heartbeats: AtomicU64::new(0),
             retain_days: config.storage.retain_days,
             store_time: crate::locale::StoreTime::new(config.store.timezone.as_deref())

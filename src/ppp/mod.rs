@@ -7,6 +7,7 @@ pub mod error;
 pub(crate) mod ids;
 mod manifest;
 pub mod onboarding;
+pub mod operations;
 mod payments;
 
 use std::sync::Arc;
