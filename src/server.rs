@@ -19,6 +19,7 @@ use crate::outbox::{HttpSender, OutboxWorker};
 use crate::payment_app::Hub;
 use crate::pos::Engine;
 use crate::ppp::auth::Credentials;
+use crate::ppp::create_answer::{CreateAnswers, PublicUrls};
 use crate::ppp::onboarding::Onboarding;
 use crate::ppp::{self, AppState};
 use crate::store::{Store, merchants};
@@ -56,7 +57,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         &config,
         store.clone(),
         clock.clone(),
-        public_url,
         Arc::new(ppp::operations::PppAnswers),
     )?;
     let tasks = TaskTracker::new();
@@ -98,6 +98,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         credentials: Credentials::new(&config.vtex.app_key, config.vtex.app_token.clone(), issued),
         onboarding: Arc::new(Onboarding::new(&config.onboarding)),
         max_body_bytes: config.server.max_body_bytes,
+        create_answers: Arc::new(CreateAnswers::new(
+            PublicUrls::new(&public_url),
+            config.payment_app.app_name.clone(),
+        )),
         hub,
     };
     crate::observability::install();
@@ -235,7 +239,6 @@ pub async fn adopt_journals(config: Config) -> anyhow::Result<crate::pos::Reconc
         &config,
         store.clone(),
         clock,
-        String::new(),
         Arc::new(ppp::operations::PppAnswers),
     )?;
     let reconciled = engine

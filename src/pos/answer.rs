@@ -1,5 +1,7 @@
-//! What the engine answers, in the shapes and field names of the PPP spec. The Create answer is
-//! also the callback body, so both are built here, once.
+//! A payment's answer, in the shape and field names of the PPP spec: the Create answer, and
+//! once final, frozen and sent as the callback body, so both are one value. What a Create
+//! answers while the payment is not final ([`NextStep`]) is the engine's; which Payment App
+//! to open and its addresses are the edge's (`ppp`).
 //!
 //! The answer of a final payment is frozen the moment it becomes final (stored with it, in the
 //! transaction that queues its callback): every later Create replays it and the callback
@@ -8,13 +10,10 @@
 //! cancellation is answered by the cancellation endpoint, with its `cancellationId`).
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use super::state::PppStatus;
+use super::state::{PaymentState, PppStatus};
+use crate::store::StoreError;
 use crate::store::payments::Payment;
-
-pub const TERMINAL_CONNECTOR_APP: &str = "vtex.terminal-connector-app";
-pub const WAIT_FOR_CONFIRMATION_APP: &str = "vtex.challenge-wait-for-confirmation";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -91,37 +90,50 @@ impl PaymentAnswer {
         Some(frozen.unwrap_or_else(|| Self::of(p, p.state.ppp_status(), None)))
     }
 
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-}
-
-pub fn terminal_connector_app(submit_url: &str) -> PaymentAppData {
-    PaymentAppData {
-        app_name: TERMINAL_CONNECTOR_APP.into(),
-        payload: json!({ "submitUrl": submit_url }).to_string(),
-    }
-}
-
-pub fn wait_for_confirmation_app(seconds_waiting: u32) -> PaymentAppData {
-    PaymentAppData {
-        app_name: WAIT_FOR_CONFIRMATION_APP.into(),
-        payload: json!({ "secondsWaiting": seconds_waiting }).to_string(),
-    }
-}
-
-/// A partner's Payment App: what the wait app gets, plus the live terminal feed.
-pub fn custom_app(
-    app_name: &str,
-    payment_id: &str,
-    seconds_waiting: u32,
-    ws_url: &str,
-) -> PaymentAppData {
-    PaymentAppData {
-        app_name: app_name.into(),
-        payload: json!({
-            "paymentId": payment_id, "secondsWaiting": seconds_waiting, "wsUrl": ws_url,
+    /// The JSON stored as the frozen answer and sent as the callback body. A failure is an
+    /// error of the transaction: a payment never becomes final with an empty answer.
+    pub fn to_json(&self) -> Result<String, StoreError> {
+        serde_json::to_string(self).map_err(|e| StoreError::Encode {
+            what: "a payment's answer",
+            source: std::sync::Arc::new(e),
         })
-        .to_string(),
+    }
+}
+
+/// A payment as a Create (or a status request) finds it, and what its caller must do next.
+#[derive(Debug, Clone)]
+pub struct PaymentReply {
+    pub payment: Payment,
+    pub next: NextStep,
+}
+
+/// What the caller of a Create must do next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NextStep {
+    /// The payment is final: its frozen answer, always the same.
+    Final(PaymentAnswer),
+    /// Undefined until a terminal is named (the terminal connector app's submitUrl).
+    NameTerminal,
+    /// Undefined while the terminal works: the app that waits for the result.
+    AwaitResult,
+    /// Undefined, with no app to open: the result comes by callback (the Test Suite's
+    /// asynchronous cards).
+    AwaitCallback,
+}
+
+impl PaymentReply {
+    /// `first_call`: the Create that stored the payment (answered undefined when the payment
+    /// says so, even if final).
+    pub fn of(payment: Payment, first_call: bool) -> Self {
+        let undefined_first = first_call && payment.first_answer_undefined;
+        let next = match PaymentAnswer::final_of(&payment) {
+            Some(frozen) if !undefined_first => NextStep::Final(frozen),
+            _ if payment.terminal_id.is_none() && payment.state != PaymentState::Received => {
+                NextStep::AwaitCallback
+            }
+            _ if payment.state == PaymentState::Received => NextStep::NameTerminal,
+            _ => NextStep::AwaitResult,
+        };
+        Self { payment, next }
     }
 }

@@ -35,14 +35,14 @@ use crate::terminal::zvt::transport::Transport;
 use crate::terminal::zvt::{self, ZvtDriver, ZvtSettings};
 use crate::terminal::{CardFunction, PromptSink, TerminalEvent, TerminalHandle};
 
-pub use answer::PaymentAnswer;
+pub use answer::{NextStep, PaymentAnswer, PaymentReply};
 pub use by_hand::{ByHand, Decision, ResolveError};
 pub use inflight::{InFlight, InFlightGuard};
 pub use journals::{Reconciled, UnknownEntries};
 pub use lane::LaneStatus;
 use lane::{LaneJob, LaneState};
 pub use outcome::{OperationAnswer, RenderOperations, Reply};
-use state::{PaymentState, PppStatus};
+use state::PaymentState;
 
 pub const CREDIT_METHOD: &str = "Venda Direta Credito";
 pub const DEBIT_METHOD: &str = "Venda Direta Debito";
@@ -147,9 +147,6 @@ pub struct Engine {
     clock: SharedClock,
     pos: PosConfig,
     test_suite_cards: bool,
-    public_url: String,
-    /// A custom Payment App for the charge (`[payment_app] app_name`).
-    payment_app_name: Option<String>,
     lanes: HashMap<String, Lane>,
     /// serial number → terminal id
     serials: HashMap<String, String>,
@@ -173,7 +170,6 @@ impl Engine {
         config: &Config,
         store: Store,
         clock: SharedClock,
-        public_url: String,
         answers: Arc<dyn RenderOperations>,
     ) -> Result<Arc<Self>, EngineError> {
         // Roomy: a chatty terminal may send many status lines in a burst.
@@ -239,8 +235,6 @@ impl Engine {
             clock,
             pos: config.pos.clone(),
             test_suite_cards: config.vtex.test_suite_cards,
-            public_url: public_url.trim_end_matches('/').to_string(),
-            payment_app_name: config.payment_app.app_name.clone(),
             lanes,
             serials,
             pending_lane_jobs: Mutex::new(pending),
@@ -417,58 +411,6 @@ impl Engine {
         });
     }
 
-    fn submit_url(&self, p: &Payment) -> String {
-        format!(
-            "{}/pos/payments/{}/terminal?token={}",
-            self.public_url,
-            encode_path_segment(&p.payment_id),
-            p.submit_token
-        )
-    }
-
-    /// The WebSocket URL of a payment's live feed, with its token (see [`payment_app_token`]).
-    pub fn ws_url(&self, p: &Payment) -> String {
-        let base = match self.public_url.split_once("://") {
-            Some(("https", rest)) => format!("wss://{rest}"),
-            Some((_, rest)) => format!("ws://{rest}"),
-            None => self.public_url.clone(),
-        };
-        format!(
-            "{base}/payment-app/ws/{}?token={}",
-            encode_path_segment(&p.payment_id),
-            payment_app_token(p)
-        )
-    }
-
-    /// The PPP answer for a payment now. `first_call`: the Create that stored it. A final
-    /// payment answers its frozen final answer, always the same.
-    pub fn answer(&self, p: &Payment, first_call: bool) -> PaymentAnswer {
-        if !(first_call && p.first_answer_undefined)
-            && let Some(frozen) = PaymentAnswer::final_of(p)
-        {
-            return frozen;
-        }
-        let status = if first_call && p.first_answer_undefined {
-            PppStatus::Undefined
-        } else {
-            p.state.ppp_status()
-        };
-        let app = match p.state {
-            _ if p.terminal_id.is_none() && p.state != PaymentState::Received => None,
-            PaymentState::Received => Some(answer::terminal_connector_app(&self.submit_url(p))),
-            _ => Some(match &self.payment_app_name {
-                Some(name) => answer::custom_app(
-                    name,
-                    p.vtex_payment_id(),
-                    p.delays.seconds_waiting,
-                    &self.ws_url(p),
-                ),
-                None => answer::wait_for_confirmation_app(p.delays.seconds_waiting),
-            }),
-        };
-        PaymentAnswer::of(p, status, app)
-    }
-
     fn delays(&self) -> Delays {
         Delays {
             seconds_waiting: self.pos.seconds_waiting,
@@ -484,7 +426,7 @@ impl Engine {
         &self,
         merchant: &str,
         request: CreatePayment,
-    ) -> Result<PaymentAnswer, EngineError> {
+    ) -> Result<PaymentReply, EngineError> {
         if request.amount_minor <= 0 {
             return Err(EngineError::NotPositive);
         }
@@ -533,7 +475,7 @@ impl Engine {
             self.publish(&payment.payment_id, payment.state);
             self.enqueue(&payment, LaneJob::Charge(payment.payment_id.clone()));
         }
-        Ok(self.answer(&payment, first_call))
+        Ok(PaymentReply::of(payment, first_call))
     }
 
     fn new_payment(&self, merchant: &str, r: &CreatePayment) -> Result<NewPayment, EngineError> {
@@ -778,7 +720,7 @@ fn insert_new(
     }
     let p = must_get(c, &new.payment_id)?;
     if p.state.is_final() {
-        let answer = PaymentAnswer::of(&p, p.state.ppp_status(), None).to_json();
+        let answer = PaymentAnswer::of(&p, p.state.ppp_status(), None).to_json()?;
         payments::freeze_answer(c, &p.payment_id, &answer)?;
         if new.first_answer_undefined {
             outbox::enqueue(c, &p.payment_id, &p.callback_url, &answer, now)?;
@@ -850,17 +792,4 @@ fn function_of(method: &str) -> CardFunction {
     } else {
         CardFunction::Credit
     }
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn encode_path_segment(s: &str) -> String {
-    use std::fmt::Write;
-    s.bytes().fold(String::new(), |mut out, b| {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-        out
-    })
 }

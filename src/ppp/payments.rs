@@ -22,7 +22,9 @@ use super::error::PppError;
 use super::ids::check_id;
 use super::operations::{self, Operation};
 use crate::money::{Amount, Currency};
-use crate::pos::{CreatePayment, DEBIT_METHOD, EngineError, InFlightGuard, OperationAnswer, Reply};
+use crate::pos::{
+    CreatePayment, DEBIT_METHOD, EngineError, InFlightGuard, OperationAnswer, PaymentReply, Reply,
+};
 use crate::secret::CardNumber;
 
 #[derive(Deserialize)]
@@ -99,8 +101,11 @@ pub async fn create(
     let guard = state.engine.inflight().enter(&request.payment_id);
     drop(_enter);
     match state.engine.create(&merchant, request).await {
-        Ok(answer) => {
-            let body = Body::from(answer.to_json());
+        Ok(reply) => {
+            let body = match state.create_answers.answer(&reply).to_json() {
+                Ok(json) => Body::from(json),
+                Err(e) => return engine_error(e.into()).into_response(),
+            };
             let mut response = Response::new(Body::new(GuardedBody {
                 inner: body,
                 _guard: guard,
@@ -410,7 +415,9 @@ pub async fn inbound(
         Err(e) => return engine_error(e).into_response(),
     };
     let (status_code, content) = if action == "status" {
-        let answer = state.engine.answer(&payment, false);
+        let answer = state
+            .create_answers
+            .answer(&PaymentReply::of(payment.clone(), false));
         let mut content = serde_json::to_value(&answer).unwrap_or(Value::Null);
         content["state"] = json!(payment.state.as_str());
         if let Some(obj) = content.as_object_mut() {
