@@ -33,7 +33,7 @@ pub const PAYMENT_APP_CANCEL_REQUEST: &str = "payment-app-cancel";
 /// What a request found first: the stored answer of the same request, or the payment.
 enum Loaded {
     Replay(OperationAnswer),
-    Payment(Payment),
+    Payment(Box<Payment>),
 }
 
 /// What a first look at a cancel decided.
@@ -112,7 +112,7 @@ impl Engine {
                 is_final: true,
             }));
         }
-        Ok(Loaded::Payment(p))
+        Ok(Loaded::Payment(Box::new(p)))
     }
 
     /// Stores a final outcome's answer, as the edge renders it, for the replays of this request.
@@ -198,7 +198,7 @@ impl Engine {
             .load_for_request(merchant, payment_id, CANCEL, request_id)
             .await?
         {
-            Loaded::Payment(p) => p,
+            Loaded::Payment(p) => *p,
             Loaded::Replay(stored) => return Ok(Reply::Replayed(stored)),
         };
         let (key, rid) = (p.payment_id.clone(), request_id.to_string());
@@ -351,7 +351,7 @@ impl Engine {
             .load_for_request(merchant, payment_id, SETTLE, request_id)
             .await?
         {
-            Loaded::Payment(p) => p,
+            Loaded::Payment(p) => *p,
             Loaded::Replay(stored) => return Ok(Reply::Replayed(stored)),
         };
         let currency =
@@ -472,7 +472,7 @@ impl Engine {
             .load_for_request(merchant, payment_id, REFUND, request_id)
             .await?
         {
-            Loaded::Payment(p) => p,
+            Loaded::Payment(p) => *p,
             Loaded::Replay(stored) => return Ok(Reply::Replayed(stored)),
         };
         let currency =

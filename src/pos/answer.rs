@@ -111,7 +111,7 @@ pub struct PaymentReply {
 #[derive(Debug, Clone, PartialEq)]
 pub enum NextStep {
     /// The payment is final: its frozen answer, always the same.
-    Final(PaymentAnswer),
+    Final(Box<PaymentAnswer>),
     /// Undefined until a terminal is named (the terminal connector app's submitUrl).
     NameTerminal,
     /// Undefined while the terminal works: the app that waits for the result.
@@ -127,7 +127,7 @@ impl PaymentReply {
     pub fn of(payment: Payment, first_call: bool) -> Self {
         let undefined_first = first_call && payment.first_answer_undefined;
         let next = match PaymentAnswer::final_of(&payment) {
-            Some(frozen) if !undefined_first => NextStep::Final(frozen),
+            Some(frozen) if !undefined_first => NextStep::Final(Box::new(frozen)),
             _ if payment.terminal_id.is_none() && payment.state != PaymentState::Received => {
                 NextStep::AwaitCallback
             }

@@ -64,7 +64,7 @@ impl CreateAnswers {
     pub fn answer(&self, reply: &PaymentReply) -> PaymentAnswer {
         let p = &reply.payment;
         let app = match &reply.next {
-            NextStep::Final(frozen) => return frozen.clone(),
+            NextStep::Final(frozen) => return frozen.as_ref().clone(),
             NextStep::AwaitCallback => None,
             NextStep::NameTerminal => Some(app(
                 TERMINAL_CONNECTOR_APP,

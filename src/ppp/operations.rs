@@ -241,3 +241,95 @@ impl RenderOperations for PppAnswers {
         refund(payment_id, request_id, outcome)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+
+    fn brl() -> Currency {
+        Currency::parse("BRL").expect("BRL")
+    }
+
+    #[test]
+    fn a_cancellation_answers_200_with_its_id_and_is_stored() {
+        let outcome = CancelOutcome::Cancelled {
+            cancellation_id: "cx1".into(),
+        };
+        let answer = cancel("p1", "r1", &outcome);
+        assert_eq!(answer.http_status, 200);
+        assert!(answer.is_final);
+        assert_eq!(
+            answer.body,
+            json!({
+                "paymentId": "p1", "cancellationId": "cx1", "code": null,
+                "message": "Successfully cancelled", "requestId": "r1",
+            })
+        );
+    }
+
+    #[test]
+    fn failures_carry_a_null_id_and_settle_and_refund_a_zero_value() {
+        let answer = cancel("p1", "r1", &CancelOutcome::Pending);
+        assert_eq!((answer.http_status, answer.is_final), (500, false));
+        assert_eq!(answer.body["cancellationId"], Value::Null);
+        assert_eq!(answer.body["code"], "cancel-pending");
+        assert!(answer.body.get("value").is_none());
+
+        let refused = SettleOutcome::Refused {
+            reason: SettleRefusal::Conflict,
+            message: "no".into(),
+        };
+        let answer = settle("p1", "r1", &refused);
+        assert_eq!((answer.http_status, answer.is_final), (400, false));
+        assert_eq!(
+            answer.body,
+            json!({
+                "paymentId": "p1", "settleId": null, "value": 0, "code": "settle-conflict",
+                "message": "no", "requestId": "r1",
+            })
+        );
+
+        let manual = RefundOutcome::RefundManually {
+            reason: "card present".into(),
+        };
+        let answer = refund("p1", "r1", &manual);
+        assert_eq!((answer.http_status, answer.is_final), (501, true));
+        assert_eq!(answer.body["refundId"], Value::Null);
+        assert_eq!(answer.body["value"], 0);
+        assert_eq!(answer.body["code"], "refund-manually");
+    }
+
+    #[test]
+    fn amounts_are_answered_as_decimals_of_their_currency() {
+        let settled = SettleOutcome::Settled {
+            settle_id: "st1".into(),
+            value_minor: 1050,
+            currency: brl(),
+        };
+        assert_eq!(settle("p1", "r1", &settled).body["value"], json!(10.5));
+        let refunded = RefundOutcome::Refunded {
+            refund_id: "rf1".into(),
+            value_minor: 1,
+            currency: brl(),
+        };
+        let answer = refund("p1", "r1", &refunded);
+        assert_eq!(answer.body["value"], json!(0.01));
+        assert_eq!(answer.body["message"], "Successfully refunded");
+    }
+
+    #[test]
+    fn only_final_outcomes_are_final_answers() {
+        for (outcome, is_final) in [
+            (CancelOutcome::AlreadySettled, true),
+            (CancelOutcome::CancelManually { reason: "r".into() }, true),
+            (CancelOutcome::Failed { reason: "r".into() }, false),
+        ] {
+            assert_eq!(cancel("p", "r", &outcome).is_final, is_final, "{outcome:?}");
+        }
+        let invalid = RefundOutcome::InvalidValue(ValueProblem::NotPositive);
+        let answer = refund("p", "r", &invalid);
+        assert_eq!((answer.http_status, answer.is_final), (400, false));
+        assert_eq!(answer.body["message"], "value must be positive");
+    }
+}
