@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod doctor;
+pub mod error_body;
 pub mod failpoint;
 pub mod ids;
 pub mod locale;

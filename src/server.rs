@@ -19,6 +19,7 @@ use crate::outbox::{HttpSender, Outbox, OutboxWorker};
 use crate::payment_app::{self, Hub, PaymentAppState};
 use crate::pos::Engine;
 use crate::ppp::auth::Credentials;
+use crate::ppp::create_answer::{CreateAnswers, PublicUrls};
 use crate::ppp::onboarding::Onboarding;
 use crate::ppp::{self, AppState};
 use crate::store::{Store, merchants};
@@ -55,7 +56,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         store.clone(),
         outbox.clone(),
         clock.clone(),
-        public_url,
+        Arc::new(ppp::operations::PppAnswers),
     )?;
     let tasks = TaskTracker::new();
     let workers_stop = CancellationToken::new();
@@ -94,6 +95,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         credentials: Credentials::new(&config.vtex.app_key, config.vtex.app_token.clone(), issued),
         onboarding: Arc::new(Onboarding::new(&config.onboarding)),
         max_body_bytes: config.server.max_body_bytes,
+        create_answers: Arc::new(CreateAnswers::new(
+            PublicUrls::new(&public_url),
+            config.payment_app.app_name.clone(),
+        )),
     };
     let payment_app_state = PaymentAppState {
         engine: engine.clone(),
@@ -239,7 +244,13 @@ pub async fn adopt_journals(config: Config) -> anyhow::Result<crate::pos::Reconc
     let clock: SharedClock = Arc::new(SystemClock);
     // No worker delivers here: the callbacks it queues go out when the daemon starts.
     let outbox = Outbox::new(store.clone());
-    let engine = Engine::new(&config, store.clone(), outbox, clock, String::new())?;
+    let engine = Engine::new(
+        &config,
+        store.clone(),
+        outbox,
+        clock,
+        Arc::new(ppp::operations::PppAnswers),
+    )?;
     let reconciled = engine
         .reconcile_journals(true, engine.journal_horizon_ms())
         .await?;

@@ -13,14 +13,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Json;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use axum::response::Response;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
@@ -137,13 +135,7 @@ pub fn layer(app: Router, server: &ServerConfig, limits: Arc<Limits>) -> Router 
         .layer(middleware::from_fn_with_state(limits, guard))
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({ "status": "error", "code": code, "message": message })),
-    )
-        .into_response()
-}
+use crate::error_body::response as error;
 
 async fn overloaded(err: tower::BoxError) -> Response {
     if err.is::<tower::load_shed::error::Overloaded>() {

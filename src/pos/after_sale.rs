@@ -1,6 +1,6 @@
-//! Cancellation, settlement and refund. Each is idempotent on `requestId`: a final answer is
-//! stored and replayed. A terminal step that does not finish within a few seconds answers
-//! "still working" (500, null id) and finishes in the background, since VTEX retries.
+//! Cancellation, settlement and refund. Each is idempotent on `requestId`: a final outcome is
+//! stored as the edge rendered it and replayed. A terminal step that does not finish within a
+//! few seconds comes to "pending" and finishes in the background, since VTEX retries.
 //!
 //! What excludes what is decided inside the one transaction that records the request: a
 //! reversal on its way or done excludes settling and refunding; a settlement excludes a
@@ -9,9 +9,12 @@
 
 use rusqlite::Connection;
 
-use super::answer::OperationAnswer;
 use super::finish::{self, cancelled};
 use super::lane::{LaneJob, record_operation};
+use super::outcome::{
+    CancelOutcome, OperationAnswer, RefundOutcome, RefundRefusal, Reply, SettleOutcome,
+    SettleRefusal, ValueProblem,
+};
 use super::{Engine, EngineError, TERMINAL_STEP_WAIT, find_for_merchant, must_get};
 use crate::money::{Amount, Currency};
 use crate::payment::Payment;
@@ -28,11 +31,17 @@ const REFUND: &str = "refund";
 /// The requestId of a cancel pressed in the Payment App.
 pub const PAYMENT_APP_CANCEL_REQUEST: &str = "payment-app-cancel";
 
+/// What a request found first: the stored answer of the same request, or the payment.
+enum Loaded {
+    Replay(OperationAnswer),
+    Payment(Box<Payment>),
+}
+
 /// What a first look at a cancel decided.
 enum CancelStep {
-    Answer(OperationAnswer),
+    Decided(CancelOutcome),
     /// Cancelled now, before anything reached the terminal: the callback is queued.
-    CancelledNow(OperationAnswer),
+    CancelledNow(CancelOutcome),
     /// Wait for the terminal (an abort or a reversal) and answer from the result.
     Wait {
         reversal: Option<(Operation, bool)>,
@@ -42,10 +51,29 @@ enum CancelStep {
 
 /// What a first look at a settlement decided.
 enum SettleStep {
-    Refuse(&'static str, String),
+    Refuse(SettleRefusal, String),
     /// Settled now (with the part to return on the terminal, for a partial one), or before
     /// with the same value: answer once nothing is left to return.
     Settled(Option<Operation>),
+}
+
+/// What a first look at a refund decided.
+enum RefundStep {
+    Refuse(RefundRefusal, String),
+    /// The refund of this request: started now (`is_new`), or already under way or done.
+    Refund {
+        op: Operation,
+        is_new: bool,
+    },
+}
+
+/// A settle or refund value in minor units, or why it is refused.
+fn positive_value(currency: Currency, value: &Amount) -> Result<i64, ValueProblem> {
+    match currency.parse_amount(value) {
+        Ok(v) if v > 0 => Ok(v),
+        Ok(_) => Err(ValueProblem::NotPositive),
+        Err(e) => Err(ValueProblem::Unreadable(e)),
+    }
 }
 
 impl Engine {
@@ -57,7 +85,7 @@ impl Engine {
         payment_id: &str,
         kind: &'static str,
         request_id: &str,
-    ) -> Result<Result<Payment, OperationAnswer>, EngineError> {
+    ) -> Result<Loaded, EngineError> {
         let (merchant, id, rid) = (
             merchant.to_string(),
             payment_id.to_string(),
@@ -79,23 +107,24 @@ impl Engine {
         if let Some((status, body)) = stored {
             let body =
                 serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            return Ok(Err(OperationAnswer {
+            return Ok(Loaded::Replay(OperationAnswer {
                 http_status: status,
                 body,
                 is_final: true,
             }));
         }
-        Ok(Ok(p))
+        Ok(Loaded::Payment(Box::new(p)))
     }
 
+    /// Stores a final outcome's answer, as the edge renders it, for the replays of this request.
     async fn save_if_final(
         &self,
         p: &Payment,
         kind: &'static str,
         request_id: &str,
-        answer: &OperationAnswer,
+        answer: Option<OperationAnswer>,
     ) -> Result<(), EngineError> {
-        if answer.is_final {
+        if let Some(answer) = answer {
             let (id, rid, status, body) = (
                 p.payment_id.clone(),
                 request_id.to_string(),
@@ -129,7 +158,8 @@ impl Engine {
     }
 
     /// A cancel pressed in the Payment App: the Gateway's cancellation path, on behalf of the
-    /// payment's merchant, with one fixed requestId (a repeat is a repeat, not a second cancel).
+    /// payment's merchant, with one fixed requestId (a repeat is a repeat, not a second cancel),
+    /// answered as the Gateway's would be.
     pub async fn cancel_from_payment_app(
         &self,
         payment_id: &str,
@@ -141,8 +171,19 @@ impl Engine {
             .await?
             .ok_or(EngineError::UnknownPayment)?;
         tracing::info!(payment_id = %payment_id, "cancel requested from the Payment App");
-        self.cancel(&p.merchant, p.vtex_payment_id(), PAYMENT_APP_CANCEL_REQUEST)
-            .await
+        let vtex_id = p.vtex_payment_id();
+        Ok(
+            match self
+                .cancel(&p.merchant, vtex_id, PAYMENT_APP_CANCEL_REQUEST)
+                .await?
+            {
+                Reply::Decided(outcome) => {
+                    self.answers
+                        .cancel(vtex_id, PAYMENT_APP_CANCEL_REQUEST, &outcome)
+                }
+                Reply::Replayed(answer) => answer,
+            },
+        )
     }
 
     /// Cancels a payment: before the charge at once; while charging by aborting the sale
@@ -153,30 +194,28 @@ impl Engine {
         merchant: &str,
         payment_id: &str,
         request_id: &str,
-    ) -> Result<OperationAnswer, EngineError> {
+    ) -> Result<Reply<CancelOutcome>, EngineError> {
         let p = match self
             .load_for_request(merchant, payment_id, CANCEL, request_id)
             .await?
         {
-            Ok(p) => p,
-            Err(stored) => return Ok(stored),
+            Loaded::Payment(p) => *p,
+            Loaded::Replay(stored) => return Ok(Reply::Replayed(stored)),
         };
-        let (key, vtex_id, rid) = (
-            p.payment_id.clone(),
-            payment_id.to_string(),
-            request_id.to_string(),
-        );
+        let (key, rid) = (p.payment_id.clone(), request_id.to_string());
         let now = self.now();
         let new_id = random_id("cx")?;
         let step = self
             .store
             .call(move |c| {
                 let p = must_get(c, &key)?;
-                let answer = |cid: &str| OperationAnswer::cancelled(&vtex_id, cid, &rid);
+                let cancelled_as = |cid: &str| CancelOutcome::Cancelled {
+                    cancellation_id: cid.to_string(),
+                };
                 let cancel_now = |c: &Connection, why: &str| -> Result<CancelStep, StoreError> {
                     finish::finish(c, &key, PaymentState::Cancelled, &cancelled(why), now)?;
                     payments::record_cancellation(c, &key, &new_id, now)?;
-                    Ok(CancelStep::CancelledNow(answer(&new_id)))
+                    Ok(CancelStep::CancelledNow(cancelled_as(&new_id)))
                 };
                 match p.state {
                     PaymentState::Received | PaymentState::Bound => {
@@ -197,24 +236,17 @@ impl Engine {
                     // Nothing was charged; its denied answer stays as it was.
                     PaymentState::Denied => {
                         payments::record_cancellation(c, &key, &new_id, now)?;
-                        Ok(CancelStep::Answer(answer(&new_id)))
+                        Ok(CancelStep::Decided(cancelled_as(&new_id)))
                     }
                     PaymentState::Cancelled => Ok(match &p.cancellation_id {
-                        Some(cid) => CancelStep::Answer(answer(cid)),
+                        Some(cid) => CancelStep::Decided(cancelled_as(cid)),
                         None => CancelStep::Wait {
                             reversal: None,
                             abort: false,
                         },
                     }),
                     PaymentState::Approved if p.settle_id.is_some() => {
-                        Ok(CancelStep::Answer(OperationAnswer::cancel_failed(
-                            &vtex_id,
-                            &rid,
-                            400,
-                            "already-settled",
-                            "the payment is settled: refund it instead",
-                            true,
-                        )))
+                        Ok(CancelStep::Decided(CancelOutcome::AlreadySettled))
                     }
                     PaymentState::Approved => {
                         let existing = operations::find(c, &key, OpKind::Reversal, None)?
@@ -244,12 +276,12 @@ impl Engine {
                 }
             })
             .await?;
-        let answer = match step {
-            CancelStep::Answer(a) => a,
-            CancelStep::CancelledNow(a) => {
+        let outcome = match step {
+            CancelStep::Decided(outcome) => outcome,
+            CancelStep::CancelledNow(outcome) => {
                 tracing::info!(payment_id = %p.payment_id, "cancelled before the charge; callback queued");
                 self.outbox.wake();
-                a
+                outcome
             }
             CancelStep::Wait { reversal, abort } => {
                 if abort {
@@ -267,64 +299,46 @@ impl Engine {
                     );
                     self.dispatch(&p, op).await?;
                 }
-                self.await_cancel(&p.payment_id, payment_id, request_id)
-                    .await?
+                self.await_cancel(&p.payment_id).await?
             }
         };
-        if answer.http_status == 200 {
+        if matches!(outcome, CancelOutcome::Cancelled { .. }) {
             self.publish(&p.payment_id, PaymentState::Cancelled);
         }
-        self.save_if_final(&p, CANCEL, request_id, &answer).await?;
-        Ok(answer)
+        let answer = outcome
+            .is_final()
+            .then(|| self.answers.cancel(payment_id, request_id, &outcome));
+        self.save_if_final(&p, CANCEL, request_id, answer).await?;
+        Ok(Reply::Decided(outcome))
     }
 
-    async fn await_cancel(
-        &self,
-        key: &str,
-        vtex_id: &str,
-        request_id: &str,
-    ) -> Result<OperationAnswer, EngineError> {
-        let (id, vid, rid) = (key.to_string(), vtex_id.to_string(), request_id.to_string());
+    async fn await_cancel(&self, key: &str) -> Result<CancelOutcome, EngineError> {
+        let id = key.to_string();
         let found = self
             .wait_for(key, TERMINAL_STEP_WAIT, move |c| {
                 let p = must_get(c, &id)?;
                 if let Some(cid) = &p.cancellation_id {
-                    return Ok(Some(OperationAnswer::cancelled(&vid, cid, &rid)));
+                    return Ok(Some(CancelOutcome::Cancelled {
+                        cancellation_id: cid.clone(),
+                    }));
                 }
                 let op = operations::find(c, &id, OpKind::Reversal, None)?;
                 Ok(match op.map(|o| (o.state, o.detail)) {
-                    Some((OpState::Unsupported, why)) => Some(OperationAnswer::cancel_failed(
-                        &vid,
-                        &rid,
-                        501,
-                        "cancel-manually",
-                        &why.unwrap_or_else(|| "the terminal cannot reverse this sale".into()),
-                        true,
-                    )),
+                    Some((OpState::Unsupported, why)) => Some(CancelOutcome::CancelManually {
+                        reason: why
+                            .unwrap_or_else(|| "the terminal cannot reverse this sale".into()),
+                    }),
                     Some((OpState::Failed, why)) if p.state == PaymentState::Approved => {
-                        Some(OperationAnswer::cancel_failed(
-                            &vid,
-                            &rid,
-                            500,
-                            "cancel-failed",
-                            &why.unwrap_or_else(|| "the terminal refused the reversal".into()),
-                            false,
-                        ))
+                        Some(CancelOutcome::Failed {
+                            reason: why
+                                .unwrap_or_else(|| "the terminal refused the reversal".into()),
+                        })
                     }
                     _ => None,
                 })
             })
             .await?;
-        Ok(found.unwrap_or_else(|| {
-            OperationAnswer::cancel_failed(
-                vtex_id,
-                request_id,
-                500,
-                "cancel-pending",
-                "the terminal has not confirmed the cancellation yet; retry",
-                false,
-            )
-        }))
+        Ok(found.unwrap_or(CancelOutcome::Pending))
     }
 
     pub async fn settle(
@@ -333,23 +347,19 @@ impl Engine {
         payment_id: &str,
         request_id: &str,
         value: &Amount,
-    ) -> Result<OperationAnswer, EngineError> {
+    ) -> Result<Reply<SettleOutcome>, EngineError> {
         let p = match self
             .load_for_request(merchant, payment_id, SETTLE, request_id)
             .await?
         {
-            Ok(p) => p,
-            Err(stored) => return Ok(stored),
+            Loaded::Payment(p) => *p,
+            Loaded::Replay(stored) => return Ok(Reply::Replayed(stored)),
         };
         let currency =
             Currency::parse(&p.currency).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let fail = |status, code: &str, message: &str| {
-            OperationAnswer::settle_failed(payment_id, request_id, status, code, message, false)
-        };
-        let value = match currency.parse_amount(value) {
-            Ok(v) if v > 0 => v,
-            Ok(_) => return Ok(fail(400, "invalid-value", "value must be positive")),
-            Err(e) => return Ok(fail(400, "invalid-value", &format!("field `value`: {e}"))),
+        let value = match positive_value(currency, value) {
+            Ok(v) => v,
+            Err(problem) => return Ok(Reply::Decided(SettleOutcome::InvalidValue(problem))),
         };
         let (key, rid) = (p.payment_id.clone(), request_id.to_string());
         let now = self.now();
@@ -363,13 +373,13 @@ impl Engine {
                     || operations::reversal_under_way(c, &key)?
                 {
                     return Ok(SettleStep::Refuse(
-                        "payment-cancelled",
+                        SettleRefusal::PaymentCancelled,
                         "the payment is cancelled, or its cancellation is under way: it cannot be settled".into(),
                     ));
                 }
                 if p.state != PaymentState::Approved {
                     return Ok(SettleStep::Refuse(
-                        "not-approved",
+                        SettleRefusal::NotApproved,
                         format!("the payment is {}, not approved", p.state),
                     ));
                 }
@@ -378,7 +388,7 @@ impl Engine {
                         return Ok(SettleStep::Settled(None));
                     }
                     return Ok(SettleStep::Refuse(
-                        "settle-conflict",
+                        SettleRefusal::Conflict,
                         format!(
                             "the payment was already settled for {}; a second settlement for {} is refused",
                             currency.to_decimal(p.settled_minor),
@@ -388,7 +398,7 @@ impl Engine {
                 }
                 if value > p.amount_minor {
                     return Ok(SettleStep::Refuse(
-                        "settle-exceeds-authorized",
+                        SettleRefusal::ExceedsAuthorized,
                         format!(
                             "cannot settle {} above the authorized {}",
                             currency.to_decimal(value),
@@ -415,7 +425,9 @@ impl Engine {
             })
             .await?;
         let new_op = match step {
-            SettleStep::Refuse(code, message) => return Ok(fail(400, code, &message)),
+            SettleStep::Refuse(reason, message) => {
+                return Ok(Reply::Decided(SettleOutcome::Refused { reason, message }));
+            }
             SettleStep::Settled(op) => op,
         };
         if let Some(op) = &new_op {
@@ -426,33 +438,28 @@ impl Engine {
             );
             self.dispatch(&p, op).await?;
         }
-        let (key, vid, rid) = (
-            p.payment_id.clone(),
-            payment_id.to_string(),
-            request_id.to_string(),
-        );
+        let key = p.payment_id.clone();
         let found = self
             .wait_for(&p.payment_id, TERMINAL_STEP_WAIT, move |c| {
                 let p = must_get(c, &key)?;
-                let Some(settle_id) = &p.settle_id else {
+                let Some(settle_id) = p.settle_id else {
                     return Ok(None);
                 };
                 let pending = operations::find(c, &key, OpKind::SettleReversal, None)?
                     .is_some_and(|o| !o.state.is_final());
-                Ok((!pending).then(|| {
-                    OperationAnswer::settled(&vid, settle_id, p.settled_minor, currency, &rid)
+                Ok((!pending).then_some(SettleOutcome::Settled {
+                    settle_id,
+                    value_minor: p.settled_minor,
+                    currency,
                 }))
             })
             .await?;
-        let answer = found.unwrap_or_else(|| {
-            fail(
-                500,
-                "settle-pending",
-                "the terminal is still returning the unsettled amount; retry",
-            )
-        });
-        self.save_if_final(&p, SETTLE, request_id, &answer).await?;
-        Ok(answer)
+        let outcome = found.unwrap_or(SettleOutcome::Pending);
+        let answer = outcome
+            .is_final()
+            .then(|| self.answers.settle(payment_id, request_id, &outcome));
+        self.save_if_final(&p, SETTLE, request_id, answer).await?;
+        Ok(Reply::Decided(outcome))
     }
 
     pub async fn refund(
@@ -461,58 +468,54 @@ impl Engine {
         payment_id: &str,
         request_id: &str,
         value: &Amount,
-    ) -> Result<OperationAnswer, EngineError> {
+    ) -> Result<Reply<RefundOutcome>, EngineError> {
         let p = match self
             .load_for_request(merchant, payment_id, REFUND, request_id)
             .await?
         {
-            Ok(p) => p,
-            Err(stored) => return Ok(stored),
+            Loaded::Payment(p) => *p,
+            Loaded::Replay(stored) => return Ok(Reply::Replayed(stored)),
         };
         let currency =
             Currency::parse(&p.currency).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let fail = |status, code: &str, message: &str| {
-            OperationAnswer::refund_failed(payment_id, request_id, status, code, message, false)
-        };
-        let value = match currency.parse_amount(value) {
-            Ok(v) if v > 0 => v,
-            Ok(_) => return Ok(fail(400, "invalid-value", "value must be positive")),
-            Err(e) => return Ok(fail(400, "invalid-value", &format!("field `value`: {e}"))),
+        let value = match positive_value(currency, value) {
+            Ok(v) => v,
+            Err(problem) => return Ok(Reply::Decided(RefundOutcome::InvalidValue(problem))),
         };
         let (key, rid) = (p.payment_id.clone(), request_id.to_string());
         let now = self.now();
         let op_id = random_id("rf")?;
-        let decided = self
+        let step = self
             .store
             .call(move |c| {
                 let p = must_get(c, &key)?;
                 if let Some(op) = operations::find(c, &key, OpKind::Refund, Some(&rid))?
                     .filter(|o| o.state != OpState::Failed)
                 {
-                    return Ok(Ok((op, false)));
+                    return Ok(RefundStep::Refund { op, is_new: false });
                 }
                 if p.state == PaymentState::Cancelled || operations::reversal_under_way(c, &key)? {
-                    return Ok(Err((
-                        "payment-cancelled",
+                    return Ok(RefundStep::Refuse(
+                        RefundRefusal::PaymentCancelled,
                         "the payment is cancelled, or its cancellation is under way: nothing to refund".to_string(),
-                    )));
+                    ));
                 }
                 if p.settle_id.is_none() || p.state != PaymentState::Approved {
-                    return Ok(Err((
-                        "not-settled",
+                    return Ok(RefundStep::Refuse(
+                        RefundRefusal::NotSettled,
                         format!("the payment is {} and not settled", p.state),
-                    )));
+                    ));
                 }
                 let available = p.settled_minor - p.refunded_minor;
                 if value > available {
-                    return Ok(Err((
-                        "refund-exceeds-settled",
+                    return Ok(RefundStep::Refuse(
+                        RefundRefusal::ExceedsSettled,
                         format!(
                             "cannot refund {}: only {} is settled and not yet refunded",
                             currency.to_decimal(value),
                             currency.to_decimal(available)
                         ),
-                    )));
+                    ));
                 }
                 payments::add_refunded(c, &key, value, now)?;
                 let op = Operation {
@@ -526,12 +529,14 @@ impl Engine {
                     sale_ref: None,
                 };
                 operations::insert(c, &op, now)?;
-                Ok(Ok((op, true)))
+                Ok(RefundStep::Refund { op, is_new: true })
             })
             .await?;
-        let (op, is_new) = match decided {
-            Ok(op) => op,
-            Err((code, message)) => return Ok(fail(400, code, &message)),
+        let (op, is_new) = match step {
+            RefundStep::Refund { op, is_new } => (op, is_new),
+            RefundStep::Refuse(reason, message) => {
+                return Ok(Reply::Decided(RefundOutcome::Refused { reason, message }));
+            }
         };
         if is_new {
             tracing::info!(
@@ -541,53 +546,30 @@ impl Engine {
             );
             self.dispatch(&p, &op).await?;
         }
-        let (vid, rid, oid) = (
-            payment_id.to_string(),
-            request_id.to_string(),
-            op.op_id.clone(),
-        );
+        let oid = op.op_id.clone();
         let found = self
             .wait_for(&p.payment_id, TERMINAL_STEP_WAIT, move |c| {
                 let Some(op) = operations::get(c, &oid)? else {
                     return Ok(None);
                 };
-                let why = op.detail.clone().unwrap_or_default();
+                let reason = op.detail.unwrap_or_default();
                 Ok(match op.state {
-                    OpState::Done => Some(OperationAnswer::refunded(
-                        &vid,
-                        &op.op_id,
-                        op.amount_minor,
+                    OpState::Done => Some(RefundOutcome::Refunded {
+                        refund_id: op.op_id,
+                        value_minor: op.amount_minor,
                         currency,
-                        &rid,
-                    )),
-                    OpState::Unsupported => Some(OperationAnswer::refund_failed(
-                        &vid,
-                        &rid,
-                        501,
-                        "refund-manually",
-                        &why,
-                        true,
-                    )),
-                    OpState::Failed => Some(OperationAnswer::refund_failed(
-                        &vid,
-                        &rid,
-                        500,
-                        "refund-failed",
-                        &why,
-                        false,
-                    )),
+                    }),
+                    OpState::Unsupported => Some(RefundOutcome::RefundManually { reason }),
+                    OpState::Failed => Some(RefundOutcome::Failed { reason }),
                     OpState::Pending | OpState::Sent => None,
                 })
             })
             .await?;
-        let answer = found.unwrap_or_else(|| {
-            fail(
-                500,
-                "refund-pending",
-                "the terminal is still working on the refund; retry",
-            )
-        });
-        self.save_if_final(&p, REFUND, request_id, &answer).await?;
-        Ok(answer)
+        let outcome = found.unwrap_or(RefundOutcome::Pending);
+        let answer = outcome
+            .is_final()
+            .then(|| self.answers.refund(payment_id, request_id, &outcome));
+        self.save_if_final(&p, REFUND, request_id, answer).await?;
+        Ok(Reply::Decided(outcome))
     }
 }

@@ -1,5 +1,7 @@
-//! What the engine answers, in the shapes and field names of the PPP spec. The Create answer is
-//! also the callback body, so both are built here, once.
+//! A payment's answer, in the shape and field names of the PPP spec: the Create answer, and
+//! once final, frozen and sent as the callback body, so both are one value. What a Create
+//! answers while the payment is not final ([`NextStep`]) is the engine's; which Payment App
+//! to open and its addresses are the edge's (`ppp`).
 //!
 //! The answer of a final payment is frozen the moment it becomes final (stored with it, in the
 //! transaction that queues its callback): every later Create replays it and the callback
@@ -8,14 +10,9 @@
 //! cancellation is answered by the cancellation endpoint, with its `cancellationId`).
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
-use crate::money::Currency;
-use crate::payment::Payment;
-use crate::payment::PppStatus;
-
-pub const TERMINAL_CONNECTOR_APP: &str = "vtex.terminal-connector-app";
-pub const WAIT_FOR_CONFIRMATION_APP: &str = "vtex.challenge-wait-for-confirmation";
+use crate::payment::{Payment, PaymentState, PppStatus};
+use crate::store::StoreError;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -92,152 +89,50 @@ impl PaymentAnswer {
         Some(frozen.unwrap_or_else(|| Self::of(p, p.state.ppp_status(), None)))
     }
 
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-}
-
-pub fn terminal_connector_app(submit_url: &str) -> PaymentAppData {
-    PaymentAppData {
-        app_name: TERMINAL_CONNECTOR_APP.into(),
-        payload: json!({ "submitUrl": submit_url }).to_string(),
-    }
-}
-
-pub fn wait_for_confirmation_app(seconds_waiting: u32) -> PaymentAppData {
-    PaymentAppData {
-        app_name: WAIT_FOR_CONFIRMATION_APP.into(),
-        payload: json!({ "secondsWaiting": seconds_waiting }).to_string(),
-    }
-}
-
-/// A partner's Payment App: what the wait app gets, plus the live terminal feed.
-pub fn custom_app(
-    app_name: &str,
-    payment_id: &str,
-    seconds_waiting: u32,
-    ws_url: &str,
-) -> PaymentAppData {
-    PaymentAppData {
-        app_name: app_name.into(),
-        payload: json!({
-            "paymentId": payment_id, "secondsWaiting": seconds_waiting, "wsUrl": ws_url,
+    /// The JSON stored as the frozen answer and sent as the callback body. A failure is an
+    /// error of the transaction: a payment never becomes final with an empty answer.
+    pub fn to_json(&self) -> Result<String, StoreError> {
+        serde_json::to_string(self).map_err(|e| StoreError::Encode {
+            what: "a payment's answer",
+            source: std::sync::Arc::new(e),
         })
-        .to_string(),
     }
 }
 
-/// An answer to cancel / settle / refund: HTTP status and the spec's body.
+/// A payment as a Create (or a status request) finds it, and what its caller must do next.
+#[derive(Debug, Clone)]
+pub struct PaymentReply {
+    pub payment: Payment,
+    pub next: NextStep,
+}
+
+/// What the caller of a Create must do next.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OperationAnswer {
-    pub http_status: u16,
-    pub body: Value,
-    /// Final answers are stored and replayed for the same `requestId`.
-    pub is_final: bool,
+pub enum NextStep {
+    /// The payment is final: its frozen answer, always the same.
+    Final(Box<PaymentAnswer>),
+    /// Undefined until a terminal is named (the terminal connector app's submitUrl).
+    NameTerminal,
+    /// Undefined while the terminal works: the app that waits for the result.
+    AwaitResult,
+    /// Undefined, with no app to open: the result comes by callback (the Test Suite's
+    /// asynchronous cards).
+    AwaitCallback,
 }
 
-impl OperationAnswer {
-    pub fn cancelled(payment_id: &str, cancellation_id: &str, request_id: &str) -> Self {
-        Self::final_(
-            200,
-            json!({
-                "paymentId": payment_id, "cancellationId": cancellation_id, "code": null,
-                "message": "Successfully cancelled", "requestId": request_id,
-            }),
-        )
-    }
-
-    pub fn cancel_failed(
-        payment_id: &str,
-        request_id: &str,
-        status: u16,
-        code: &str,
-        message: &str,
-        is_final: bool,
-    ) -> Self {
-        Self {
-            http_status: status,
-            body: json!({
-                "paymentId": payment_id, "cancellationId": null, "code": code,
-                "message": message, "requestId": request_id,
-            }),
-            is_final,
-        }
-    }
-
-    pub fn settled(
-        payment_id: &str,
-        settle_id: &str,
-        value_minor: i64,
-        currency: Currency,
-        request_id: &str,
-    ) -> Self {
-        Self::final_(
-            200,
-            json!({
-                "paymentId": payment_id, "settleId": settle_id, "value": currency.to_decimal(value_minor),
-                "code": null, "message": "Successfully settled", "requestId": request_id,
-            }),
-        )
-    }
-
-    pub fn settle_failed(
-        payment_id: &str,
-        request_id: &str,
-        status: u16,
-        code: &str,
-        message: &str,
-        is_final: bool,
-    ) -> Self {
-        Self {
-            http_status: status,
-            body: json!({
-                "paymentId": payment_id, "settleId": null, "value": 0, "code": code,
-                "message": message, "requestId": request_id,
-            }),
-            is_final,
-        }
-    }
-
-    pub fn refunded(
-        payment_id: &str,
-        refund_id: &str,
-        value_minor: i64,
-        currency: Currency,
-        request_id: &str,
-    ) -> Self {
-        Self::final_(
-            200,
-            json!({
-                "paymentId": payment_id, "refundId": refund_id, "value": currency.to_decimal(value_minor),
-                "code": null, "message": "Successfully refunded", "requestId": request_id,
-            }),
-        )
-    }
-
-    pub fn refund_failed(
-        payment_id: &str,
-        request_id: &str,
-        status: u16,
-        code: &str,
-        message: &str,
-        is_final: bool,
-    ) -> Self {
-        Self {
-            http_status: status,
-            body: json!({
-                "paymentId": payment_id, "refundId": null, "value": 0, "code": code,
-                "message": message, "requestId": request_id,
-            }),
-            is_final,
-        }
-    }
-
-    fn final_(http_status: u16, body: Value) -> Self {
-        Self {
-            http_status,
-            body,
-            is_final: true,
-        }
+impl PaymentReply {
+    /// `first_call`: the Create that stored the payment (answered undefined when the payment
+    /// says so, even if final).
+    pub fn of(payment: Payment, first_call: bool) -> Self {
+        let undefined_first = first_call && payment.first_answer_undefined;
+        let next = match PaymentAnswer::final_of(&payment) {
+            Some(frozen) if !undefined_first => NextStep::Final(Box::new(frozen)),
+            _ if payment.terminal_id.is_none() && payment.state != PaymentState::Received => {
+                NextStep::AwaitCallback
+            }
+            _ if payment.state == PaymentState::Received => NextStep::NameTerminal,
+            _ => NextStep::AwaitResult,
+        };
+        Self { payment, next }
     }
 }

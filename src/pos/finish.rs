@@ -27,7 +27,7 @@ pub(super) fn finish(
     }
     payments::finish(c, payment_id, state, sale, now)?;
     let p = must_get(c, payment_id)?;
-    let answer = PaymentAnswer::of(&p, p.state.ppp_status(), None).to_json();
+    let answer = PaymentAnswer::of(&p, p.state.ppp_status(), None).to_json()?;
     payments::freeze_answer(c, payment_id, &answer)?;
     Outbox::enqueue(c, payment_id, &p.callback_url, &answer, now)?;
     Ok(true)

@@ -9,6 +9,7 @@ mod feed;
 mod finish;
 mod journals;
 mod lane;
+pub mod outcome;
 mod removed_terminal;
 
 use std::collections::HashMap;
@@ -25,7 +26,7 @@ use crate::clock::SharedClock;
 use crate::config::{Config, PosConfig, Protocol};
 use crate::money::Currency;
 use crate::outbox::Outbox;
-use crate::payment::{Delays, NewPayment, Payment, PaymentState, PppStatus, SaleFields};
+use crate::payment::{Delays, NewPayment, Payment, PaymentState, SaleFields};
 use crate::secret::{CardNumber, ct_eq, random_id, random_token};
 use crate::store::alarms::{self, AlarmKind};
 use crate::store::payments;
@@ -38,12 +39,13 @@ use crate::terminal::{CardFunction, PromptSink, TerminalEvent, TerminalHandle};
 pub use crate::outbox::InFlightGuard;
 // What the feed's narrow handle fails with: its users need not import the store.
 pub use crate::store::StoreError;
-pub use answer::{OperationAnswer, PaymentAnswer};
+pub use answer::{NextStep, PaymentAnswer, PaymentReply};
 pub use by_hand::{ByHand, Decision, ResolveError};
 pub use feed::{FeedStore, FeedTx};
 pub use journals::{Reconciled, UnknownEntries};
 pub use lane::LaneStatus;
 use lane::{LaneJob, LaneState};
+pub use outcome::{OperationAnswer, RenderOperations, Reply};
 
 pub const CREDIT_METHOD: &str = "Venda Direta Credito";
 pub const DEBIT_METHOD: &str = "Venda Direta Debito";
@@ -148,9 +150,6 @@ pub struct Engine {
     clock: SharedClock,
     pos: PosConfig,
     test_suite_cards: bool,
-    public_url: String,
-    /// A custom Payment App for the charge (`[payment_app] app_name`).
-    payment_app_name: Option<String>,
     lanes: HashMap<String, Lane>,
     /// serial number → terminal id
     serials: HashMap<String, String>,
@@ -160,6 +159,8 @@ pub struct Engine {
     /// Where results' callbacks go: queued with the result, held while a Create answer is in
     /// flight, woken after each commit that queued one.
     outbox: Outbox,
+    /// The edge's rendering of operation outcomes, for the answers stored for replay.
+    answers: Arc<dyn RenderOperations>,
     heartbeats: AtomicU64,
     /// `storage.retain_days`: journal entries older than this are expected to be purged.
     retain_days: u32,
@@ -174,7 +175,7 @@ impl Engine {
         store: Store,
         outbox: Outbox,
         clock: SharedClock,
-        public_url: String,
+        answers: Arc<dyn RenderOperations>,
     ) -> Result<Arc<Self>, EngineError> {
         // Roomy: a chatty terminal may send many status lines in a burst.
         let (terminal_events, _) = broadcast::channel(4096);
@@ -239,14 +240,13 @@ impl Engine {
             clock,
             pos: config.pos.clone(),
             test_suite_cards: config.vtex.test_suite_cards,
-            public_url: public_url.trim_end_matches('/').to_string(),
-            payment_app_name: config.payment_app.app_name.clone(),
             lanes,
             serials,
             pending_lane_jobs: Mutex::new(pending),
             changes,
             terminal_events,
             outbox,
+            answers,
             heartbeats: AtomicU64::new(0),
             retain_days: config.storage.retain_days,
             store_time: crate::locale::StoreTime::new(config.store.timezone.as_deref())
@@ -428,58 +428,6 @@ impl Engine {
         });
     }
 
-    fn submit_url(&self, p: &Payment) -> String {
-        format!(
-            "{}/pos/payments/{}/terminal?token={}",
-            self.public_url,
-            encode_path_segment(&p.payment_id),
-            p.submit_token
-        )
-    }
-
-    /// The WebSocket URL of a payment's live feed, with its token (see [`payment_app_token`]).
-    pub fn ws_url(&self, p: &Payment) -> String {
-        let base = match self.public_url.split_once("://") {
-            Some(("https", rest)) => format!("wss://{rest}"),
-            Some((_, rest)) => format!("ws://{rest}"),
-            None => self.public_url.clone(),
-        };
-        format!(
-            "{base}/payment-app/ws/{}?token={}",
-            encode_path_segment(&p.payment_id),
-            payment_app_token(p)
-        )
-    }
-
-    /// The PPP answer for a payment now. `first_call`: the Create that stored it. A final
-    /// payment answers its frozen final answer, always the same.
-    pub fn answer(&self, p: &Payment, first_call: bool) -> PaymentAnswer {
-        if !(first_call && p.first_answer_undefined)
-            && let Some(frozen) = PaymentAnswer::final_of(p)
-        {
-            return frozen;
-        }
-        let status = if first_call && p.first_answer_undefined {
-            PppStatus::Undefined
-        } else {
-            p.state.ppp_status()
-        };
-        let app = match p.state {
-            _ if p.terminal_id.is_none() && p.state != PaymentState::Received => None,
-            PaymentState::Received => Some(answer::terminal_connector_app(&self.submit_url(p))),
-            _ => Some(match &self.payment_app_name {
-                Some(name) => answer::custom_app(
-                    name,
-                    p.vtex_payment_id(),
-                    p.delays.seconds_waiting,
-                    &self.ws_url(p),
-                ),
-                None => answer::wait_for_confirmation_app(p.delays.seconds_waiting),
-            }),
-        };
-        PaymentAnswer::of(p, status, app)
-    }
-
     fn delays(&self) -> Delays {
         Delays {
             seconds_waiting: self.pos.seconds_waiting,
@@ -495,7 +443,7 @@ impl Engine {
         &self,
         merchant: &str,
         request: CreatePayment,
-    ) -> Result<PaymentAnswer, EngineError> {
+    ) -> Result<PaymentReply, EngineError> {
         if request.amount_minor <= 0 {
             return Err(EngineError::NotPositive);
         }
@@ -544,7 +492,7 @@ impl Engine {
             self.publish(&payment.payment_id, payment.state);
             self.enqueue(&payment, LaneJob::Charge(payment.payment_id.clone()));
         }
-        Ok(self.answer(&payment, first_call))
+        Ok(PaymentReply::of(payment, first_call))
     }
 
     fn new_payment(&self, merchant: &str, r: &CreatePayment) -> Result<NewPayment, EngineError> {
@@ -791,7 +739,7 @@ fn insert_new(
     }
     let p = must_get(c, &new.payment_id)?;
     if p.state.is_final() {
-        let answer = PaymentAnswer::of(&p, p.state.ppp_status(), None).to_json();
+        let answer = PaymentAnswer::of(&p, p.state.ppp_status(), None).to_json()?;
         payments::freeze_answer(c, &p.payment_id, &answer)?;
         if new.first_answer_undefined {
             Outbox::enqueue(c, &p.payment_id, &p.callback_url, &answer, now)?;
@@ -863,17 +811,4 @@ fn function_of(method: &str) -> CardFunction {
     } else {
         CardFunction::Credit
     }
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn encode_path_segment(s: &str) -> String {
-    use std::fmt::Write;
-    s.bytes().fold(String::new(), |mut out, b| {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-        out
-    })
 }

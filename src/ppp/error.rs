@@ -1,9 +1,9 @@
 //! Errors outside the operation-specific shapes: the spec's `{status, code, message}`.
 
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+
+use crate::error_body;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PppError {
@@ -51,14 +51,12 @@ impl PppError {
 impl PppError {
     /// This error's body with a 404 status (for unknown routes).
     pub fn into_response_404(self) -> Response {
-        let body = json!({ "status": "error", "code": self.code(), "message": self.to_string() });
-        (StatusCode::NOT_FOUND, Json(body)).into_response()
+        error_body::response(StatusCode::NOT_FOUND, self.code(), &self.to_string())
     }
 }
 
 impl IntoResponse for PppError {
     fn into_response(self) -> Response {
-        let body = json!({ "status": "error", "code": self.code(), "message": self.to_string() });
-        (self.status(), Json(body)).into_response()
+        error_body::response(self.status(), self.code(), &self.to_string())
     }
 }

@@ -3,10 +3,12 @@
 
 pub mod auth;
 mod body;
+pub mod create_answer;
 pub mod error;
 pub(crate) mod ids;
 mod manifest;
 pub mod onboarding;
+pub mod operations;
 mod payments;
 
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use axum::routing::{get, post};
 
 use crate::pos::Engine;
 use auth::Credentials;
+use create_answer::CreateAnswers;
 use onboarding::Onboarding;
 
 #[derive(Clone)]
@@ -25,6 +28,8 @@ pub struct AppState {
     pub credentials: Arc<Credentials>,
     pub onboarding: Arc<Onboarding>,
     pub max_body_bytes: usize,
+    /// Create's answers while a payment is not final (Payment Apps, public URLs).
+    pub create_answers: Arc<CreateAnswers>,
 }
 
 /// Body limit of the routes that only ever get a few short fields (onboarding).

@@ -1,5 +1,6 @@
 //! `/payments…`: Create, cancel, settle, refund and inbound requests.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -12,14 +13,18 @@ use http_body::{Frame, SizeHint};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use tracing::Instrument;
 
 use super::AppState;
 use super::auth::Merchant;
 use super::body::{RawBody, lenient_int, object_or_none, parse};
 use super::error::PppError;
 use super::ids::check_id;
+use super::operations::{self, Operation};
 use crate::money::{Amount, Currency};
-use crate::pos::{CreatePayment, DEBIT_METHOD, EngineError, InFlightGuard, OperationAnswer};
+use crate::pos::{
+    CreatePayment, DEBIT_METHOD, EngineError, InFlightGuard, OperationAnswer, PaymentReply, Reply,
+};
 use crate::secret::CardNumber;
 
 #[derive(Deserialize)]
@@ -96,8 +101,11 @@ pub async fn create(
     let guard = state.engine.hold_callback(&request.payment_id);
     drop(_enter);
     match state.engine.create(&merchant, request).await {
-        Ok(answer) => {
-            let body = Body::from(answer.to_json());
+        Ok(reply) => {
+            let body = match state.create_answers.answer(&reply).to_json() {
+                Ok(json) => Body::from(json),
+                Err(e) => return engine_error(e.into()).into_response(),
+            };
             let mut response = Response::new(Body::new(GuardedBody {
                 inner: body,
                 _guard: guard,
@@ -243,18 +251,6 @@ struct Refusal<'a> {
     request_id: Option<String>,
 }
 
-impl Refusal<'_> {
-    /// The answer in the shape of the operation whose id field is `id_field`.
-    fn answer(&self, id_field: &str) -> Response {
-        operation_failure(
-            id_field,
-            self.payment_id,
-            self.request_id.as_deref(),
-            &self.error,
-        )
-    }
-}
-
 /// The body of an operation on the payment at `path_id`, with its ids checked.
 fn operation_body<'a, B: OperationBody>(path_id: &'a str, bytes: &[u8]) -> Result<B, Refusal<'a>> {
     let refuse = |payment_id, request_id, error| Refusal {
@@ -288,21 +284,41 @@ fn operation_response(answer: OperationAnswer) -> Response {
     (status, Json(answer.body)).into_response()
 }
 
-/// Failure bodies for the operation endpoints carry the operation's own id field.
-fn operation_failure(
-    id_field: &str,
-    payment_id: Option<&str>,
-    request_id: Option<&str>,
-    error: &PppError,
-) -> Response {
-    let mut body = json!({
-        "paymentId": payment_id, id_field: null, "code": error.code(),
-        "message": error.to_string(), "requestId": request_id,
-    });
-    if id_field != "cancellationId" {
-        body["value"] = json!(0);
-    }
-    (error.status(), Json(body)).into_response()
+/// The one path of cancel, settle and refund: parse and check the body, call the engine
+/// (`call`), answer its outcome as `render` says, or the stored answer of a repeat.
+async fn run_operation<B, O, Fut>(
+    operation: Operation,
+    payment_id: &str,
+    bytes: &[u8],
+    call: impl FnOnce(B) -> Fut,
+    render: fn(&str, &str, &O) -> OperationAnswer,
+) -> Response
+where
+    B: OperationBody,
+    Fut: Future<Output = Result<Reply<O>, EngineError>>,
+{
+    let body: B = match operation_body(payment_id, bytes) {
+        Ok(body) => body,
+        Err(refusal) => {
+            return operation_response(operation.refused(
+                refusal.payment_id,
+                refusal.request_id.as_deref(),
+                &refusal.error,
+            ));
+        }
+    };
+    let request_id = body.request_id().to_string();
+    let span = match operation {
+        Operation::Cancel => tracing::info_span!("cancel", payment_id = %payment_id),
+        Operation::Settle => tracing::info_span!("settle", payment_id = %payment_id),
+        Operation::Refund => tracing::info_span!("refund", payment_id = %payment_id),
+    };
+    let answer = match call(body).instrument(span).await {
+        Ok(Reply::Decided(outcome)) => render(payment_id, &request_id, &outcome),
+        Ok(Reply::Replayed(answer)) => answer,
+        Err(e) => operation.refused(Some(payment_id), Some(&request_id), &engine_error(e)),
+    };
+    operation_response(answer)
 }
 
 pub async fn cancel(
@@ -311,28 +327,17 @@ pub async fn cancel(
     Path(payment_id): Path<String>,
     RawBody(bytes): RawBody,
 ) -> Response {
-    const ID: &str = "cancellationId";
-    let body: CancelBody = match operation_body(&payment_id, &bytes) {
-        Ok(body) => body,
-        Err(refusal) => return refusal.answer(ID),
-    };
-    let span = tracing::info_span!("cancel", payment_id = %payment_id);
-    match tracing::Instrument::instrument(
-        state
-            .engine
-            .cancel(&merchant, &payment_id, &body.request_id),
-        span,
+    let (engine, merchant, id) = (&state.engine, &merchant, &payment_id);
+    let call =
+        |body: CancelBody| async move { engine.cancel(merchant, id, &body.request_id).await };
+    run_operation(
+        Operation::Cancel,
+        &payment_id,
+        &bytes,
+        call,
+        operations::cancel,
     )
     .await
-    {
-        Ok(answer) => operation_response(answer),
-        Err(e) => operation_failure(
-            ID,
-            Some(&payment_id),
-            Some(&body.request_id),
-            &engine_error(e),
-        ),
-    }
 }
 
 pub async fn settle(
@@ -341,28 +346,20 @@ pub async fn settle(
     Path(payment_id): Path<String>,
     RawBody(bytes): RawBody,
 ) -> Response {
-    const ID: &str = "settleId";
-    let body: AmountBody = match operation_body(&payment_id, &bytes) {
-        Ok(body) => body,
-        Err(refusal) => return refusal.answer(ID),
+    let (engine, merchant, id) = (&state.engine, &merchant, &payment_id);
+    let call = |body: AmountBody| async move {
+        engine
+            .settle(merchant, id, &body.request_id, &body.value)
+            .await
     };
-    let span = tracing::info_span!("settle", payment_id = %payment_id);
-    match tracing::Instrument::instrument(
-        state
-            .engine
-            .settle(&merchant, &payment_id, &body.request_id, &body.value),
-        span,
+    run_operation(
+        Operation::Settle,
+        &payment_id,
+        &bytes,
+        call,
+        operations::settle,
     )
     .await
-    {
-        Ok(answer) => operation_response(answer),
-        Err(e) => operation_failure(
-            ID,
-            Some(&payment_id),
-            Some(&body.request_id),
-            &engine_error(e),
-        ),
-    }
 }
 
 pub async fn refund(
@@ -371,28 +368,20 @@ pub async fn refund(
     Path(payment_id): Path<String>,
     RawBody(bytes): RawBody,
 ) -> Response {
-    const ID: &str = "refundId";
-    let body: AmountBody = match operation_body(&payment_id, &bytes) {
-        Ok(body) => body,
-        Err(refusal) => return refusal.answer(ID),
+    let (engine, merchant, id) = (&state.engine, &merchant, &payment_id);
+    let call = |body: AmountBody| async move {
+        engine
+            .refund(merchant, id, &body.request_id, &body.value)
+            .await
     };
-    let span = tracing::info_span!("refund", payment_id = %payment_id);
-    match tracing::Instrument::instrument(
-        state
-            .engine
-            .refund(&merchant, &payment_id, &body.request_id, &body.value),
-        span,
+    run_operation(
+        Operation::Refund,
+        &payment_id,
+        &bytes,
+        call,
+        operations::refund,
     )
     .await
-    {
-        Ok(answer) => operation_response(answer),
-        Err(e) => operation_failure(
-            ID,
-            Some(&payment_id),
-            Some(&body.request_id),
-            &engine_error(e),
-        ),
-    }
 }
 
 /// Inbound requests (BETA): `status` reports the payment; other actions answer 404 inside
@@ -426,7 +415,9 @@ pub async fn inbound(
         Err(e) => return engine_error(e).into_response(),
     };
     let (status_code, content) = if action == "status" {
-        let answer = state.engine.answer(&payment, false);
+        let answer = state
+            .create_answers
+            .answer(&PaymentReply::of(payment.clone(), false));
         let mut content = serde_json::to_value(&answer).unwrap_or(Value::Null);
         content["state"] = json!(payment.state.as_str());
         if let Some(obj) = content.as_object_mut() {

@@ -32,6 +32,13 @@ pub enum StoreError {
     Closed,
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A value could not be encoded to be stored: the transaction writing it is undone.
+    #[error("cannot encode {what} to store it: {source}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: Arc<serde_json::Error>,
+    },
     /// A downgrade: the database was migrated by a newer release. Left untouched.
     #[error(
         "the database {path} has schema version {found}, newer than this binary knows ({known}): it was written by a newer posbridge and is left untouched. Reinstall that newer release, or roll back with the pre-upgrade backup (see the operator guide, docs/operator-guide.md, \"Upgrade and rollback\")"
