@@ -493,6 +493,16 @@ impl KeyWalker<'_> {
 /// A string every string-like field accepts: `String`, `PathBuf`, `Secret`, `SocketAddr`.
 const SAMPLE: &str = "127.0.0.1:1";
 
+/// The sample for the field at `path`: a list of networks (`trusted_proxies`, parsed when read)
+/// takes a bare address, not one with a port.
+fn sample_at(path: &str) -> &'static str {
+    if path.ends_with("trusted_proxies[]") {
+        "127.0.0.1"
+    } else {
+        SAMPLE
+    }
+}
+
 macro_rules! sample {
     ($($method:ident => $visit:ident($($value:expr)?)),* $(,)?) => {
         $(fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, WalkError> {
@@ -519,11 +529,18 @@ impl<'de> de::Deserializer<'de> for KeyWalker<'_> {
         deserialize_u32 => visit_u64(1), deserialize_u64 => visit_u64(1),
         deserialize_f32 => visit_f64(1.0), deserialize_f64 => visit_f64(1.0),
         deserialize_char => visit_char('a'),
-        deserialize_str => visit_str(SAMPLE), deserialize_string => visit_str(SAMPLE),
         deserialize_identifier => visit_str(SAMPLE),
         deserialize_bytes => visit_bytes(SAMPLE.as_bytes()),
         deserialize_byte_buf => visit_bytes(SAMPLE.as_bytes()),
         deserialize_unit => visit_unit(), deserialize_ignored_any => visit_unit(),
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, WalkError> {
+        visitor.visit_str(sample_at(&self.path))
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, WalkError> {
+        visitor.visit_str(sample_at(&self.path))
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, WalkError> {
