@@ -18,6 +18,7 @@ use super::finish::{self, cancelled};
 use super::state::{PaymentState, ResultEffect};
 use super::{Engine, EngineError, function_of, must_get};
 use crate::locale::StoreTime;
+use crate::money::Currency;
 use crate::secret::random_id;
 use crate::store::alarms::{self, AlarmKind};
 use crate::store::operations::{self, OpKind, OpState, Operation};
@@ -197,13 +198,17 @@ impl Engine {
                     finish::finish(c, &id, PaymentState::Denied, &sale, now)?;
                     return Ok(ChargeStep::TooLate);
                 }
+                // Read before marking it sent: a currency the database cannot name is never
+                // handed to the terminal.
+                let currency = Currency::parse(&p.currency)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 if !payments::mark_sent(c, &id, now)? {
                     return Ok(ChargeStep::Skip);
                 }
                 Ok(ChargeStep::Send(SaleRequest {
                     reference: p.payment_id.clone(),
                     amount_minor: p.amount_minor,
-                    currency: p.currency.clone(),
+                    currency,
                     function: function_of(&p.method),
                     installments: p.installments,
                 }))
@@ -471,6 +476,11 @@ impl Engine {
                 Ok((effect, must_get(c, &id)?.state))
             })
             .await?;
+        // Only now may a two-phase terminal confirm the sale; the payment is settled in the
+        // database either way, so a failure here is told, never acted on.
+        if let Err(e) = lane.terminal.committed(payment_id).await {
+            tracing::warn!(payment_id = %payment_id, terminal = lane.terminal.id(), error = %e, "the terminal was not told that the result is stored");
+        }
         match effect {
             ResultEffect::Finish(finished) => {
                 crate::observability::payment_result(finished.as_str());

@@ -196,7 +196,7 @@ impl Engine {
                         .as_deref()
                         .map(Transport::parse)
                         .transpose()
-                        .map_err(EngineError::Config)?
+                        .map_err(|e| EngineError::Config(e.to_string()))?
                         .ok_or_else(|| {
                             EngineError::Config(format!("terminal {}: no transport", t.id))
                         })?;
@@ -213,7 +213,7 @@ impl Engine {
                         ZvtDriver::journal_path(store.path(), &t.id),
                         clock.clone(),
                     )
-                    .map_err(EngineError::Config)?;
+                    .map_err(|e| EngineError::Config(e.to_string()))?;
                     crate::terminal::spawn(&t.id, "zvt", driver, prompts, timeout)
                 }
             };

@@ -299,7 +299,7 @@ impl TerminalDriver for Simulator {
         self.append(&Entry::Sale {
             reference: request.reference.clone(),
             amount_minor: request.amount_minor,
-            currency: request.currency.clone(),
+            currency: request.currency.code().to_string(),
             started_at,
             completes_at,
             outcome: planned.clone(),
@@ -345,7 +345,7 @@ impl TerminalDriver for Simulator {
         tokio::select! {
             () = work => {
                 prompts.show(&request.reference, if planned.approved { "approved" } else { "declined" });
-                Ok(self.outcome(&request.reference, request.amount_minor, &request.currency, &planned))
+                Ok(self.outcome(&request.reference, request.amount_minor, request.currency.code(), &planned))
             }
             () = aborted => {
                 self.append(&Entry::Aborted { reference: request.reference.clone(), at: self.clock.now_ms() })?;
@@ -479,6 +479,7 @@ impl TerminalDriver for Simulator {
 
 #[cfg(test)]
 mod tests {
+    use crate::money::Currency;
     use std::sync::Arc;
 
     use super::*;
@@ -497,7 +498,7 @@ mod tests {
         SaleRequest {
             reference: reference.into(),
             amount_minor,
-            currency: "BRL".into(),
+            currency: Currency::parse("BRL").expect("BRL"),
             function: CardFunction::Credit,
             installments: None,
         }
