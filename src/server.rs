@@ -22,6 +22,7 @@ use crate::ppp::auth::Credentials;
 use crate::ppp::onboarding::Onboarding;
 use crate::ppp::{self, AppState};
 use crate::store::{Store, merchants};
+use crate::terminal::{OpenError, Terminals};
 
 /// Kernel send buffer of each connection on the PPP / Payment App listener.
 const SEND_BUFFER_BYTES: usize = 64 * 1024;
@@ -52,7 +53,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _writer = crate::store::lock_writer(&config.storage.path)?;
     let store = Store::open(&config.storage.path)?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let engine = Engine::new(&config, store.clone(), clock.clone(), public_url)?;
+    let terminals = open_terminals(&config, clock.clone())?;
+    let engine = Engine::new(&config, store.clone(), clock.clone(), public_url, terminals)?;
     let tasks = TaskTracker::new();
     let workers_stop = CancellationToken::new();
     // Subscribed before the terminals start: the feed misses nothing.
@@ -225,12 +227,29 @@ pub async fn adopt_journals(config: Config) -> anyhow::Result<crate::pos::Reconc
     let _writer = crate::store::lock_writer(&config.storage.path)?;
     let store = Store::open(&config.storage.path)?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let engine = Engine::new(&config, store.clone(), clock, String::new())?;
+    let terminals = open_terminals(&config, clock.clone())?;
+    let engine = Engine::new(&config, store.clone(), clock, String::new(), terminals)?;
     let reconciled = engine
         .reconcile_journals(true, engine.journal_horizon_ms())
         .await?;
     store.checkpoint().await?;
     Ok(reconciled)
+}
+
+/// Starts each configured terminal (its journal beside the database).
+fn open_terminals(config: &Config, clock: SharedClock) -> Result<Terminals, OpenError> {
+    let mut terminals = Terminals::default();
+    for t in &config.terminals {
+        terminals.open(
+            &t.id,
+            &t.serial_number,
+            Duration::from_secs(t.result_timeout_s),
+            &t.protocol,
+            &config.storage.path,
+            clock.clone(),
+        )?;
+    }
+    Ok(terminals)
 }
 
 /// Deletes what the retention period no longer allows, at start and then hourly.

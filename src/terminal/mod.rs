@@ -3,6 +3,9 @@
 
 mod actor;
 pub mod journal;
+#[cfg(test)]
+pub(crate) mod scripted;
+pub mod setup;
 pub mod simulator;
 pub mod zvt;
 
@@ -14,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::money::Currency;
 
 pub use actor::{Reachability, TerminalError, TerminalHandle, spawn};
+pub use setup::{OpenError, OpenedTerminal, ProtocolSettings, Terminals};
 
 /// Credit or debit, as the payment method says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,9 +23,10 @@ use tokio_util::sync::CancellationToken;
 use super::{
     Approval, CardFunction, DriverError, OperationOutcome, OperationQuery, OperationRequest,
     PromptSink, Receipt, ReceiptKind, SaleInquiry, SaleOutcome, SaleQuery, SaleRequest, SentRecord,
-    TerminalDriver,
+    TerminalDriver, TerminalHandle,
 };
 use crate::clock::SharedClock;
+use crate::terminal::setup::{InvalidSetting, OpenError, Opening, Protocol};
 
 const SLOW_SALE: Duration = Duration::from_secs(20);
 /// `.07`: how many status lines a chatty terminal sends during the sale.
@@ -474,6 +475,45 @@ impl TerminalDriver for Simulator {
         } else {
             OperationQuery::NotFound
         })
+    }
+}
+
+/// A simulator terminal's own keys in its `[[terminals]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatorSettings {
+    /// How long an ordinary sale takes.
+    #[serde(default = "default_approve_after_ms")]
+    pub approve_after_ms: u64,
+}
+
+fn default_approve_after_ms() -> u64 {
+    1_500
+}
+
+impl Protocol for SimulatorSettings {
+    const NAME: &'static str = "simulator";
+    const APPROVES_WITHOUT_A_CARD: bool = true;
+    type Written = Self;
+
+    fn check(written: Self) -> Result<Self, InvalidSetting> {
+        Ok(written)
+    }
+
+    fn open(&self, terminal: Opening<'_>) -> Result<TerminalHandle, OpenError> {
+        let driver = Simulator::new(
+            terminal.id,
+            Duration::from_millis(self.approve_after_ms),
+            Simulator::journal_path(terminal.database, terminal.id),
+            terminal.clock,
+        );
+        Ok(super::spawn(
+            terminal.id,
+            Self::NAME,
+            driver,
+            terminal.prompts,
+            terminal.result_timeout,
+        ))
     }
 }
 

@@ -669,10 +669,7 @@ impl TerminalDriver for ZvtDriver {
         let Some(currency) = request.currency.numeric().and_then(CurrencyCode::new) else {
             return Ok(SaleOutcome::declined(
                 "currency-unsupported",
-                &format!(
-                    "the terminal cannot charge in {}",
-                    request.currency.code()
-                ),
+                &format!("the terminal cannot charge in {}", request.currency.code()),
             ));
         };
         let Some(amount) = u64::try_from(request.amount_minor)
