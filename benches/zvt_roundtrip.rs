@@ -54,7 +54,7 @@ fn main() {
             let request = SaleRequest {
                 reference: format!("bench-{i}"),
                 amount_minor: 1000,
-                currency: "EUR".into(),
+                currency: posbridge::money::Currency::parse("EUR").expect("EUR"),
                 function: CardFunction::Credit,
                 installments: None,
             };

@@ -2,7 +2,6 @@
 //! `validate` checks what serde cannot. Errors name the file, the line, the key and the problem.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -10,6 +9,7 @@ use serde::Deserialize;
 
 use crate::net::trusted_proxies::TrustedProxies;
 use crate::secret::Secret;
+use crate::terminal::setup::{PROTOCOLS, ProtocolSettings, ReadError};
 
 /// The embedded default configuration: a demo box (the simulator terminal, allowed), localhost,
 /// a local database.
@@ -37,7 +37,11 @@ pub struct Config {
     pub payment_app: PaymentAppConfig,
     #[serde(default)]
     pub rate_limits: RateLimitConfig,
-    #[serde(default)]
+    /// The `[[terminals]]` entries as written, read into `terminals` by `parse` (an entry's
+    /// keys are split between those every terminal has and its protocol's own).
+    #[serde(default, rename = "terminals")]
+    written_terminals: Vec<toml::Table>,
+    #[serde(skip)]
     pub terminals: Vec<TerminalConfig>,
 }
 
@@ -298,59 +302,28 @@ impl Default for OnboardingConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Simulator,
-    Zvt,
+/// The keys every `[[terminals]]` entry has, whatever its protocol; the others are the
+/// protocol's own (`terminal::setup`).
+#[derive(Debug, Deserialize)]
+pub struct CommonTerminalKeys {
+    pub id: String,
+    pub serial_number: String,
+    pub protocol: String,
+    #[serde(default = "default_result_timeout_s")]
+    pub result_timeout_s: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One `[[terminals]]` entry, read and checked.
+#[derive(Debug, Clone)]
 pub struct TerminalConfig {
     pub id: String,
     pub serial_number: String,
-    pub protocol: Protocol,
-    #[serde(default = "default_result_timeout_s")]
     pub result_timeout_s: u64,
-    /// Simulator only: how long an ordinary sale takes.
-    #[serde(default = "default_approve_after_ms")]
-    pub approve_after_ms: u64,
-    /// ZVT: `serial:/dev/…?baud=9600&data_bits=8&parity=none&stop_bits=2` or `tcp:HOST[:PORT]`.
-    #[serde(default)]
-    pub transport: Option<String>,
-    /// ZVT: the terminal's 6-digit password.
-    #[serde(default = "default_zvt_password")]
-    pub password: Secret,
-    /// ZVT: the registration config byte.
-    #[serde(default)]
-    pub config_byte: Option<u8>,
-    /// ZVT: T3, how long the terminal may take to accept a command.
-    #[serde(default = "default_ack_timeout_ms")]
-    pub ack_timeout_ms: u64,
-    /// ZVT: T4, how long the terminal may stay silent while it works.
-    #[serde(default = "default_completion_timeout_s")]
-    pub completion_timeout_s: u64,
-}
-
-fn default_zvt_password() -> Secret {
-    Secret::new("000000")
-}
-
-fn default_ack_timeout_ms() -> u64 {
-    5_000
-}
-
-fn default_completion_timeout_s() -> u64 {
-    180
+    pub protocol: ProtocolSettings,
 }
 
 fn default_result_timeout_s() -> u64 {
     180
-}
-
-fn default_approve_after_ms() -> u64 {
-    1_500
 }
 
 /// A configuration that cannot be used, with where and why.
@@ -381,7 +354,7 @@ impl Config {
 
     /// Parses and validates `text`; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
             let (line, key) = match e.span() {
                 Some(span) => locate(text, span.start),
                 None => (0, String::from("(file)")),
@@ -395,6 +368,7 @@ impl Config {
         })?;
         config
             .validate()
+            .and_then(|()| config.read_terminals())
             .map_err(|(key, problem)| ConfigError::Invalid {
                 path: origin.to_string(),
                 line: line_of_key(text, &key),
@@ -412,7 +386,7 @@ impl Config {
         let simulators: Vec<&str> = self
             .terminals
             .iter()
-            .filter(|t| t.protocol == Protocol::Simulator)
+            .filter(|t| t.protocol.approves_without_a_card())
             .map(|t| t.id.as_str())
             .collect();
         Some(if simulators.is_empty() {
@@ -574,74 +548,111 @@ impl Config {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// Reads each `[[terminals]]` entry: the keys every terminal has, then the rest by its
+    /// protocol. Errors name `terminals[N].key`: the line is looked up in that entry.
+    fn read_terminals(&mut self) -> Result<(), (String, String)> {
         let mut ids = HashSet::new();
         let mut serials = HashSet::new();
-        for (index, t) in self.terminals.iter().enumerate() {
-            // `terminals[N].key`: the line is looked up in that entry, not in the first one.
+        for (index, mut entry) in std::mem::take(&mut self.written_terminals)
+            .into_iter()
+            .enumerate()
+        {
             let key = |name: &str| format!("terminals[{index}].{name}");
-            if t.id.is_empty() || !ids.insert(t.id.as_str()) {
-                return bad(
-                    &key("id"),
-                    format!("terminal id `{}` is empty or repeated", t.id),
-                );
+            let common: CommonTerminalKeys =
+                read_keys(toml::Value::Table(entry.clone())).map_err(|(name, problem)| {
+                    (
+                        name.map_or(format!("terminals[{index}]"), |n| key(&n)),
+                        problem,
+                    )
+                })?;
+            if common.id.is_empty() || !ids.insert(common.id.clone()) {
+                return Err((
+                    key("id"),
+                    format!("terminal id `{}` is empty or repeated", common.id),
+                ));
             }
-            if t.serial_number.is_empty() || !serials.insert(t.serial_number.as_str()) {
-                return bad(
-                    &key("serial_number"),
-                    format!("serial number `{}` is empty or repeated", t.serial_number),
-                );
+            if common.serial_number.is_empty() || !serials.insert(common.serial_number.clone()) {
+                return Err((
+                    key("serial_number"),
+                    format!(
+                        "serial number `{}` is empty or repeated",
+                        common.serial_number
+                    ),
+                ));
             }
-            if t.result_timeout_s == 0 {
-                return bad(&key("result_timeout_s"), "must be at least 1".into());
+            if common.result_timeout_s == 0 {
+                return Err((key("result_timeout_s"), "must be at least 1".into()));
             }
-            match (t.protocol, &t.transport) {
-                (Protocol::Zvt, None) => {
-                    return bad(
-                        &key("protocol"),
-                        format!("terminal `{}`: a zvt terminal needs a transport", t.id),
-                    );
-                }
-                (Protocol::Zvt, Some(transport)) => {
-                    if let Err(problem) =
-                        crate::terminal::zvt::transport::Transport::parse(transport)
-                    {
-                        return bad(&key("transport"), format!("terminal `{}`: {problem}", t.id));
-                    }
-                    let pw = t.password.expose();
-                    if pw.len() != 6 || !pw.bytes().all(|b| b.is_ascii_digit()) {
-                        return bad(
-                            &key("password"),
-                            format!("terminal `{}`: the ZVT password must be 6 digits", t.id),
-                        );
-                    }
-                    if t.ack_timeout_ms == 0 || t.completion_timeout_s == 0 {
-                        return bad(
-                            &key("ack_timeout_ms"),
-                            format!("terminal `{}`: timeouts must be positive", t.id),
-                        );
-                    }
-                }
-                (Protocol::Simulator, _) if !self.pos.allow_simulator => {
-                    return bad(
-                        &key("protocol"),
+            for name in ["id", "serial_number", "protocol", "result_timeout_s"] {
+                entry.remove(name);
+            }
+            let mut tracked = serde_path_to_error::Track::new();
+            let own =
+                serde_path_to_error::Deserializer::new(toml::Value::Table(entry), &mut tracked);
+            let protocol = match ProtocolSettings::read(&common.protocol, own) {
+                Ok(protocol) => protocol,
+                Err(ReadError::UnknownProtocol(name)) => {
+                    return Err((
+                        key("protocol"),
                         format!(
-                            "terminal `{}` is the built-in simulator, which approves sales that \
-                             never touched a card; configure your real terminal, or allow it on \
-                             a demo box with `allow_simulator = true` in [pos]",
-                            t.id
+                            "unknown protocol `{name}`, expected one of: {}",
+                            PROTOCOLS.join(", ")
                         ),
-                    );
+                    ));
                 }
-                (Protocol::Simulator, Some(_)) => {
-                    return bad(
-                        &key("transport"),
-                        format!("terminal `{}`: the simulator has no transport", t.id),
-                    );
+                Err(ReadError::Keys(e)) => {
+                    let name = first_key(&tracked.path());
+                    return Err((
+                        name.map_or(format!("terminals[{index}]"), |n| key(&n)),
+                        e.message().trim().to_string(),
+                    ));
                 }
-                (Protocol::Simulator, None) => {}
+                Err(ReadError::Invalid(invalid)) => {
+                    return Err((
+                        key(invalid.key),
+                        format!("terminal `{}`: {invalid}", common.id),
+                    ));
+                }
+            };
+            if protocol.approves_without_a_card() && !self.pos.allow_simulator {
+                return Err((
+                    key("protocol"),
+                    format!(
+                        "terminal `{}` is the built-in simulator, which approves sales that \
+                         never touched a card; configure your real terminal, or allow it on \
+                         a demo box with `allow_simulator = true` in [pos]",
+                        common.id
+                    ),
+                ));
             }
+            self.terminals.push(TerminalConfig {
+                id: common.id,
+                serial_number: common.serial_number,
+                result_timeout_s: common.result_timeout_s,
+                protocol,
+            });
         }
         Ok(())
+    }
+}
+
+/// Deserializes `T` from a TOML value; an error comes with the key it is about (none: the
+/// whole table, e.g. a missing key).
+fn read_keys<T: serde::de::DeserializeOwned>(
+    value: toml::Value,
+) -> Result<T, (Option<String>, String)> {
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| (first_key(e.path()), e.inner().message().trim().to_string()))
+}
+
+/// The first key of a serde path (`transport` in `transport`), if it names one.
+fn first_key(path: &serde_path_to_error::Path) -> Option<String> {
+    match path.iter().next() {
+        Some(serde_path_to_error::Segment::Map { key }) => Some(key.clone()),
+        _ => None,
     }
 }
 
@@ -653,15 +664,6 @@ const PARTNER_PAIR: &str = "your partner account's key pair, sent with every cal
 /// The packaged configuration's `CHANGE-ME`, and the development default's `…-change-me`.
 fn is_placeholder(credential: &str) -> bool {
     credential.to_ascii_lowercase().contains("change-me")
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Protocol::Simulator => "simulator",
-            Protocol::Zvt => "zvt",
-        })
-    }
 }
 
 /// The 1-based line of byte `offset` and the dotted key written on it (or its table).
@@ -692,9 +694,13 @@ fn locate(text: &str, offset: usize) -> (usize, String) {
 }
 
 /// The line where a dotted key is written: `pos.delay_to_cancel`, or `terminals[1].protocol`
-/// (in the second `[[terminals]]` entry).
+/// (in the second `[[terminals]]` entry); an entry itself (`terminals[1]`): its header's line.
 fn line_of_key(text: &str, dotted: &str) -> usize {
-    let (table, key) = dotted.rsplit_once('.').unwrap_or(("", dotted));
+    let (table, key) = match dotted.rsplit_once('.') {
+        Some(split) => split,
+        None if dotted.ends_with(']') => (dotted, ""),
+        None => ("", dotted),
+    };
     let (table, entry) = match table.split_once('[') {
         Some((name, index)) => (name, index.trim_end_matches(']').parse::<usize>().ok()),
         None => (table, None),
@@ -707,6 +713,9 @@ fn line_of_key(text: &str, dotted: &str) -> usize {
             current = trimmed.trim_matches(['[', ']']).trim().to_string();
             if current == table {
                 entries_seen += 1;
+                if key.is_empty() && entry.is_some_and(|index| entries_seen == index + 1) {
+                    return i + 1;
+                }
             }
             continue;
         }
@@ -731,7 +740,7 @@ mod tests {
     fn embedded_default_is_a_valid_demo_box() {
         let c = Config::parse(DEFAULT_CONFIG, "default").expect("default config");
         assert_eq!(c.terminals.len(), 1);
-        assert_eq!(c.terminals[0].protocol, Protocol::Simulator);
+        assert_eq!(c.terminals[0].protocol.name(), "simulator");
         assert!(c.pos.allow_simulator);
         assert!(c.demo_box_warning().is_some());
     }
@@ -747,6 +756,7 @@ mod tests {
     fn production_config() -> String {
         let text = DEFAULT_CONFIG
             .replace("allow_simulator = true\n", "")
+            .replace("approve_after_ms = 1500\n", "")
             .replace("-change-me\"", "-store-2b7e\"")
             .replace(
                 "protocol = \"simulator\"",
@@ -932,6 +942,58 @@ mod tests {
         let (line, key, _) = invalid(&text);
         assert_eq!(key, "terminals[1].serial_number");
         assert_eq!(line, line_number(&text, "serial_number = \"SIM-0001\"", 1));
+    }
+
+    /// Each protocol reads its own keys: an error in the second entry names that entry and
+    /// points at its line, whether the value is bad or the key is another protocol's.
+    #[test]
+    fn a_terminal_setting_error_points_at_its_own_entry() {
+        let demo = "[[terminals]]\nid = \"demo\"\nserial_number = \"SIM-0009\"\nprotocol = \"simulator\"\n";
+        let base = production_config().replace("[pos]\n", "[pos]\nallow_simulator = true\n");
+        for (second_key, written, problem) in [
+            (
+                "transport",
+                "transport = \"usb:/dev/ttyUSB0\"",
+                "must start with serial: or tcp:",
+            ),
+            (
+                "transport",
+                "transport = \"tcp:127.0.0.1\"",
+                "unknown field `transport`",
+            ),
+            (
+                "approve_after_ms",
+                "approve_after_ms = 5",
+                "unknown field `approve_after_ms`",
+            ),
+            (
+                "no_such_key",
+                "no_such_key = 1",
+                "unknown field `no_such_key`",
+            ),
+        ] {
+            // The first entry is zvt with a good `transport`: a lookup in the first entry
+            // would find the wrong line.
+            let second = if second_key == "approve_after_ms" || written.contains("usb:") {
+                format!(
+                    "[[terminals]]\nid = \"lane-2\"\nserial_number = \"52500018\"\nprotocol = \"zvt\"\n{written}\n"
+                )
+            } else {
+                format!("{demo}{written}\n")
+            };
+            let text = format!("{base}\n{second}");
+            let (line, key, message) = invalid(&text);
+            assert_eq!(key, format!("terminals[1].{second_key}"), "{written}");
+            assert_eq!(line, line_number(&text, written, 0), "{written}");
+            assert!(message.contains(problem), "{written}: {message}");
+        }
+        let with_demo = format!("{base}\n{demo}");
+        let c = Config::parse(&with_demo, "x").expect("valid");
+        assert_eq!(c.terminals[1].protocol.name(), "simulator");
+        assert!(matches!(
+            &c.terminals[0].protocol,
+            ProtocolSettings::Zvt(zvt) if zvt.transport.to_string() == "tcp:127.0.0.1:20007"
+        ));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::ppp::create_answer::{CreateAnswers, PublicUrls};
 use crate::ppp::onboarding::Onboarding;
 use crate::ppp::{self, AppState};
 use crate::store::{Store, merchants};
+use crate::terminal::{OpenError, Terminals};
 
 /// Kernel send buffer of each connection on the PPP / Payment App listener.
 const SEND_BUFFER_BYTES: usize = 64 * 1024;
@@ -51,12 +52,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let store = Store::open(&config.storage.path)?;
     let clock: SharedClock = Arc::new(SystemClock);
     let outbox = Outbox::new(store.clone());
+    let terminals = open_terminals(&config, clock.clone())?;
     let engine = Engine::new(
         &config,
         store.clone(),
         outbox.clone(),
         clock.clone(),
         Arc::new(ppp::operations::PppAnswers),
+        terminals,
     )?;
     let tasks = TaskTracker::new();
     let workers_stop = CancellationToken::new();
@@ -244,18 +247,36 @@ pub async fn adopt_journals(config: Config) -> anyhow::Result<crate::pos::Reconc
     let clock: SharedClock = Arc::new(SystemClock);
     // No worker delivers here: the callbacks it queues go out when the daemon starts.
     let outbox = Outbox::new(store.clone());
+    let terminals = open_terminals(&config, clock.clone())?;
     let engine = Engine::new(
         &config,
         store.clone(),
         outbox,
         clock,
         Arc::new(ppp::operations::PppAnswers),
+        terminals,
     )?;
     let reconciled = engine
         .reconcile_journals(true, engine.journal_horizon_ms())
         .await?;
     store.checkpoint().await?;
     Ok(reconciled)
+}
+
+/// Starts each configured terminal (its journal beside the database).
+fn open_terminals(config: &Config, clock: SharedClock) -> Result<Terminals, OpenError> {
+    let mut terminals = Terminals::default();
+    for t in &config.terminals {
+        terminals.open(
+            &t.id,
+            &t.serial_number,
+            Duration::from_secs(t.result_timeout_s),
+            &t.protocol,
+            &config.storage.path,
+            clock.clone(),
+        )?;
+    }
+    Ok(terminals)
 }
 
 /// Deletes what the retention period no longer allows, at start and then hourly.

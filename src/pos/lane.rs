@@ -17,8 +17,8 @@ use super::alarm_texts::About;
 use super::finish::{self, cancelled};
 use super::{Engine, EngineError, function_of, must_get};
 use crate::locale::StoreTime;
-use crate::payment::SaleFields;
-use crate::payment::{PaymentState, ResultEffect};
+use crate::money::Currency;
+use crate::payment::{PaymentState, ResultEffect, SaleFields};
 use crate::secret::random_id;
 use crate::store::alarms::{self, AlarmKind};
 use crate::store::operations::{self, OpKind, OpState, Operation};
@@ -198,13 +198,17 @@ impl Engine {
                     finish::finish(c, &id, PaymentState::Denied, &sale, now)?;
                     return Ok(ChargeStep::TooLate);
                 }
+                // Read before marking it sent: a currency the database cannot name is never
+                // handed to the terminal.
+                let currency =
+                    Currency::parse(&p.currency).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 if !payments::mark_sent(c, &id, now)? {
                     return Ok(ChargeStep::Skip);
                 }
                 Ok(ChargeStep::Send(SaleRequest {
                     reference: p.payment_id.clone(),
                     amount_minor: p.amount_minor,
-                    currency: p.currency.clone(),
+                    currency,
                     function: function_of(&p.method),
                     installments: p.installments,
                 }))
@@ -472,6 +476,11 @@ impl Engine {
                 Ok((effect, must_get(c, &id)?.state))
             })
             .await?;
+        // Only now may a two-phase terminal confirm the sale; the payment is settled in the
+        // database either way, so a failure here is told, never acted on.
+        if let Err(e) = lane.terminal.committed(payment_id).await {
+            tracing::warn!(payment_id = %payment_id, terminal = lane.terminal.id(), error = %e, "the terminal was not told that the result is stored");
+        }
         match effect {
             ResultEffect::Finish(finished) => {
                 crate::observability::payment_result(finished.as_str());
@@ -701,5 +710,115 @@ fn sale_fields(outcome: &SaleOutcome) -> SaleFields {
             message: Some(message.clone()),
             ..SaleFields::default()
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    use crate::clock::SystemClock;
+    use crate::config::{Config, DEFAULT_CONFIG};
+    use crate::money::Currency;
+    use crate::pos::{CREDIT_METHOD, CreatePayment, Engine};
+    use crate::store::Store;
+    use crate::terminal::scripted::{SaleAnswer, Scripted};
+    use crate::terminal::{Approval, SaleOutcome, Terminals, spawn};
+
+    fn approval() -> SaleOutcome {
+        SaleOutcome::Approved(Approval {
+            authorization_code: "A1".into(),
+            nsu: "N1".into(),
+            acquirer: "acq".into(),
+            card_brand: "Visa".into(),
+            first_digits: "444433".into(),
+            last_digits: "1111".into(),
+            terminal_ref: "T1".into(),
+            message: "approved".into(),
+            receipts: Vec::new(),
+        })
+    }
+
+    fn create(payment_id: &str) -> CreatePayment {
+        CreatePayment {
+            payment_id: payment_id.into(),
+            transaction_id: format!("tx-{payment_id}"),
+            method: CREDIT_METHOD.into(),
+            amount_minor: 1000,
+            currency: Currency::parse("BRL").expect("BRL"),
+            installments: None,
+            callback_url: "http://127.0.0.1:9/callback".into(),
+            test_card: None,
+            is_test_suite: false,
+        }
+    }
+
+    /// A two-phase protocol confirms a sale only once its result is stored: the lane tells
+    /// the driver after each result's commit, once per sale, approved or declined.
+    #[tokio::test]
+    async fn the_driver_is_told_once_per_committed_sale() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("posbridge.db")).expect("store");
+        let mut config = Config::parse(DEFAULT_CONFIG, "default").expect("config");
+        // One terminal, no identification: a Create charges on it at once.
+        config.pos.identify_terminal = false;
+        let (driver, script) = Scripted::new();
+        script.answer_sale(SaleAnswer::Outcome(approval()));
+        script.answer_sale(SaleAnswer::Outcome(SaleOutcome::declined("05", "declined")));
+        let mut terminals = Terminals::default();
+        let prompts = terminals.prompts("lane-1");
+        terminals.add(
+            spawn(
+                "lane-1",
+                "scripted",
+                driver,
+                prompts,
+                Duration::from_secs(30),
+            ),
+            "S-1",
+        );
+        let engine = Engine::new(
+            &config,
+            store.clone(),
+            crate::outbox::Outbox::new(store.clone()),
+            Arc::new(SystemClock),
+            Arc::new(crate::pos::outcome::DebugAnswers),
+            terminals,
+        )
+        .expect("engine");
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        engine.start(&tasks, stop.clone()).await.expect("start");
+
+        for payment_id in ["p-1", "p-2"] {
+            engine
+                .create("merchant", create(payment_id))
+                .await
+                .expect("create");
+        }
+        // A bound on a stuck test, not a speed requirement.
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while script.committed().len() < 2 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("both results committed");
+
+        assert_eq!(script.committed(), ["p-1", "p-2"]);
+        for (payment_id, state) in [("p-1", "approved"), ("p-2", "denied")] {
+            let id = payment_id.to_string();
+            let stored = store
+                .call(move |c| crate::pos::must_get(c, &id))
+                .await
+                .expect("payment");
+            assert_eq!(stored.state.as_str(), state, "{payment_id}");
+        }
+        // The lanes stop; the runtime ends the rest with the test.
+        stop.cancel();
     }
 }

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::SharedClock;
-use crate::config::{Config, PosConfig, Protocol};
+use crate::config::{Config, PosConfig};
 use crate::money::Currency;
 use crate::outbox::Outbox;
 use crate::payment::{Delays, NewPayment, Payment, PaymentState, SaleFields};
@@ -31,10 +31,7 @@ use crate::secret::{CardNumber, ct_eq, random_id, random_token};
 use crate::store::alarms::{self, AlarmKind};
 use crate::store::payments;
 use crate::store::{Store, orphans};
-use crate::terminal::simulator::Simulator;
-use crate::terminal::zvt::transport::Transport;
-use crate::terminal::zvt::{self, ZvtDriver, ZvtSettings};
-use crate::terminal::{CardFunction, PromptSink, TerminalEvent, TerminalHandle};
+use crate::terminal::{CardFunction, OpenedTerminal, TerminalEvent, TerminalHandle, Terminals};
 
 pub use crate::outbox::InFlightGuard;
 // What the feed's narrow handle fails with: its users need not import the store.
@@ -169,71 +166,36 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Builds the engine and its terminal actors; `start` begins the work.
+    /// Builds the engine over terminals already running; `start` begins the work.
     pub fn new(
         config: &Config,
         store: Store,
         outbox: Outbox,
         clock: SharedClock,
         answers: Arc<dyn RenderOperations>,
+        terminals: Terminals,
     ) -> Result<Arc<Self>, EngineError> {
-        // Roomy: a chatty terminal may send many status lines in a burst.
-        let (terminal_events, _) = broadcast::channel(4096);
         let (changes, _) = broadcast::channel(1024);
         let mut lanes = HashMap::new();
         let mut serials = HashMap::new();
         let mut pending = Vec::new();
-        for t in &config.terminals {
-            let prompts = PromptSink::new(&t.id, terminal_events.clone());
-            let timeout = Duration::from_secs(t.result_timeout_s);
-            let handle = match t.protocol {
-                Protocol::Simulator => {
-                    let driver = Simulator::new(
-                        &t.id,
-                        Duration::from_millis(t.approve_after_ms),
-                        Simulator::journal_path(store.path(), &t.id),
-                        clock.clone(),
-                    );
-                    crate::terminal::spawn(&t.id, "simulator", driver, prompts, timeout)
-                }
-                Protocol::Zvt => {
-                    let transport = t
-                        .transport
-                        .as_deref()
-                        .map(Transport::parse)
-                        .transpose()
-                        .map_err(EngineError::Config)?
-                        .ok_or_else(|| {
-                            EngineError::Config(format!("terminal {}: no transport", t.id))
-                        })?;
-                    let settings = ZvtSettings {
-                        transport,
-                        password: t.password.expose().to_string(),
-                        config_byte: t.config_byte.unwrap_or(zvt::driver::DEFAULT_CONFIG_BYTE),
-                        timeouts: zvt::driver::timeouts(t.ack_timeout_ms, t.completion_timeout_s),
-                        sale_window: timeout,
-                    };
-                    let driver = ZvtDriver::new(
-                        &t.id,
-                        settings,
-                        ZvtDriver::journal_path(store.path(), &t.id),
-                        clock.clone(),
-                    )
-                    .map_err(EngineError::Config)?;
-                    crate::terminal::spawn(&t.id, "zvt", driver, prompts, timeout)
-                }
-            };
+        for OpenedTerminal {
+            handle,
+            serial_number,
+        } in terminals.opened
+        {
+            let id = handle.id().to_string();
             let (tx, rx) = mpsc::unbounded_channel();
             lanes.insert(
-                t.id.clone(),
+                id.clone(),
                 Lane {
                     handle,
                     jobs: tx,
                     status: Arc::new(LaneState::default()),
                 },
             );
-            serials.insert(t.serial_number.clone(), t.id.clone());
-            pending.push((t.id.clone(), rx));
+            serials.insert(serial_number, id.clone());
+            pending.push((id, rx));
         }
         Ok(Arc::new(Self {
             store,
@@ -244,7 +206,7 @@ impl Engine {
             serials,
             pending_lane_jobs: Mutex::new(pending),
             changes,
-            terminal_events,
+            terminal_events: terminals.events,
             outbox,
             answers,
             heartbeats: AtomicU64::new(0),

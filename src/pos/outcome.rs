@@ -146,3 +146,34 @@ impl RefundOutcome {
         matches!(self, Self::Refunded { .. } | Self::RefundManually { .. })
     }
 }
+
+/// A rendering for the engine's own tests: each outcome's `Debug` as the body, so a replay can be
+/// compared with the outcome it replays without the PPP shapes (which `ppp` owns and tests).
+#[cfg(test)]
+pub(crate) struct DebugAnswers;
+
+#[cfg(test)]
+impl DebugAnswers {
+    fn answer(outcome: &impl std::fmt::Debug, is_final: bool) -> OperationAnswer {
+        OperationAnswer {
+            http_status: 200,
+            body: serde_json::json!({ "outcome": format!("{outcome:?}") }),
+            is_final,
+        }
+    }
+}
+
+#[cfg(test)]
+impl RenderOperations for DebugAnswers {
+    fn cancel(&self, _: &str, _: &str, outcome: &CancelOutcome) -> OperationAnswer {
+        Self::answer(outcome, outcome.is_final())
+    }
+
+    fn settle(&self, _: &str, _: &str, outcome: &SettleOutcome) -> OperationAnswer {
+        Self::answer(outcome, outcome.is_final())
+    }
+
+    fn refund(&self, _: &str, _: &str, outcome: &RefundOutcome) -> OperationAnswer {
+        Self::answer(outcome, outcome.is_final())
+    }
+}

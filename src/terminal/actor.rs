@@ -32,6 +32,7 @@ enum Command {
     Probe(Reply<String>),
     EndOfDay(Reply<String>),
     Sent(Reply<Vec<SentRecord>>),
+    Committed(String, Reply<()>),
 }
 
 /// An outcome the terminal reported on its own, for the sale `reference`.
@@ -176,6 +177,10 @@ async fn run<D: TerminalDriver>(
             Command::Sent(reply) => {
                 let _ = reply.send(driver.sent());
             }
+            Command::Committed(reference, reply) => {
+                // Not observed: a driver with nothing to confirm does not reach the terminal.
+                let _ = reply.send(bounded(driver.committed(&reference)).await);
+            }
         }
         for outcome in driver.late_outcomes() {
             let _ = late.send(outcome);
@@ -299,6 +304,12 @@ impl TerminalHandle {
     /// What the driver's journal says it handed to the terminal.
     pub async fn sent(&self) -> Result<Vec<SentRecord>, TerminalError> {
         self.ask(Command::Sent).await
+    }
+
+    /// Tells the driver that the result of the sale `reference` is committed.
+    pub async fn committed(&self, reference: &str) -> Result<(), TerminalError> {
+        let reference = reference.to_string();
+        self.ask(|r| Command::Committed(reference, r)).await
     }
 
     /// The outcomes the terminal reports on its own (taken once: the lane that owns the

@@ -3,6 +3,9 @@
 
 mod actor;
 pub mod journal;
+#[cfg(test)]
+pub(crate) mod scripted;
+pub mod setup;
 pub mod simulator;
 pub mod zvt;
 
@@ -11,7 +14,10 @@ use std::future::Future;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::money::Currency;
+
 pub use actor::{Reachability, TerminalError, TerminalHandle, spawn};
+pub use setup::{OpenError, OpenedTerminal, ProtocolSettings, Terminals};
 
 /// Credit or debit, as the payment method says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +31,7 @@ pub struct SaleRequest {
     /// Our reference for the sale (the payment id); recovery asks about it.
     pub reference: String,
     pub amount_minor: i64,
-    pub currency: String,
+    pub currency: Currency,
     pub function: CardFunction,
     pub installments: Option<i64>,
 }
@@ -314,6 +320,17 @@ pub trait TerminalDriver: Send + 'static {
     /// Everything the driver's journal says it handed to the terminal, oldest first: at start
     /// the database is checked against it (a restored backup must never charge again).
     fn sent(&self) -> Result<Vec<SentRecord>, DriverError>;
+
+    /// The result of the sale `reference` is committed to the database: a two-phase protocol
+    /// confirms the sale to its terminal only now (before, a crash would lose a charge).
+    /// Called once per committed result; most protocols have nothing to do.
+    fn committed(
+        &mut self,
+        reference: &str,
+    ) -> impl Future<Output = Result<(), DriverError>> + Send {
+        let _ = reference;
+        std::future::ready(Ok(()))
+    }
 
     /// Outcomes the terminal reported on its own for sales it was asked about earlier (an
     /// approval found after the sale was declared never done): taken once each.

@@ -23,9 +23,10 @@ use tokio_util::sync::CancellationToken;
 use super::{
     Approval, CardFunction, DriverError, OperationOutcome, OperationQuery, OperationRequest,
     PromptSink, Receipt, ReceiptKind, SaleInquiry, SaleOutcome, SaleQuery, SaleRequest, SentRecord,
-    TerminalDriver,
+    TerminalDriver, TerminalHandle,
 };
 use crate::clock::SharedClock;
+use crate::terminal::setup::{InvalidSetting, OpenError, Opening, Protocol};
 
 const SLOW_SALE: Duration = Duration::from_secs(20);
 /// `.07`: how many status lines a chatty terminal sends during the sale.
@@ -299,7 +300,7 @@ impl TerminalDriver for Simulator {
         self.append(&Entry::Sale {
             reference: request.reference.clone(),
             amount_minor: request.amount_minor,
-            currency: request.currency.clone(),
+            currency: request.currency.code().to_string(),
             started_at,
             completes_at,
             outcome: planned.clone(),
@@ -345,7 +346,7 @@ impl TerminalDriver for Simulator {
         tokio::select! {
             () = work => {
                 prompts.show(&request.reference, if planned.approved { "approved" } else { "declined" });
-                Ok(self.outcome(&request.reference, request.amount_minor, &request.currency, &planned))
+                Ok(self.outcome(&request.reference, request.amount_minor, request.currency.code(), &planned))
             }
             () = aborted => {
                 self.append(&Entry::Aborted { reference: request.reference.clone(), at: self.clock.now_ms() })?;
@@ -477,8 +478,48 @@ impl TerminalDriver for Simulator {
     }
 }
 
+/// A simulator terminal's own keys in its `[[terminals]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatorSettings {
+    /// How long an ordinary sale takes.
+    #[serde(default = "default_approve_after_ms")]
+    pub approve_after_ms: u64,
+}
+
+fn default_approve_after_ms() -> u64 {
+    1_500
+}
+
+impl Protocol for SimulatorSettings {
+    const NAME: &'static str = "simulator";
+    const APPROVES_WITHOUT_A_CARD: bool = true;
+    type Written = Self;
+
+    fn check(written: Self) -> Result<Self, InvalidSetting> {
+        Ok(written)
+    }
+
+    fn open(&self, terminal: Opening<'_>) -> Result<TerminalHandle, OpenError> {
+        let driver = Simulator::new(
+            terminal.id,
+            Duration::from_millis(self.approve_after_ms),
+            Simulator::journal_path(terminal.database, terminal.id),
+            terminal.clock,
+        );
+        Ok(super::spawn(
+            terminal.id,
+            Self::NAME,
+            driver,
+            terminal.prompts,
+            terminal.result_timeout,
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use crate::money::Currency;
     use std::sync::Arc;
 
     use super::*;
@@ -497,7 +538,7 @@ mod tests {
         SaleRequest {
             reference: reference.into(),
             amount_minor,
-            currency: "BRL".into(),
+            currency: Currency::parse("BRL").expect("BRL"),
             function: CardFunction::Credit,
             installments: None,
         }

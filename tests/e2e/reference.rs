@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use clap::CommandFactory;
+use posbridge::terminal::setup::ReadError;
 use serde::Deserialize;
 use serde::de::value::StrDeserializer;
 use serde::de::{self, DeserializeSeed, Visitor};
@@ -444,6 +445,26 @@ fn configuration_keys() -> BTreeSet<String> {
         paths: &mut paths,
     })
     .unwrap_or_else(|e| panic!("walking Config: {e}"));
+    // A `[[terminals]]` entry is read in two steps: the keys every terminal has, then the
+    // rest by its protocol. Walk both, for every protocol.
+    let entry = "terminals[]";
+    posbridge::config::CommonTerminalKeys::deserialize(KeyWalker {
+        path: entry.to_string(),
+        paths: &mut paths,
+    })
+    .unwrap_or_else(|e| panic!("walking a terminal entry: {e}"));
+    for protocol in posbridge::terminal::setup::PROTOCOLS {
+        let walker = KeyWalker {
+            path: entry.to_string(),
+            paths: &mut paths,
+        };
+        match posbridge::terminal::ProtocolSettings::read(protocol, walker) {
+            // The walker's sample values need not pass the protocol's checks: its keys
+            // were read first.
+            Ok(_) | Err(ReadError::Invalid(_)) => {}
+            Err(e) => panic!("walking the `{protocol}` keys: {e}"),
+        }
+    }
     paths
         .iter()
         .filter(|p| {

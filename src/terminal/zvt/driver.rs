@@ -26,7 +26,6 @@ use super::link::{LinkError, ZvtLink};
 use super::recovery::{Sent, Snapshot, Transaction, Verdict, judge};
 use super::transport::{BoxStream, Transport};
 use crate::clock::SharedClock;
-use crate::money::Currency;
 use crate::terminal::{
     Approval, DriverError, OperationOutcome, OperationQuery, OperationRequest, PromptSink,
     SaleInquiry, SaleOutcome, SaleQuery, SaleRequest, SentRecord, TerminalDriver,
@@ -87,6 +86,22 @@ enum JournalEntry {
     /// The terminal forgot its transactions (reset) or is another one: receipt numbers from
     /// before mean nothing to it now.
     Reset { at: i64, why: String },
+}
+
+/// The configured ZVT password is not six decimal digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the ZVT password must be 6 digits")]
+pub struct PasswordError;
+
+/// The terminal's 6-digit password, as the config writes it (`"000000"`).
+pub fn parse_password(text: &str) -> Result<Password, PasswordError> {
+    if text.len() != 6 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(PasswordError);
+    }
+    text.parse()
+        .ok()
+        .and_then(Password::from_number)
+        .ok_or(PasswordError)
 }
 
 pub struct ZvtDriver {
@@ -155,14 +170,8 @@ impl ZvtDriver {
         settings: ZvtSettings,
         journal: PathBuf,
         clock: SharedClock,
-    ) -> Result<Self, String> {
-        let digits: u32 = settings
-            .password
-            .parse()
-            .ok()
-            .filter(|_| settings.password.len() == 6)
-            .ok_or("the ZVT password must be 6 digits")?;
-        let password = Password::from_number(digits).ok_or("the ZVT password must be 6 digits")?;
+    ) -> Result<Self, PasswordError> {
+        let password = parse_password(&settings.password)?;
         let mut driver = Self {
             terminal_id: terminal_id.to_string(),
             settings,
@@ -657,14 +666,10 @@ impl TerminalDriver for ZvtDriver {
         prompts: &PromptSink,
         abort: &CancellationToken,
     ) -> Result<SaleOutcome, DriverError> {
-        let Some(currency) = Currency::parse(&request.currency)
-            .ok()
-            .and_then(|c| c.numeric())
-            .and_then(CurrencyCode::new)
-        else {
+        let Some(currency) = request.currency.numeric().and_then(CurrencyCode::new) else {
             return Ok(SaleOutcome::declined(
                 "currency-unsupported",
-                &format!("the terminal cannot charge in {}", request.currency),
+                &format!("the terminal cannot charge in {}", request.currency.code()),
             ));
         };
         let Some(amount) = u64::try_from(request.amount_minor)

@@ -5,6 +5,8 @@ pub mod driver;
 pub mod link;
 pub mod pt_simulator;
 mod recovery;
+pub mod settings;
 pub mod transport;
 
 pub use driver::{ZvtDriver, ZvtSettings};
+pub use settings::ZvtTerminalSettings;

@@ -40,25 +40,55 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> ByteStream for T {}
 
 pub type BoxStream = Pin<Box<dyn ByteStream>>;
 
+/// Why a `transport` string names no serial line or TCP address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    #[error("`{0}` must start with serial: or tcp:")]
+    UnknownKind(String),
+    #[error("`{0}` is not an absolute device path")]
+    NotAbsolute(String),
+    #[error("`{0}` is not key=value")]
+    NotKeyValue(String),
+    #[error("{key}: `{value}` is not a number")]
+    NotANumber { key: String, value: String },
+    #[error("parity: `{0}` is not none, even or odd")]
+    Parity(String),
+    #[error("unknown serial setting `{0}`")]
+    UnknownSetting(String),
+    #[error("data_bits must be 5 to 8")]
+    DataBits,
+    #[error("stop_bits must be 1 or 2")]
+    StopBits,
+    #[error("baud must be positive")]
+    Baud,
+    #[error("`{0}` is not a port")]
+    NotAPort(String),
+    #[error("the TCP host is empty")]
+    EmptyHost,
+}
+
 impl Transport {
     /// Parses `serial:/dev/…?baud=9600&data_bits=8&parity=none&stop_bits=2` (those are the
     /// defaults) or `tcp:HOST[:PORT]` (port 20007 by default).
-    pub fn parse(text: &str) -> Result<Transport, String> {
+    pub fn parse(text: &str) -> Result<Transport, TransportError> {
         if let Some(rest) = text.strip_prefix("serial:") {
             let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
             if !path.starts_with('/') {
-                return Err(format!("`{path}` is not an absolute device path"));
+                return Err(TransportError::NotAbsolute(path.to_string()));
             }
             let (mut baud, mut data_bits, mut parity, mut stop_bits) =
                 (9600, 8, ParitySetting::None, 2);
             for pair in query.split('&').filter(|p| !p.is_empty()) {
                 let (key, value) = pair
                     .split_once('=')
-                    .ok_or_else(|| format!("`{pair}` is not key=value"))?;
+                    .ok_or_else(|| TransportError::NotKeyValue(pair.to_string()))?;
                 let number = || {
                     value
                         .parse::<u32>()
-                        .map_err(|_| format!("{key}: `{value}` is not a number"))
+                        .map_err(|_| TransportError::NotANumber {
+                            key: key.to_string(),
+                            value: value.to_string(),
+                        })
                 };
                 match key {
                     "baud" => baud = number()?,
@@ -70,21 +100,21 @@ impl Transport {
                             "even" => ParitySetting::Even,
                             "odd" => ParitySetting::Odd,
                             other => {
-                                return Err(format!("parity: `{other}` is not none, even or odd"));
+                                return Err(TransportError::Parity(other.to_string()));
                             }
                         }
                     }
-                    other => return Err(format!("unknown serial setting `{other}`")),
+                    other => return Err(TransportError::UnknownSetting(other.to_string())),
                 }
             }
             if !(5..=8).contains(&data_bits) {
-                return Err("data_bits must be 5 to 8".into());
+                return Err(TransportError::DataBits);
             }
             if !(1..=2).contains(&stop_bits) {
-                return Err("stop_bits must be 1 or 2".into());
+                return Err(TransportError::StopBits);
             }
             if baud == 0 {
-                return Err("baud must be positive".into());
+                return Err(TransportError::Baud);
             }
             return Ok(Transport::Serial {
                 path: path.to_string(),
@@ -99,20 +129,20 @@ impl Transport {
                 Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
                     let port = port
                         .parse::<u16>()
-                        .map_err(|_| format!("`{port}` is not a port"))?;
+                        .map_err(|_| TransportError::NotAPort(port.to_string()))?;
                     (host, port)
                 }
                 _ => (rest, DEFAULT_TCP_PORT),
             };
             if host.is_empty() {
-                return Err("the TCP host is empty".into());
+                return Err(TransportError::EmptyHost);
             }
             return Ok(Transport::Tcp {
                 host: host.trim_matches(['[', ']']).to_string(),
                 port,
             });
         }
-        Err(format!("`{text}` must start with serial: or tcp:"))
+        Err(TransportError::UnknownKind(text.to_string()))
     }
 
     pub fn framing(&self) -> Framing {
