@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tower_http::cors::{Any, CorsLayer};
 
+use crate::error_body::response as error;
 use crate::pos::{BindFailure, Engine};
 
 /// What the Payment App routes share (the server builds it; PPP has a state of its own).
@@ -68,14 +69,6 @@ pub struct TokenQuery {
 #[serde(rename_all = "camelCase")]
 struct SerialBody {
     serial_number: String,
-}
-
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({ "status": "error", "code": code, "message": message })),
-    )
-        .into_response()
 }
 
 async fn submit_serial(
