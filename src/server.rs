@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
@@ -22,6 +21,7 @@ use crate::ppp::auth::Credentials;
 use crate::ppp::create_answer::{CreateAnswers, PublicUrls};
 use crate::ppp::onboarding::Onboarding;
 use crate::ppp::{self, AppState};
+use crate::route_limits::{Limits, Routes, TimeBudget};
 use crate::store::{Store, merchants};
 use crate::terminal::{OpenError, Terminals};
 
@@ -35,7 +35,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Some(files) => Some(crate::tls::Tls::load(files)?),
         None => None,
     };
-    let limits = Arc::new(crate::net::Limits::new(&config.server, &config.rate_limits));
+    let limits = crate::net::route_limits(&config.server, &config.rate_limits);
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -102,21 +102,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             PublicUrls::new(&public_url),
             config.payment_app.app_name.clone(),
         )),
+        limits: limits.clone(),
     };
     let payment_app_state = PaymentAppState {
         engine: engine.clone(),
         hub,
+        limits: limits.clone(),
     };
     crate::observability::install();
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+    let health = Limits {
+        failures: None,
+        time: TimeBudget::Request,
+    };
+    let app = Routes::new(&limits)
+        .route("/healthz", health, get(|| async { "ok" }))
+        .into_router()
         .merge(ppp::router(state))
         .merge(payment_app::router(payment_app_state))
-        .layer(axum::middleware::from_fn(crate::observability::track_http))
         .fallback(|| async {
             ppp::error::PppError::bad("not-found", "no such route").into_response_404()
         });
-    let app = crate::net::layer(app, &config.server, limits);
+    let app = crate::net::layer(app, &config.server);
 
     let admin_tokens = config.admin.named_tokens();
     if !admin_tokens.is_empty() {

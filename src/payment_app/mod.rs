@@ -17,9 +17,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
+use tower::ServiceBuilder;
 use tower_http::cors::{Any, CorsLayer};
 
+use crate::error_body::response as error;
 use crate::pos::{BindFailure, Engine};
+use crate::route_limits::{Guarded, Limits, RouteLimits, Routes, TimeBudget};
 
 /// What the Payment App routes share (the server builds it; PPP has a state of its own).
 #[derive(Clone)]
@@ -27,23 +30,48 @@ pub struct PaymentAppState {
     pub engine: Arc<Engine>,
     /// The live feed.
     pub hub: Arc<Hub>,
+    /// The failure limiters and time budgets the routes are given.
+    pub limits: RouteLimits,
 }
 
 /// Body limit of the submitUrl: `{"serialNumber": "…"}` is a few bytes.
 const SUBMIT_BODY_BYTES: usize = 16 * 1024;
 
+/// The submitUrl and the feed: a wrong token counts against the address.
+const TOKEN: Limits = Limits {
+    failures: Some(Guarded::Token),
+    time: TimeBudget::Request,
+};
+/// The reference page and its script: nothing to get wrong.
+const OPEN: Limits = Limits {
+    failures: None,
+    time: TimeBudget::Request,
+};
+
 pub fn router(state: PaymentAppState) -> Router {
+    routes(&state.limits).into_router().with_state(state)
+}
+
+/// The Payment App routes, each with its limits.
+fn routes(limits: &RouteLimits) -> Routes<PaymentAppState> {
     // The app runs in the Sales App's web view: any origin may call, the token is the guard.
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::POST, Method::OPTIONS])
         .allow_headers(Any);
-    Router::new()
-        .route("/pos/payments/{payment_id}/terminal", post(submit_serial))
-        .layer(DefaultBodyLimit::max(SUBMIT_BODY_BYTES))
-        .layer(cors)
+    Routes::new(limits)
+        .route(
+            "/pos/payments/{payment_id}/terminal",
+            TOKEN,
+            post(submit_serial).layer(
+                ServiceBuilder::new()
+                    .layer(cors)
+                    .layer(DefaultBodyLimit::max(SUBMIT_BODY_BYTES)),
+            ),
+        )
         .route(
             "/payment-app/ws/{payment_id}",
+            TOKEN,
             // The reference page reads a refused feed's status with a plain GET, from wherever
             // it is served; the token is the guard and the answer holds nothing else.
             get(socket::upgrade).layer(
@@ -52,10 +80,9 @@ pub fn router(state: PaymentAppState) -> Router {
                     .allow_methods([Method::GET]),
             ),
         )
-        .route("/payment-app", get(socket::to_page))
-        .route("/payment-app/", get(socket::page))
-        .route("/payment-app/app.js", get(socket::script))
-        .with_state(state)
+        .route("/payment-app", OPEN, get(socket::to_page))
+        .route("/payment-app/", OPEN, get(socket::page))
+        .route("/payment-app/app.js", OPEN, get(socket::script))
 }
 
 #[derive(Deserialize)]
@@ -68,14 +95,6 @@ pub struct TokenQuery {
 #[serde(rename_all = "camelCase")]
 struct SerialBody {
     serial_number: String,
-}
-
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({ "status": "error", "code": code, "message": message })),
-    )
-        .into_response()
 }
 
 async fn submit_serial(
@@ -130,5 +149,24 @@ async fn submit_serial(
             };
             error(status, code, &told.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_submit_url_and_the_feed_count_wrong_tokens_and_every_route_has_the_request_budget() {
+        assert_eq!(
+            routes(&RouteLimits::for_tests(1)).attached(),
+            [
+                ("/pos/payments/{payment_id}/terminal", TOKEN),
+                ("/payment-app/ws/{payment_id}", TOKEN),
+                ("/payment-app", OPEN),
+                ("/payment-app/", OPEN),
+                ("/payment-app/app.js", OPEN),
+            ]
+        );
     }
 }

@@ -18,6 +18,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 use crate::pos::Engine;
+use crate::route_limits::{Guarded, Limits, RouteLimits, Routes, TimeBudget};
 use auth::Credentials;
 use create_answer::CreateAnswers;
 use onboarding::Onboarding;
@@ -30,43 +31,88 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Create's answers while a payment is not final (Payment Apps, public URLs).
     pub create_answers: Arc<CreateAnswers>,
+    /// The failure limiters and time budgets the routes are given.
+    pub limits: RouteLimits,
 }
 
 /// Body limit of the routes that only ever get a few short fields (onboarding).
 const SMALL_BODY_BYTES: usize = 16 * 1024;
 
+/// Every PPP route has the Gateway's time budget.
+const PAYMENTS: Limits = Limits {
+    failures: Some(Guarded::Credentials),
+    time: TimeBudget::Ppp,
+};
+const ONBOARDING: Limits = Limits {
+    failures: Some(Guarded::Onboarding),
+    time: TimeBudget::Ppp,
+};
+/// No credentials to get wrong: the manifest, the methods, and the token request (answered
+/// by the configuration flow's own counter, `onboarding`).
+const OPEN: Limits = Limits {
+    failures: None,
+    time: TimeBudget::Ppp,
+};
+
 pub fn router(state: AppState) -> Router {
-    let max_body = state.max_body_bytes;
-    Router::new()
-        .route("/manifest", get(manifest::manifest))
-        .route("/payment-methods", get(manifest::payment_methods))
-        .route("/payments", post(payments::create))
+    routes(&state.limits)
+        .into_router()
+        // Routes with their own (smaller) limit keep it: the inner layer runs last.
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .with_state(state)
+}
+
+/// The PPP routes, each with its limits.
+fn routes(limits: &RouteLimits) -> Routes<AppState> {
+    // A token request and a code form are a few hundred bytes.
+    let small = || DefaultBodyLimit::max(SMALL_BODY_BYTES);
+    Routes::new(limits)
+        .route("/manifest", OPEN, get(manifest::manifest))
+        .route("/payment-methods", OPEN, get(manifest::payment_methods))
+        .route("/payments", PAYMENTS, post(payments::create))
         .route(
             "/payments/{payment_id}/cancellations",
+            PAYMENTS,
             post(payments::cancel),
         )
-        .route("/payments/{payment_id}/settlements", post(payments::settle))
-        .route("/payments/{payment_id}/refunds", post(payments::refund))
+        .route(
+            "/payments/{payment_id}/settlements",
+            PAYMENTS,
+            post(payments::settle),
+        )
+        .route(
+            "/payments/{payment_id}/refunds",
+            PAYMENTS,
+            post(payments::refund),
+        )
         .route(
             "/payments/{payment_id}/inbound/{action}",
+            PAYMENTS,
             post(payments::inbound),
         )
         .route(
             "/payments/{payment_id}/inbound-request/{action}",
+            PAYMENTS,
             post(payments::inbound),
         )
-        .merge(
-            Router::new()
-                .route("/authorization/token", post(onboarding::create_token))
-                .route(
-                    "/authorization/redirect",
-                    get(onboarding::redirect_page).post(onboarding::submit_code),
-                )
-                .route("/authorization/credentials", get(onboarding::credentials))
-                // A token request and a code form are a few hundred bytes.
-                .layer(DefaultBodyLimit::max(SMALL_BODY_BYTES)),
+        .route(
+            "/authorization/token",
+            OPEN,
+            post(onboarding::create_token).layer(small()),
         )
-        // Routes with their own (smaller) limit keep it: the inner layer runs last.
-        .layer(DefaultBodyLimit::max(max_body))
-        .with_state(state)
+        .route(
+            "/authorization/redirect",
+            ONBOARDING,
+            get(onboarding::redirect_page)
+                .post(onboarding::submit_code)
+                .layer(small()),
+        )
+        .route(
+            "/authorization/credentials",
+            ONBOARDING,
+            get(onboarding::credentials).layer(small()),
+        )
 }
+
+#[cfg(test)]
+mod tests;

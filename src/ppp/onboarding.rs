@@ -17,6 +17,7 @@ use super::AppState;
 use super::body::{RawBody, parse};
 use super::error::PppError;
 use crate::config::OnboardingConfig;
+use crate::error_body;
 use crate::secret::{Secret, random_id, random_token, token_hash};
 
 const TOKEN_LIFETIME: Duration = Duration::from_secs(600);
@@ -118,14 +119,11 @@ struct TokenRequest {
 pub async fn create_token(State(state): State<AppState>, RawBody(bytes): RawBody) -> Response {
     let onboarding = &state.onboarding;
     if onboarding.code.is_none() {
-        return (
+        return error_body::response(
             StatusCode::NOT_FOUND,
-            Json(json!({
-                "status": "error", "code": "onboarding-disabled",
-                "message": "the configuration flow is off: set [onboarding] code",
-            })),
-        )
-            .into_response();
+            "onboarding-disabled",
+            "the configuration flow is off: set [onboarding] code",
+        );
     }
     let request: TokenRequest = match parse(&bytes) {
         Ok(r) => r,
@@ -331,14 +329,11 @@ pub async fn credentials(
         .and_then(|mut codes| codes.remove(&token_hash(&query.authorization_code)))
         .filter(|c| c.expires > Instant::now());
     let Some(pending) = pending else {
-        return (
+        return error_body::response(
             StatusCode::UNAUTHORIZED,
-            Json(json!({
-                "status": "error", "code": "invalid-authorization-code",
-                "message": "unknown, used or expired authorizationCode",
-            })),
-        )
-            .into_response();
+            "invalid-authorization-code",
+            "unknown, used or expired authorizationCode",
+        );
     };
     let (Ok(app_key), Ok(app_token)) = (random_id("posbridge-"), random_token()) else {
         return PppError::Internal.into_response();
