@@ -5,6 +5,8 @@ mod after_sale;
 mod alarm_texts;
 pub mod answer;
 mod by_hand;
+#[cfg(test)]
+mod engine_tests;
 mod feed;
 mod finish;
 mod journals;

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +16,11 @@ use super::{
 #[derive(Debug, Clone)]
 pub(crate) enum SaleAnswer {
     Outcome(SaleOutcome),
+    /// The outcome, after the shopper took `delay` at the PIN pad.
+    After {
+        delay: Duration,
+        outcome: SaleOutcome,
+    },
     Fails(DriverError),
     /// It never answers (until aborted, if `honours_abort`).
     Never {
@@ -33,6 +39,9 @@ pub(crate) struct Script {
     pub sale_requests: Vec<SaleRequest>,
     /// Every reference it was told is committed, in order.
     pub committed: Vec<String>,
+    /// Every reversal and refund it carried out.
+    pub reversals: Vec<OperationRequest>,
+    pub refunds: Vec<OperationRequest>,
 }
 
 /// The test's side of a scripted terminal.
@@ -86,6 +95,10 @@ impl TerminalDriver for Scripted {
         };
         match answer {
             Some(SaleAnswer::Outcome(outcome)) => Ok(outcome),
+            Some(SaleAnswer::After { delay, outcome }) => {
+                tokio::time::sleep(delay).await;
+                Ok(outcome)
+            }
             Some(SaleAnswer::Fails(e)) => Err(e),
             Some(SaleAnswer::Never { honours_abort }) => {
                 if honours_abort {
@@ -109,20 +122,32 @@ impl TerminalDriver for Scripted {
 
     async fn reverse(
         &mut self,
-        _request: &OperationRequest,
+        request: &OperationRequest,
     ) -> Result<OperationOutcome, DriverError> {
+        self.script.lock().reversals.push(request.clone());
         Ok(OperationOutcome::Done)
     }
 
     async fn refund(
         &mut self,
-        _request: &OperationRequest,
+        request: &OperationRequest,
     ) -> Result<OperationOutcome, DriverError> {
+        self.script.lock().refunds.push(request.clone());
         Ok(OperationOutcome::Done)
     }
 
-    async fn query_operation(&mut self, _reference: &str) -> Result<OperationQuery, DriverError> {
-        Ok(OperationQuery::NotFound)
+    async fn query_operation(&mut self, reference: &str) -> Result<OperationQuery, DriverError> {
+        let script = self.script.lock();
+        let done = script
+            .reversals
+            .iter()
+            .chain(&script.refunds)
+            .any(|r| r.reference == reference);
+        Ok(if done {
+            OperationQuery::Done
+        } else {
+            OperationQuery::NotFound
+        })
     }
 
     async fn probe(&mut self) -> Result<String, DriverError> {
