@@ -427,7 +427,7 @@ impl Config {
         if let Some(zone) = &self.store.timezone
             && let Err(problem) = crate::locale::StoreTime::new(Some(zone))
         {
-            return bad("store.timezone", problem);
+            return bad("store.timezone", problem.to_string());
         }
         if let Some(url) = &self.server.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))

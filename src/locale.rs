@@ -15,14 +15,17 @@ pub struct StoreTime {
     name: String,
 }
 
+/// A `[store] timezone` that names no time zone this system knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a time zone name (IANA, e.g. America/Sao_Paulo)")]
+pub struct UnknownTimeZone(pub String);
+
 impl StoreTime {
     /// `name`: an IANA time zone (`America/Sao_Paulo`); `None`: the system's.
-    pub fn new(name: Option<&str>) -> Result<Self, String> {
+    pub fn new(name: Option<&str>) -> Result<Self, UnknownTimeZone> {
         match name {
             Some(name) => {
-                let zone = TimeZone::get(name).map_err(|_| {
-                    format!("`{name}` is not a time zone name (IANA, e.g. America/Sao_Paulo)")
-                })?;
+                let zone = TimeZone::get(name).map_err(|_| UnknownTimeZone(name.to_string()))?;
                 Ok(Self {
                     zone,
                     name: name.to_string(),

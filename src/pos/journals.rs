@@ -58,10 +58,9 @@ impl Engine {
     ) -> Result<Reconciled, EngineError> {
         let mut sent = Vec::new();
         for (terminal_id, _, handle) in self.terminals() {
-            let records = handle.sent().await.map_err(|e| {
-                EngineError::Config(format!(
-                    "cannot read the journal of terminal {terminal_id}: {e}"
-                ))
+            let records = handle.sent().await.map_err(|error| EngineError::Journal {
+                terminal: terminal_id.clone(),
+                error,
             })?;
             sent.extend(records.into_iter().map(|r| (terminal_id.clone(), r)));
         }

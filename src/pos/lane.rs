@@ -90,8 +90,9 @@ impl LaneState {
 enum ChargeStep {
     Send(SaleRequest),
     Skip,
-    /// Never started within `secondsWaiting`: denied.
-    TooLate,
+    /// Denied without reaching the terminal (never started within `secondsWaiting`, or a
+    /// currency it cannot be charged in), and why.
+    NotCharged(&'static str),
 }
 
 impl Engine {
@@ -196,12 +197,21 @@ impl Engine {
                         ..SaleFields::default()
                     };
                     finish::finish(c, &id, PaymentState::Denied, &sale, now)?;
-                    return Ok(ChargeStep::TooLate);
+                    return Ok(ChargeStep::NotCharged(
+                        "the terminal stayed busy for longer than secondsWaiting",
+                    ));
                 }
                 // Read before marking it sent: a currency the database cannot name is never
-                // handed to the terminal.
-                let currency =
-                    Currency::parse(&p.currency).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                // handed to the terminal (nor retried: it will not get better), it is denied.
+                let Ok(currency) = Currency::parse(&p.currency) else {
+                    let sale = SaleFields {
+                        code: Some("currency-unsupported".into()),
+                        message: Some(format!("currency `{}` cannot be charged", p.currency)),
+                        ..SaleFields::default()
+                    };
+                    finish::finish(c, &id, PaymentState::Denied, &sale, now)?;
+                    return Ok(ChargeStep::NotCharged("its currency cannot be charged"));
+                };
                 if !payments::mark_sent(c, &id, now)? {
                     return Ok(ChargeStep::Skip);
                 }
@@ -216,11 +226,8 @@ impl Engine {
             .await?;
         let request = match step {
             ChargeStep::Send(r) => r,
-            ChargeStep::TooLate => {
-                tracing::warn!(
-                    payment_id = %payment_id,
-                    "denied: the terminal stayed busy for longer than secondsWaiting"
-                );
+            ChargeStep::NotCharged(why) => {
+                tracing::warn!(payment_id = %payment_id, "denied: {why}");
                 self.publish(payment_id, PaymentState::Denied);
                 self.outbox.wake();
                 return Ok(());

@@ -83,7 +83,7 @@ pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot generate a random token: {0}")]
-    Random(String),
+    Random(#[from] getrandom::Error),
     /// The terminals' journals name sales or operations the database does not know: it is
     /// older than they are (restored from an old backup, or replaced).
     #[error(
@@ -91,13 +91,12 @@ pub enum EngineError {
     )]
     JournalsAhead(UnknownEntries),
     #[error("configuration: {0}")]
-    Config(String),
-}
-
-impl From<getrandom::Error> for EngineError {
-    fn from(e: getrandom::Error) -> Self {
-        EngineError::Random(e.to_string())
-    }
+    TimeZone(#[from] crate::locale::UnknownTimeZone),
+    #[error("cannot read the journal of terminal {terminal}: {error}")]
+    Journal {
+        terminal: String,
+        error: crate::terminal::TerminalError,
+    },
 }
 
 /// A Create Payment request, validated and converted at the edge.
@@ -213,8 +212,7 @@ impl Engine {
             answers,
             heartbeats: AtomicU64::new(0),
             retain_days: config.storage.retain_days,
-            store_time: crate::locale::StoreTime::new(config.store.timezone.as_deref())
-                .map_err(EngineError::Config)?,
+            store_time: crate::locale::StoreTime::new(config.store.timezone.as_deref())?,
         }))
     }
 

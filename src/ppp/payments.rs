@@ -63,11 +63,10 @@ fn engine_error(e: EngineError) -> PppError {
             tracing::error!(error = %e, "database error");
             PppError::Internal
         }
-        EngineError::Random(e) | EngineError::Config(e) => {
-            tracing::error!(error = %e, "internal error");
-            PppError::Internal
-        }
-        e @ EngineError::JournalsAhead(_) => {
+        e @ (EngineError::Random(_)
+        | EngineError::TimeZone(_)
+        | EngineError::Journal { .. }
+        | EngineError::JournalsAhead(_)) => {
             tracing::error!(error = %e, "internal error");
             PppError::Internal
         }

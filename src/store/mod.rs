@@ -24,8 +24,13 @@ use tokio::sync::oneshot;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
+    /// The SQLite error itself, kept (not its text); shown in the message, so not repeated as
+    /// a source in a printed chain.
     #[error("database error: {0}")]
-    Sqlite(String),
+    Sqlite(Arc<rusqlite::Error>),
+    /// A WAL checkpoint on a clean stop found another reader holding the log.
+    #[error("database error: the checkpoint could not complete: another reader holds the log")]
+    CheckpointBusy,
     #[error("cannot open database {path}: {problem}")]
     Open { path: String, problem: String },
     #[error("the database writer has stopped")]
@@ -52,7 +57,7 @@ pub enum StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Sqlite(e.to_string())
+        StoreError::Sqlite(Arc::new(e))
     }
 }
 
@@ -178,9 +183,7 @@ fn checkpoint(conn: &Connection) -> Result<(), StoreError> {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
     if busy != 0 {
-        return Err(StoreError::Sqlite(
-            "the checkpoint could not complete: another reader holds the log".into(),
-        ));
+        return Err(StoreError::CheckpointBusy);
     }
     Ok(())
 }
