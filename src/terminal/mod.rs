@@ -3,6 +3,7 @@
 
 mod actor;
 pub mod journal;
+pub mod protocol;
 #[cfg(test)]
 pub(crate) mod scripted;
 pub mod setup;

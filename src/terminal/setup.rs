@@ -2,52 +2,19 @@
 //! its own module) and how a configured terminal is opened into a running [`TerminalHandle`].
 //!
 //! To add a protocol: a folder under `src/terminal/` whose settings type implements
-//! [`Protocol`], and one line in the `protocols!` list below. Nothing else changes.
+//! [`Protocol`] (`terminal::protocol`), and one line in the `protocols!` list below. Nothing
+//! else changes.
 
 use std::error::Error;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserializer;
-use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 
+pub use super::protocol::{InvalidSetting, OpenError, Opening, Protocol};
 use super::{PromptSink, TerminalEvent, TerminalHandle, simulator, zvt};
 use crate::clock::SharedClock;
-
-/// What a protocol module provides: the keys of a `[[terminals]]` entry that are its own, how
-/// they are checked, and how a terminal of it is opened.
-pub trait Protocol: Sized {
-    /// `protocol = "…"` in the entry.
-    const NAME: &'static str;
-    /// Approves sales that never touched a card: allowed on a demo box only.
-    const APPROVES_WITHOUT_A_CARD: bool = false;
-    /// The protocol's keys as written (`#[serde(deny_unknown_fields)]`: a key of another
-    /// protocol is an error naming it).
-    type Written: DeserializeOwned;
-    /// Checks what serde cannot (a transport string, a password's digits).
-    fn check(written: Self::Written) -> Result<Self, InvalidSetting>;
-    /// Starts the terminal's actor with this protocol's driver.
-    fn open(&self, terminal: Opening<'_>) -> Result<TerminalHandle, OpenError>;
-}
-
-/// A protocol setting serde accepted and its protocol does not: which key, and why.
-#[derive(Debug, thiserror::Error)]
-#[error("{source}")]
-pub struct InvalidSetting {
-    /// The key as written in the entry (`transport`).
-    pub key: &'static str,
-    pub source: Box<dyn Error + Send + Sync>,
-}
-
-impl InvalidSetting {
-    pub fn new(key: &'static str, source: impl Error + Send + Sync + 'static) -> Self {
-        Self {
-            key,
-            source: Box::new(source),
-        }
-    }
-}
 
 /// Why a protocol's own keys could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -59,27 +26,6 @@ pub enum ReadError<E: Error + 'static> {
     Keys(E),
     #[error(transparent)]
     Invalid(InvalidSetting),
-}
-
-/// A terminal that could not be started.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error("terminal `{terminal}`: {source}")]
-    Zvt {
-        terminal: String,
-        source: zvt::driver::PasswordError,
-    },
-}
-
-/// What opening any terminal needs, whatever its protocol.
-pub struct Opening<'a> {
-    pub id: &'a str,
-    /// A sale without a result by then is recovered (asked about), never assumed.
-    pub result_timeout: Duration,
-    /// Drivers keep their journal beside the database.
-    pub database: &'a Path,
-    pub clock: SharedClock,
-    pub prompts: PromptSink,
 }
 
 macro_rules! protocols {

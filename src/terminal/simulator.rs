@@ -26,7 +26,7 @@ use super::{
     TerminalDriver, TerminalHandle,
 };
 use crate::clock::SharedClock;
-use crate::terminal::setup::{InvalidSetting, OpenError, Opening, Protocol};
+use crate::terminal::protocol::{InvalidSetting, OpenError, Opening, Protocol};
 
 const SLOW_SALE: Duration = Duration::from_secs(20);
 /// `.07`: how many status lines a chatty terminal sends during the sale.

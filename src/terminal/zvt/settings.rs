@@ -9,7 +9,7 @@ use super::driver::{
 use super::transport::{Transport, TransportError};
 use crate::secret::Secret;
 use crate::terminal::TerminalHandle;
-use crate::terminal::setup::{InvalidSetting, OpenError, Opening, Protocol};
+use crate::terminal::protocol::{InvalidSetting, OpenError, Opening, Protocol};
 
 /// The entry's ZVT keys as written.
 #[derive(Debug, Deserialize)]
@@ -127,10 +127,7 @@ impl Protocol for ZvtTerminalSettings {
             ZvtDriver::journal_path(terminal.database, terminal.id),
             terminal.clock,
         )
-        .map_err(|source| OpenError::Zvt {
-            terminal: terminal.id.to_string(),
-            source,
-        })?;
+        .map_err(|source| OpenError::new(terminal.id, source))?;
         Ok(crate::terminal::spawn(
             terminal.id,
             Self::NAME,
