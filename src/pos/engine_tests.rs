@@ -447,3 +447,25 @@ async fn settle_and_refund_never_exceed_what_was_charged_and_replay() {
     assert_eq!(rig.payment("money").await.refunded_minor, 6_000);
     assert_eq!(rig.charges(), 1);
 }
+
+/// A two-phase protocol confirms a sale only once its result is stored: the lane tells the
+/// driver after each result's commit, once per sale, approved or declined.
+#[tokio::test(start_paused = true)]
+async fn the_driver_is_told_once_per_committed_sale() {
+    let rig = rig().await;
+    rig.terminal
+        .answer_sale(SaleAnswer::Outcome(approval("p-1")));
+    rig.terminal
+        .answer_sale(SaleAnswer::Outcome(SaleOutcome::declined("05", "declined")));
+    rig.start_sale("p-1", 1_000).await;
+    rig.until("p-1", PaymentState::Approved).await;
+    rig.start_sale("p-2", 1_000).await;
+    rig.until("p-2", PaymentState::Denied).await;
+    for _ in 0..100 {
+        if rig.terminal.committed().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(rig.terminal.committed(), ["p-1", "p-2"]);
+}

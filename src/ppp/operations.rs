@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use super::error::PppError;
+use crate::money::Currency;
 use crate::pos::OperationAnswer;
 use crate::pos::outcome::{
     CancelOutcome, RefundOutcome, RefundRefusal, RenderOperations, SettleOutcome, SettleRefusal,
@@ -57,6 +58,27 @@ impl Operation {
             http_status: error.status().as_u16(),
             body: self.failure_body(payment_id, request_id, error.code(), &error.to_string()),
             is_final: false,
+        }
+    }
+
+    /// A settlement or refund booked: its id and value, as its currency writes decimals.
+    fn booked(
+        self,
+        payment_id: &str,
+        request_id: &str,
+        id: &str,
+        value_minor: i64,
+        currency: &Currency,
+        message: &str,
+    ) -> OperationAnswer {
+        OperationAnswer {
+            http_status: 200,
+            body: json!({
+                "paymentId": payment_id, self.id_field(): id,
+                "value": currency.to_decimal(value_minor), "code": null,
+                "message": message, "requestId": request_id,
+            }),
+            is_final: true,
         }
     }
 
@@ -135,15 +157,14 @@ pub fn settle(payment_id: &str, request_id: &str, outcome: &SettleOutcome) -> Op
             settle_id,
             value_minor,
             currency,
-        } => OperationAnswer {
-            http_status: 200,
-            body: json!({
-                "paymentId": payment_id, "settleId": settle_id,
-                "value": currency.to_decimal(*value_minor), "code": null,
-                "message": "Successfully settled", "requestId": request_id,
-            }),
-            is_final: true,
-        },
+        } => Operation::Settle.booked(
+            payment_id,
+            request_id,
+            settle_id,
+            *value_minor,
+            currency,
+            "Successfully settled",
+        ),
         SettleOutcome::InvalidValue(problem) => {
             failed(400, "invalid-value", &value_message(problem))
         }
@@ -180,15 +201,14 @@ pub fn refund(payment_id: &str, request_id: &str, outcome: &RefundOutcome) -> Op
             refund_id,
             value_minor,
             currency,
-        } => OperationAnswer {
-            http_status: 200,
-            body: json!({
-                "paymentId": payment_id, "refundId": refund_id,
-                "value": currency.to_decimal(*value_minor), "code": null,
-                "message": "Successfully refunded", "requestId": request_id,
-            }),
-            is_final: true,
-        },
+        } => Operation::Refund.booked(
+            payment_id,
+            request_id,
+            refund_id,
+            *value_minor,
+            currency,
+            "Successfully refunded",
+        ),
         RefundOutcome::InvalidValue(problem) => {
             failed(400, "invalid-value", &value_message(problem))
         }
