@@ -250,6 +250,7 @@ impl<S: CallbackSender> OutboxWorker<S> {
         let id = callback.id;
         match result {
             Ok(()) => {
+                crate::failpoint::hit("after-callback-delivered");
                 self.outbox
                     .store()
                     .call(move |c| {

@@ -234,6 +234,7 @@ impl Engine {
             }
             ChargeStep::Skip => return Ok(()),
         };
+        crate::failpoint::hit("after-sale-marked-sent");
         tracing::info!(
             payment_id = %payment_id,
             terminal = lane.terminal.id(),
@@ -483,6 +484,7 @@ impl Engine {
                 Ok((effect, must_get(c, &id)?.state))
             })
             .await?;
+        crate::failpoint::hit("after-result-committed");
         // Only now may a two-phase terminal confirm the sale; the payment is settled in the
         // database either way, so a failure here is told, never acted on.
         if let Err(e) = lane.terminal.committed(payment_id).await {
@@ -541,6 +543,7 @@ impl Engine {
         let Some((op, p, was_sent)) = claimed else {
             return Ok(());
         };
+        crate::failpoint::hit("after-operation-sent");
         let request = OperationRequest {
             reference: op.op_id.clone(),
             sale_ref: op
@@ -587,7 +590,10 @@ impl Engine {
                 OpKind::Refund => lane.terminal.refund(request.clone()).await,
             };
             match result {
-                Ok(outcome) => return self.finish_operation(lane, &op, outcome).await,
+                Ok(outcome) => {
+                    crate::failpoint::hit("after-operation-result");
+                    return self.finish_operation(lane, &op, outcome).await;
+                }
                 Err(e) => {
                     tracing::warn!(payment_id = %op.payment_id, op = %op.op_id, error = %e, "no answer to the {}: asking the terminal", op.kind);
                     check_first = true;

@@ -439,6 +439,12 @@ impl Engine {
             })
             .await??;
         if first_call {
+            crate::failpoint::hit("after-payment-stored");
+        }
+        if started {
+            crate::failpoint::hit("after-charge-queued");
+        }
+        if first_call {
             tracing::info!(payment_id = %payment.payment_id, vtex_payment_id = payment.external_id.as_deref(), state = %payment.state, amount_minor = payment.amount_minor, currency = %payment.currency, "payment stored");
             if payment.first_answer_undefined {
                 self.outbox.wake();
@@ -573,7 +579,12 @@ impl Engine {
             })
             .await;
         match result {
-            Ok(r) => r,
+            Ok(r) => {
+                if r.is_ok() {
+                    crate::failpoint::hit("after-bind");
+                }
+                r
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot bind a terminal");
                 Err(BindFailure::Internal)

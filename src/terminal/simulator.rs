@@ -305,6 +305,8 @@ impl TerminalDriver for Simulator {
             completes_at,
             outcome: planned.clone(),
         })?;
+        // The simulator's journal is the terminal's own record: it has the sale from here on.
+        crate::failpoint::hit("after-charge-intent");
         tracing::info!(terminal = %self.terminal_id, payment_id = %request.reference, "simulator: sale started");
         prompts.show(&request.reference, "insert, tap or swipe card");
         let Some(duration) = duration else {

@@ -306,6 +306,20 @@ result_timeout_s = {result_timeout}
         None
     }
 
+    /// Whether the process has ended (killed, or died at a failpoint).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The log as it grows (for a watcher that must not hold the daemon).
+    pub fn log_handle(&self) -> Arc<Mutex<String>> {
+        self.logs.clone()
+    }
+
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([format!("-{name}"), self.child.id().to_string()])
@@ -465,6 +479,23 @@ impl Gateway {
         body: Vec<u8>,
         headers: &[(&str, &str)],
     ) -> (u16, Value) {
+        self.try_post_raw(path, body, headers)
+            .await
+            .expect("request")
+    }
+
+    /// As [`Gateway::post_raw`], `None` when no answer came (the daemon died meanwhile).
+    pub async fn try_post(&self, path: &str, body: &Value) -> Option<(u16, Value)> {
+        self.try_post_raw(path, body.to_string().into_bytes(), &[])
+            .await
+    }
+
+    pub async fn try_post_raw(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Option<(u16, Value)> {
         let mut request = self
             .client
             .post(format!("{}{path}", self.base))
@@ -474,13 +505,13 @@ impl Gateway {
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
-        let response = request.send().await.expect("request");
+        let response = request.send().await.ok()?;
         let status = response.status().as_u16();
-        let text = response.text().await.expect("body");
-        (
+        let text = response.text().await.ok()?;
+        Some((
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        ))
     }
 
     pub async fn create(&self, body: &Value) -> Value {

@@ -17,6 +17,7 @@ mod operations;
 mod packaging;
 mod payment_app;
 mod payment_flow;
+mod proof;
 mod reference;
 mod secrets;
 mod stale_feeds;

@@ -691,6 +691,7 @@ impl TerminalDriver for ZvtDriver {
         .await
         .map_err(|e| DriverError::NotSent(e.to_string()))?;
         self.journal_intent(&request.reference, request.amount_minor, before)?;
+        crate::failpoint::hit("after-charge-intent");
         let command = Message::Authorization(messages::Authorization::payment(amount, currency));
         let reply = self
             .exchange(

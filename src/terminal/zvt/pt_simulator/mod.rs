@@ -99,6 +99,10 @@ pub struct SimulatorArgs {
     /// How long the `late-approval` fault's sale takes.
     #[arg(long, default_value_t = 8000)]
     pub late_approval_ms: u64,
+    /// Write the terminal's journal to PATH (JSON lines, rewritten whole after each change): what
+    /// it charged, reversed and aborted, for tests and audits to compare with posbridge's record.
+    #[arg(long, value_name = "PATH")]
+    pub record: Option<PathBuf>,
 }
 
 /// Where the simulator offers its line.
@@ -131,6 +135,8 @@ pub struct SimulatorOptions {
     /// How long the terminal waits for the ECR's `80 00 00` to one of its messages before
     /// it gives the dialogue up.
     pub ack_timeout: Duration,
+    /// Where to write the terminal's journal after each change (`--record`).
+    pub record: Option<PathBuf>,
 }
 
 impl SimulatorOptions {
@@ -148,6 +154,7 @@ impl SimulatorOptions {
             slow_sale: Duration::from_secs(20),
             replug_delay: Duration::from_secs(1),
             ack_timeout: Duration::from_secs(10),
+            record: None,
         }
     }
 
@@ -177,6 +184,7 @@ impl SimulatorOptions {
             terminal_id: args.terminal_id,
             first_trace: args.first_trace,
             late_approval: Duration::from_millis(args.late_approval_ms),
+            record: args.record.clone(),
             ..Self::new(endpoint)
         })
     }
@@ -241,6 +249,7 @@ pub async fn serve(
         options.first_trace,
         SaleFaults::from_kinds(&options.faults),
     );
+    terminal.record_to(options.record.clone());
     match &options.endpoint {
         Endpoint::Tcp(address) => serve_tcp(*address, &options, &mut terminal, ready).await,
         Endpoint::Pty(link) => serve_pty(link, &options, &mut terminal, ready).await,

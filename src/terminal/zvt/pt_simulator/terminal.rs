@@ -1,6 +1,7 @@
 //! What the simulated terminal remembers across connections: its counters, its journal of
 //! transactions and the open batch. Pure data, no I/O.
 
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
@@ -207,6 +208,8 @@ pub(super) struct Terminal {
     last_completed: Option<usize>,
     /// Journal entries from this index on are in the open batch.
     batch_start: usize,
+    /// Where the journal is exported after each change (`--record`).
+    record: Option<PathBuf>,
 }
 
 impl Terminal {
@@ -242,6 +245,46 @@ impl Terminal {
             journal: Vec::new(),
             last_completed: None,
             batch_start: 0,
+            record: None,
+        }
+    }
+
+    /// Exports the journal to `path` after every change from now on.
+    pub(super) fn record_to(&mut self, path: Option<PathBuf>) {
+        self.record = path;
+        self.export();
+    }
+
+    /// Writes the journal whole (a temporary file renamed over the last one, so a reader never
+    /// sees half of it). A failure is told, never fatal: the terminal goes on.
+    fn export(&self) {
+        let Some(path) = &self.record else { return };
+        let mut text = String::new();
+        for record in &self.journal {
+            let line = match record.kind {
+                RecordKind::Sale {
+                    approved, reversed, ..
+                } => serde_json::json!({
+                    "kind": "sale", "approved": approved, "reversed": reversed,
+                    "amount_minor": record.amount.minor_units(), "trace": record.trace,
+                    "receipt": record.receipt_number,
+                }),
+                RecordKind::Reversal { of_receipt } => serde_json::json!({
+                    "kind": "reversal", "of_receipt": of_receipt,
+                    "amount_minor": record.amount.minor_units(), "trace": record.trace,
+                }),
+                RecordKind::Aborted => serde_json::json!({
+                    "kind": "aborted", "amount_minor": record.amount.minor_units(),
+                }),
+            };
+            text.push_str(&line.to_string());
+            text.push('\n');
+        }
+        let temporary = path.with_extension("tmp");
+        if let Err(error) =
+            std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, path))
+        {
+            tracing::warn!(%error, path = %path.display(), "ZVT simulator: cannot write the record");
         }
     }
 
@@ -385,6 +428,7 @@ impl Terminal {
         };
         self.journal.push(record.clone());
         self.last_completed = Some(self.journal.len() - 1);
+        self.export();
         record
     }
 
@@ -399,6 +443,7 @@ impl Terminal {
             status: BmpList::new(),
             receipts: Vec::new(),
         });
+        self.export();
     }
 
     /// The sale an ECR refused the Status-Information of is reversed by the terminal.
@@ -408,6 +453,7 @@ impl Terminal {
                 && let RecordKind::Sale { reversed, .. } = &mut record.kind
             {
                 *reversed = true;
+                self.export();
                 return;
             }
         }
@@ -476,6 +522,7 @@ impl Terminal {
         };
         self.journal.push(record.clone());
         self.last_completed = Some(self.journal.len() - 1);
+        self.export();
         Ok(record)
     }
 

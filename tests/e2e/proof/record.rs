@@ -1,0 +1,130 @@
+//! What a terminal says it did, read from its own journal, the same shape for every protocol.
+
+use serde_json::Value;
+
+/// One completed, approved sale on the terminal and what was done to it since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    /// The sale's reference when the protocol carries one (the built-in simulator does, ZVT
+    /// does not: there a charge is matched by its amount, unique in every scenario).
+    pub reference: Option<String>,
+    pub amount_minor: i64,
+    /// Reversed on the terminal (a cancel, a late approval's reversal, a partial settlement's
+    /// difference).
+    pub reversed_minor: i64,
+    pub refunded_minor: i64,
+}
+
+impl Charge {
+    /// What the shopper pays in the end.
+    pub fn net_minor(&self) -> i64 {
+        self.amount_minor - self.reversed_minor - self.refunded_minor
+    }
+}
+
+/// A terminal's record: every approved sale it completed.
+#[derive(Debug, Clone, Default)]
+pub struct TerminalRecord {
+    pub charges: Vec<Charge>,
+}
+
+impl TerminalRecord {
+    /// The charges of a payment: by reference where the terminal keeps one, else by amount.
+    pub fn charges_of(&self, payment_id: &str, amount_minor: i64) -> Vec<&Charge> {
+        self.charges
+            .iter()
+            .filter(|c| match &c.reference {
+                Some(reference) => reference == payment_id,
+                None => c.amount_minor == amount_minor,
+            })
+            .collect()
+    }
+
+    /// The built-in simulator's journal (`simulator-<terminal>.journal`): a sale is a charge when
+    /// it was approved, completed (its time has come: the terminal goes on without posbridge)
+    /// and not aborted.
+    pub fn from_simulator_journal(text: &str, now_ms: i64) -> TerminalRecord {
+        let entries: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        fn of<'a>(entries: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> {
+            entries.iter().filter(move |e| e["kind"] == kind)
+        }
+        let of_kind = |kind: &'static str| of(&entries, kind);
+        let aborted = |reference: &str| of_kind("aborted").any(|e| e["reference"] == reference);
+        let sum = |kind: &'static str, reference: &str| -> i64 {
+            of_kind(kind)
+                .filter(|e| e["sale_ref"] == reference)
+                .filter_map(|e| e["amount_minor"].as_i64())
+                .sum()
+        };
+        let charges = of_kind("sale")
+            .filter(|e| e["outcome"]["approved"] == true)
+            .filter(|e| e["completes_at"].as_i64().is_some_and(|at| at <= now_ms))
+            .filter_map(|e| {
+                let reference = e["reference"].as_str()?;
+                (!aborted(reference)).then(|| Charge {
+                    reference: Some(reference.to_string()),
+                    amount_minor: e["amount_minor"].as_i64().unwrap_or(0),
+                    reversed_minor: sum("reversal", reference),
+                    refunded_minor: sum("refund", reference),
+                })
+            })
+            .collect();
+        TerminalRecord { charges }
+    }
+
+    /// The ZVT simulator's `--record` file: approved sales, a reversal reverses the whole sale.
+    pub fn from_zvt_record(text: &str) -> TerminalRecord {
+        let charges = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["kind"] == "sale" && e["approved"] == true)
+            .map(|e| {
+                let amount_minor = e["amount_minor"].as_i64().unwrap_or(0);
+                Charge {
+                    reference: None,
+                    amount_minor,
+                    reversed_minor: if e["reversed"] == true {
+                        amount_minor
+                    } else {
+                        0
+                    },
+                    refunded_minor: 0,
+                }
+            })
+            .collect();
+        TerminalRecord { charges }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_simulator_sale_is_a_charge_once_completed_and_not_aborted() {
+        let journal = [
+            r#"{"kind":"sale","reference":"a","amount_minor":100,"completes_at":10,"outcome":{"approved":true}}"#,
+            r#"{"kind":"sale","reference":"b","amount_minor":200,"completes_at":50,"outcome":{"approved":true}}"#,
+            r#"{"kind":"sale","reference":"c","amount_minor":300,"completes_at":10,"outcome":{"approved":true}}"#,
+            r#"{"kind":"aborted","reference":"c","at":5}"#,
+            r#"{"kind":"sale","reference":"d","amount_minor":400,"completes_at":10,"outcome":{"approved":false}}"#,
+            r#"{"kind":"reversal","reference":"r","sale_ref":"a","amount_minor":30,"at":20}"#,
+        ]
+        .join("\n");
+        let record = TerminalRecord::from_simulator_journal(&journal, 20);
+        assert_eq!(record.charges.len(), 1, "{record:?}");
+        assert_eq!(record.charges[0].net_minor(), 70);
+        assert_eq!(record.charges_of("a", 0).len(), 1);
+    }
+
+    #[test]
+    fn a_zvt_charge_is_matched_by_amount_and_reversed_whole() {
+        let text = "{\"kind\":\"sale\",\"approved\":true,\"reversed\":true,\"amount_minor\":1250}\n{\"kind\":\"sale\",\"approved\":false,\"reversed\":false,\"amount_minor\":990}\n";
+        let record = TerminalRecord::from_zvt_record(text);
+        assert_eq!(record.charges_of("any", 1250)[0].net_minor(), 0);
+        assert!(record.charges_of("any", 990).is_empty());
+    }
+}

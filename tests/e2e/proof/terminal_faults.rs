@@ -1,0 +1,1 @@
+//! Terminal faults, on every driver that can simulate them.
