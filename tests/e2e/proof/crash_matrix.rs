@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::harness::*;
 use crate::proof::drivers::{DRIVERS, Driver, Setup};
 use crate::proof::rig::Rig;
-use crate::proof::{Seed, invariants, seeds_for};
+use crate::proof::{Seed, invariants, seeds_for, selected};
 
 /// How the daemon dies.
 #[derive(Debug, Clone, Copy)]
@@ -119,7 +119,7 @@ pub fn approved_amount(seed: &mut Seed) -> (Value, i64) {
 
 /// One cell: a payment through the whole flow with the daemon killed at `step`.
 pub async fn run_cell(driver: &'static Driver, step: &'static Step, mut seed: Seed) -> usize {
-    let approve_after_ms = seed.between(150, 900);
+    let approve_after_ms = seed.between(300, 2500);
     let setup = Setup {
         approve_after_ms,
         ..Setup::default()
@@ -244,7 +244,9 @@ async fn every_driver_killed_at_every_step_keeps_every_invariant() {
         for (s, step) in STEPS.iter().enumerate() {
             for seed in seeds_for((d * 100 + s) as u64) {
                 let name = format!("{} × {} (seed {:#x})", driver.name, step.name, seed.value);
-                cells.push((name, run_cell(driver, step, seed)));
+                if selected(&name) {
+                    cells.push((name, run_cell(driver, step, seed)));
+                }
             }
         }
     }

@@ -85,11 +85,7 @@ impl TerminalUnderTest for BuiltIn {
     }
 
     fn record(&self, daemon: &Daemon) -> TerminalRecord {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(i64::MAX);
-        TerminalRecord::from_simulator_journal(&daemon.journal(), now_ms)
+        TerminalRecord::from_simulator_journal(&daemon.journal())
     }
 
     fn logs(&self) -> String {

@@ -13,6 +13,7 @@
 //! Scale (defaults fit CI; raise them by hand):
 //! - `POSBRIDGE_PROOF_TIMINGS`: randomized timings per cell of the crash matrix (default 1);
 //! - `POSBRIDGE_PROOF_SEED`: the first seed (default: fixed, so a CI failure replays exactly);
+//! - `POSBRIDGE_PROOF_ONLY`: run only the cells whose name contains it (e.g. `zvt-pty`);
 //! - `POSBRIDGE_SOAK_PAYMENTS`: payments in the soak (default 300); `POSBRIDGE_SOAK_KILLS`: kills
 //!   in it (default 10).
 
@@ -32,6 +33,11 @@ pub fn scale(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// Whether a cell runs (`POSBRIDGE_PROOF_ONLY` selects by a part of its name).
+pub fn selected(cell: &str) -> bool {
+    std::env::var("POSBRIDGE_PROOF_ONLY").map_or(true, |only| cell.contains(&only))
 }
 
 /// A small deterministic generator (SplitMix64): a seed replays a scenario's timings exactly.

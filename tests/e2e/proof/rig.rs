@@ -80,7 +80,13 @@ impl Rig {
         if !dead {
             return false;
         }
-        let pause = self.seed.between(0, self.max_pause_ms);
+        // Half the time back at once (the terminal is still at it), half after the sale's
+        // time (it finished while nobody listened).
+        let pause = if self.seed.chance(50) {
+            self.seed.between(0, 150)
+        } else {
+            self.seed.between(self.max_pause_ms / 2, self.max_pause_ms)
+        };
         tokio::time::sleep(Duration::from_millis(pause)).await;
         let daemon = self.daemon.take().expect("a daemon");
         self.daemon = Some(daemon.restart().await);

@@ -280,6 +280,16 @@ impl Terminal {
             text.push_str(&line.to_string());
             text.push('\n');
         }
+        // A sale going on without its ECR completes at its time whoever looks: it is in the
+        // record as what it will be.
+        if let Some(orphan) = self.orphan.filter(|o| o.completes_at.is_some()) {
+            let line = serde_json::json!({
+                "kind": "sale", "approved": orphan.plan.approves(), "reversed": false,
+                "amount_minor": orphan.amount.minor_units(), "running": true,
+            });
+            text.push_str(&line.to_string());
+            text.push('\n');
+        }
         let temporary = path.with_extension("tmp");
         if let Err(error) =
             std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, path))
@@ -297,6 +307,7 @@ impl Terminal {
             "ZVT simulator: the ECR went away mid-sale; the terminal goes on with the sale"
         );
         self.orphan = Some(orphan);
+        self.export();
     }
 
     /// Completes an orphaned sale whose time has come (what happened while nobody looked).
