@@ -74,11 +74,11 @@ impl Seed {
     }
 }
 
-/// The seeds of a matrix cell: `POSBRIDGE_PROOF_TIMINGS` of them, from `POSBRIDGE_PROOF_SEED`,
-/// different for every cell (`cell` numbers it).
-pub fn seeds_for(cell: u64) -> Vec<Seed> {
+/// The seeds of a matrix cell: `per_cell` × `POSBRIDGE_PROOF_TIMINGS` of them, from
+/// `POSBRIDGE_PROOF_SEED`, different for every cell (`cell` numbers it).
+pub fn seeds_for(cell: u64, per_cell: usize) -> Vec<Seed> {
     let first = scale("POSBRIDGE_PROOF_SEED", 11);
-    let timings = scale("POSBRIDGE_PROOF_TIMINGS", 1);
+    let timings = scale("POSBRIDGE_PROOF_TIMINGS", 1) * per_cell as u64;
     (0..timings)
         .map(|i| Seed::new(first.wrapping_mul(1_000_003) ^ (cell << 20) ^ i))
         .collect()
