@@ -53,7 +53,18 @@ pub struct LinkFaults {
     pub nak_next: bool,
     /// Send the next frame with a wrong CRC first (the peer should `NAK` it).
     pub bad_crc_next: bool,
+    /// Answer this many received frames in a row with `NAK` (a storm: more than the peer
+    /// repeats a frame).
+    pub nak_storm: usize,
+    /// Put line noise on the wire before the next frame or APDU.
+    pub garbage_next: bool,
 }
+
+/// The noise of `LinkFaults::garbage_next`: stray bytes, a lone `DLE`, a frame start without
+/// an end.
+const LINE_NOISE: &[u8] = &[
+    0x00, 0xFF, 0x7E, 0x10, 0x41, 0x10, 0x02, 0x06, 0x1E, 0x13, 0x37,
+];
 
 pub struct ZvtLink<S> {
     stream: S,
@@ -90,6 +101,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ZvtLink<S> {
     /// Sends one APDU; on a serial line, until the peer acknowledges it.
     pub async fn send(&mut self, apdu: &Apdu) -> Result<(), LinkError> {
         let bytes = apdu.to_bytes();
+        if std::mem::take(&mut self.faults.garbage_next) {
+            self.stream.write_all(LINE_NOISE).await?;
+        }
         if self.framing == Framing::Tcp {
             self.stream.write_all(&bytes).await?;
             return Ok(self.stream.flush().await?);
@@ -167,6 +181,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ZvtLink<S> {
                 for event in self.decoder.feed(chunk) {
                     match event {
                         FrameEvent::Frame(bytes) => {
+                            if self.faults.nak_storm > 0 {
+                                self.faults.nak_storm -= 1;
+                                self.replies.push(frame::NAK);
+                                continue;
+                            }
                             if std::mem::take(&mut self.faults.nak_next) {
                                 self.replies.push(frame::NAK);
                                 continue;

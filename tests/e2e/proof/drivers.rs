@@ -41,14 +41,22 @@ pub struct Driver {
     pub faults: &'static [&'static str],
 }
 
-/// Serial-only faults come from the ZVT simulator's serial framing.
-const ZVT_FAULTS: &[&str] = &["drop-mid-sale", "slow", "no-completion", "late-approval"];
+/// What the ZVT simulator injects on any line; serial framing adds its own.
+const ZVT_FAULTS: &[&str] = &[
+    "drop-mid-sale",
+    "garbage",
+    "slow",
+    "no-completion",
+    "late-approval",
+];
 const ZVT_SERIAL_FAULTS: &[&str] = &[
     "drop-mid-sale",
+    "garbage",
     "slow",
     "no-completion",
     "late-approval",
     "nak-next",
+    "nak-storm",
     "bad-crc",
 ];
 

@@ -69,6 +69,11 @@ pub enum FaultKind {
     /// The first sale refuses an abort (the card was read) and takes `--late-approval-ms`
     /// (default 8 s) to approve: an ECR that gave up on it meanwhile learns of it late.
     LateApproval,
+    /// `NAK` the next frames received, more in a row than the ECR repeats one (serial only).
+    NakStorm,
+    /// Put line noise on the wire before the next message: stray bytes, a lone `DLE`, a
+    /// frame start without an end (on TCP, bytes that are no APDU).
+    Garbage,
 }
 
 /// Command-line options of `posbridge simulate-terminal zvt`.
@@ -99,6 +104,10 @@ pub struct SimulatorArgs {
     /// How long the `late-approval` fault's sale takes.
     #[arg(long, default_value_t = 8000)]
     pub late_approval_ms: u64,
+    /// How long the `slow` fault waits before each message (longer than the ECR's timeouts:
+    /// a terminal slower than every timeout).
+    #[arg(long, default_value_t = 2000)]
+    pub slow_ms: u64,
     /// Write the terminal's journal to PATH (JSON lines, rewritten whole after each change): what
     /// it charged, reversed and aborted, for tests and audits to compare with posbridge's record.
     #[arg(long, value_name = "PATH")]
@@ -184,6 +193,7 @@ impl SimulatorOptions {
             terminal_id: args.terminal_id,
             first_trace: args.first_trace,
             late_approval: Duration::from_millis(args.late_approval_ms),
+            slow_delay: Duration::from_millis(args.slow_ms),
             record: args.record.clone(),
             ..Self::new(endpoint)
         })

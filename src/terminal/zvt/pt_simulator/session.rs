@@ -31,6 +31,8 @@ mod status {
 
 /// The software version reported in the Status Enquiry completion.
 const SOFTWARE_VERSION: &str = "posbridge-zvt-sim 1.0";
+/// How many frames in a row the `nak-storm` fault refuses: more than the ECR sends one.
+const NAK_STORM: usize = super::super::link::MAX_SENDS + 2;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Timing {
@@ -354,6 +356,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         self.slow = faults.slow;
         self.link.faults.nak_next |= faults.nak_next;
         self.link.faults.bad_crc_next |= faults.bad_crc;
+        self.link.faults.garbage_next |= faults.garbage;
+        if faults.nak_storm {
+            self.link.faults.nak_storm = NAK_STORM;
+        }
         self.abort_policy = match plan {
             Plan::Silent => AbortPolicy::Ignore,
             _ if plan.honours_abort() => AbortPolicy::Accept,

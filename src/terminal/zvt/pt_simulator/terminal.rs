@@ -100,6 +100,8 @@ pub(super) struct SaleFaults {
     pub slow: bool,
     pub no_completion: bool,
     pub late_approval: bool,
+    pub nak_storm: bool,
+    pub garbage: bool,
 }
 
 impl SaleFaults {
@@ -112,6 +114,8 @@ impl SaleFaults {
             slow: has(FaultKind::Slow),
             no_completion: has(FaultKind::NoCompletion),
             late_approval: has(FaultKind::LateApproval),
+            nak_storm: has(FaultKind::NakStorm),
+            garbage: has(FaultKind::Garbage),
         }
     }
 }
