@@ -580,6 +580,71 @@ mod tests {
         assert_eq!(states, [("given_up".to_string(), 9)]);
     }
 
+    /// A Gateway that answers 500 until `outage` has passed, then 200; records every attempt.
+    struct Outage {
+        outage: Duration,
+        start: tokio::time::Instant,
+        attempts: Arc<Mutex<Vec<(u64, bool)>>>,
+    }
+
+    impl CallbackSender for Outage {
+        async fn send(&self, _url: &str, _body: &str) -> Result<(), SendError> {
+            let elapsed = self.start.elapsed();
+            let up = elapsed >= self.outage;
+            self.attempts
+                .lock()
+                .expect("lock")
+                .push((elapsed.as_secs(), up));
+            if up {
+                Ok(())
+            } else {
+                Err(SendError::Refused(500))
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_gateway_failing_for_an_hour_gets_the_callback_within_a_retry_interval_of_recovering()
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = TokioClock::starting_at(1_700_000_000_000);
+        let store = store_with_callback(dir.path(), &clock).await;
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let sender = Outage {
+            outage: Duration::from_secs(3_600),
+            start: tokio::time::Instant::now(),
+            attempts: attempts.clone(),
+        };
+        let worker = worker_with(store.clone(), clock, 86_400, sender);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(worker.run(stop.clone()));
+        tokio::time::sleep(Duration::from_secs(3 * 3_600)).await;
+        stop.cancel();
+        task.await.expect("join");
+        let attempts = attempts.lock().expect("lock").clone();
+        // Never more than the 60 s cap between two attempts, never a storm, one delivery and
+        // nothing after it.
+        let times: Vec<u64> = attempts.iter().map(|(at, _)| *at).collect();
+        assert!(times.windows(2).all(|w| w[1] - w[0] <= 60), "{times:?}");
+        assert!(
+            attempts.len() < 3_600 / 60 + 10,
+            "{} attempts",
+            attempts.len()
+        );
+        let (last_at, delivered) = *attempts.last().expect("attempts");
+        assert!(
+            delivered && (3_600..=3_660).contains(&last_at),
+            "{attempts:?}"
+        );
+        assert_eq!(attempts.iter().filter(|(_, up)| *up).count(), 1);
+        let states = store
+            .call(|c| outbox::states_of(c, "p1"))
+            .await
+            .expect("states");
+        let count = u32::try_from(attempts.len()).expect("a few attempts");
+        assert_eq!(states, [("delivered".to_string(), count)]);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn delivers_after_failures_and_never_again() {
         let dir = tempfile::tempdir().expect("tempdir");
