@@ -4,7 +4,9 @@
 //! A full or read-only filesystem is a small tmpfs this test mounts (root only: elsewhere the
 //! test says SKIPPED, and fails under CI=true). A fresh database on 2 MiB never reaches
 //! SQLite's automatic checkpoint, so every commit appends to the write-ahead log and needs
-//! new space: once the filler took the last page, every database write fails.
+//! new space: once the filler took the last page, every database write fails. The terminal
+//! journal's small appends may still fit in its last page, so a journal that alone finds the
+//! disk full is not a scenario here yet.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -164,6 +166,8 @@ enum FullAt {
     Binding,
     /// The second Create starts the one charge (the compare-and-set).
     ChargeIntent,
+    /// The terminal's result (held and retried: money_safety has the lane's side of it).
+    Result,
     /// The approved payment's callback: its attempts and its delivery are recorded.
     Callback,
 }
@@ -174,7 +178,12 @@ async fn full_disk_at(at: FullAt) {
     };
     let receiver = CallbackReceiver::start(0).await;
     let daemon = Daemon::start(Options {
-        approve_after_ms: 300,
+        // Long enough for the disk to fill while the terminal works.
+        approve_after_ms: if matches!(at, FullAt::Result) {
+            3000
+        } else {
+            300
+        },
         database_dir: Some(disk.path()),
         ..Options::default()
     })
@@ -224,6 +233,19 @@ async fn full_disk_at(at: FullAt) {
             disk.free();
             gateway.create(&body).await;
         }
+        FullAt::Result => {
+            start_sale(&daemon, &body).await;
+            disk.fill();
+            assert!(
+                daemon
+                    .wait_log("ALARM: cannot store the terminal's result", FINAL)
+                    .await,
+                "{}",
+                daemon.logs()
+            );
+            assert_eq!(gateway.create(&body).await["status"], "undefined");
+            disk.free();
+        }
         FullAt::Callback => {
             receiver.fail_always();
             start_charge(&gateway, &body).await;
@@ -270,6 +292,11 @@ async fn a_full_disk_at_binding_refuses_it_until_there_is_room() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_at_the_charge_intent_charges_nothing_until_there_is_room() {
     full_disk_at(FullAt::ChargeIntent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_at_the_result_keeps_it_until_there_is_room() {
+    full_disk_at(FullAt::Result).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
