@@ -1,8 +1,8 @@
 //! The `posbridge` command line: what each subcommand does, and its exit code.
 //! Exit codes: 0 success; 64 bad configuration or command line (EX_USAGE: systemd does not
 //! restart on it); 65 the database is older than the terminals' journals (EX_DATAERR: restored
-//! from an old backup; `adopt-journals` or a newer backup, then start again) or newer than this
-//! binary (a downgrade); 1 failure, or the daemon refused; 2 the running daemon could not be
+//! from an old backup; `adopt-journals` or a newer backup, then start again), newer than this
+//! binary (a downgrade), damaged or read-only (restarting would not help); 1 failure, or the daemon refused; 2 the running daemon could not be
 //! asked.
 //!
 //! What the running daemon answers is shown for people (`views`: tables, local times, amounts
@@ -24,8 +24,8 @@ use crate::locale::StoreTime;
 use crate::telemetry::{self, LogFormat, LogOutput};
 
 const EXIT_USAGE: u8 = 64;
-/// The database does not fit what is beside it: older than the terminal journals, or newer
-/// than this binary (EX_DATAERR).
+/// The database cannot be used as it is: older than the terminal journals, newer than this
+/// binary, damaged or read-only (EX_DATAERR).
 const EXIT_DATA: u8 = 65;
 const EXIT_NOT_ASKED: u8 = 2;
 
@@ -716,7 +716,11 @@ pub fn main() -> ExitCode {
                         Some(crate::pos::EngineError::JournalsAhead(_))
                     ) || matches!(
                         e.downcast_ref::<crate::store::StoreError>(),
-                        Some(crate::store::StoreError::NewerSchema { .. })
+                        Some(
+                            crate::store::StoreError::NewerSchema { .. }
+                                | crate::store::StoreError::Damaged { .. }
+                                | crate::store::StoreError::ReadOnly { .. }
+                        )
                     ) {
                         ExitCode::from(EXIT_DATA)
                     } else {

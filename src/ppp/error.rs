@@ -17,6 +17,10 @@ pub enum PppError {
     TooLarge(usize),
     #[error("internal error")]
     Internal,
+    /// The database refused the write (disk full, read-only, I/O error): nothing was
+    /// changed, and the Gateway's retry of the same request is safe.
+    #[error("the store's database could not record this request (nothing was changed); try again")]
+    Storage,
 }
 
 impl PppError {
@@ -34,6 +38,7 @@ impl PppError {
             PppError::NotFound => StatusCode::NOT_FOUND,
             PppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             PppError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            PppError::Storage => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -44,6 +49,7 @@ impl PppError {
             PppError::NotFound => "unknown-payment",
             PppError::TooLarge(_) => "body-too-large",
             PppError::Internal => "internal-error",
+            PppError::Storage => "storage-unavailable",
         }
     }
 }

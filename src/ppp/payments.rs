@@ -61,7 +61,7 @@ fn engine_error(e: EngineError) -> PppError {
         e @ EngineError::Mismatch { .. } => PppError::bad("payment-mismatch", e.to_string()),
         EngineError::Store(e) => {
             tracing::error!(error = %e, "database error");
-            PppError::Internal
+            PppError::Storage
         }
         e @ (EngineError::Random(_)
         | EngineError::TimeZone(_)

@@ -44,6 +44,18 @@ pub enum StoreError {
         #[source]
         source: Arc<serde_json::Error>,
     },
+    /// The database failed its integrity check at start (or is not a database at all). The
+    /// daemon never serves from it: a lost or changed row could charge twice or lose a result.
+    #[error(
+        "the database {path} is damaged ({found}): posbridge will not run on it. Keep the damaged file aside for the vendor, restore the last backup and start again (see the operator guide, docs/operator-guide.md, \"A damaged database\")"
+    )]
+    Damaged { path: String, found: String },
+    /// The database can only be read (file mode, owner or a read-only filesystem): every
+    /// result must be stored before it is answered, so the daemon does not start.
+    #[error(
+        "the database {path} is read-only ({why}): posbridge must write every result before it answers. Make the file and its directory writable by the service user (see the operator guide, docs/operator-guide.md, \"A read-only database\")"
+    )]
+    ReadOnly { path: String, why: String },
     /// A downgrade: the database was migrated by a newer release. Left untouched.
     #[error(
         "the database {path} has schema version {found}, newer than this binary knows ({known}): it was written by a newer posbridge and is left untouched. Reinstall that newer release, or roll back with the pre-upgrade backup (see the operator guide, docs/operator-guide.md, \"Upgrade and rollback\")"
@@ -211,9 +223,15 @@ pub fn lock_writer(path: &Path) -> Result<WriterLock, StoreError> {
         }
         other => other,
     }
-    .map_err(|e| StoreError::Open {
-        path: lock_path.display().to_string(),
-        problem: e.to_string(),
+    .map_err(|e| match e.kind() {
+        std::io::ErrorKind::ReadOnlyFilesystem => StoreError::ReadOnly {
+            path: path.display().to_string(),
+            why: format!("its filesystem is read-only: {e}"),
+        },
+        _ => StoreError::Open {
+            path: lock_path.display().to_string(),
+            problem: e.to_string(),
+        },
     })?;
     match file.try_lock() {
         Ok(()) => Ok(WriterLock { _file: file }),
@@ -256,6 +274,14 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let mut conn = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(|e| open_error(e.to_string()))?;
+    // SQLite falls back to a read-only open when it may not write the file: refused here
+    // rather than at the first result it cannot store.
+    if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+        return Err(StoreError::ReadOnly {
+            path: path.display().to_string(),
+            why: "the file cannot be written".into(),
+        });
+    }
     // WAL + FULL: a commit is on disk when it returns. secure_delete: freed pages are zeroed.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
@@ -263,7 +289,8 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
          PRAGMA secure_delete = ON;
          PRAGMA foreign_keys = ON;",
     )
-    .map_err(|e| open_error(e.to_string()))?;
+    .map_err(|e| opening_failed(path, e))?;
+    check_integrity(&conn, path)?;
     schema::migrate(&mut conn).map_err(|e| match e {
         schema::MigrateError::Newer(found) => StoreError::NewerSchema {
             path: path.display().to_string(),
@@ -273,6 +300,84 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         schema::MigrateError::Failed(problem) => open_error(problem),
     })?;
     Ok(conn)
+}
+
+/// How many problems the start check names at most (the doctor shows them all).
+const PROBLEMS_SHOWN: usize = 3;
+
+/// The full `PRAGMA integrity_check` at every open, before any migration writes, then
+/// `PRAGMA foreign_key_check`. Unlike `quick_check`, the full check compares every index with
+/// its table: that is how a changed payment id in a payment's row shows; the foreign-key check
+/// finds one changed in a row that names its payment (callback, receipt, event…). SQLite keeps
+/// no checksum of row contents, so a changed byte inside an unindexed value (a URL, an amount)
+/// cannot be found by any check. Measured at about 1.1 s (integrity) and 0.3 s (foreign keys)
+/// for 100k payments with their callbacks in a debug build, once per start.
+fn check_integrity(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let failed = |e| opening_failed(path, e);
+    let problems = pragma_rows(
+        conn,
+        &format!("PRAGMA integrity_check({PROBLEMS_SHOWN})"),
+        |r| r.get::<_, String>(0),
+    )
+    .map_err(failed)?;
+    if !(problems.len() == 1 && problems[0] == "ok") {
+        return Err(StoreError::Damaged {
+            path: path.display().to_string(),
+            found: problems.join("; "),
+        });
+    }
+    // (table, rowid, parent table, constraint): a row naming a payment that does not exist.
+    let orphans = pragma_rows(conn, "PRAGMA foreign_key_check", |r| {
+        Ok(format!(
+            "row {} of {} names a missing row of {}",
+            r.get::<_, Option<i64>>(1)?.unwrap_or_default(),
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(2)?
+        ))
+    })
+    .map_err(failed)?;
+    if !orphans.is_empty() {
+        return Err(StoreError::Damaged {
+            path: path.display().to_string(),
+            found: orphans
+                .into_iter()
+                .take(PROBLEMS_SHOWN)
+                .collect::<Vec<_>>()
+                .join("; "),
+        });
+    }
+    Ok(())
+}
+
+fn pragma_rows<T>(
+    conn: &Connection,
+    pragma: &str,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    conn.prepare(pragma)?
+        .query_map([], row)?
+        .collect::<Result<Vec<_>, _>>()
+}
+
+/// An error while opening: a damaged or read-only file says so, anything else is an
+/// [`StoreError::Open`] with SQLite's words.
+fn opening_failed(path: &Path, error: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    let path = path.display().to_string();
+    match error.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => StoreError::Damaged {
+            path,
+            found: error.to_string(),
+        },
+        Some(ErrorCode::ReadOnly) => StoreError::ReadOnly {
+            path,
+            why: error.to_string(),
+        },
+        _ => StoreError::Open {
+            path,
+            problem: error.to_string(),
+        },
+    }
 }
 
 fn writer_loop(mut conn: Connection, requests: mpsc::Receiver<Request>) {
@@ -371,6 +476,113 @@ mod tests {
         let held = lock_writer(&db).expect("read-only lock file");
         assert!(lock_writer(&db).is_err());
         drop(held);
+    }
+
+    /// A database file with one payment whose id is `id` and its callback, checkpointed: the
+    /// file alone holds them.
+    fn database_with(dir: &Path, id: &str) -> PathBuf {
+        let db = dir.join("d.db");
+        let store = Store::open_inline(&db).expect("open");
+        let payment = payments::test_payment(id, crate::payment::PaymentState::Approved);
+        let id = id.to_string();
+        block_on(store.call(move |c| {
+            payments::insert(c, &payment, 1)?;
+            outbox::enqueue(c, &id, "http://127.0.0.1:9/cb", "{}", 1)
+        }))
+        .expect("insert");
+        block_on(store.checkpoint()).expect("checkpoint");
+        db
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    }
+
+    fn assert_damaged(db: &Path, what: &str) {
+        match Store::open_inline(db) {
+            Err(StoreError::Damaged { path, .. }) => assert_eq!(path, db.display().to_string()),
+            Err(other) => panic!("{what}: not reported as damaged: {other}"),
+            Ok(_) => panic!("{what}: opened a damaged database"),
+        }
+    }
+
+    #[test]
+    fn a_damaged_header_is_refused_as_damaged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = database_with(dir.path(), "pay-header");
+        let mut bytes = std::fs::read(&db).expect("read");
+        bytes[..16].copy_from_slice(b"not a database!\0");
+        std::fs::write(&db, bytes).expect("write");
+        assert_damaged(&db, "header");
+    }
+
+    /// Every copy of a payment id in the file (its row, its index entry, its callback's row),
+    /// changed by one bit, is found at open: the full integrity check compares the index with
+    /// the table, the foreign-key check finds the callback naming a payment that is not there.
+    #[test]
+    fn a_flipped_byte_in_any_copy_of_a_payment_id_is_found_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = "pay-FLIP-7c3e91";
+        let db = database_with(dir.path(), id);
+        let pristine = std::fs::read(&db).expect("read");
+        let places: Vec<usize> = pristine
+            .windows(id.len())
+            .enumerate()
+            .filter(|(_, w)| *w == id.as_bytes())
+            .map(|(at, _)| at)
+            .collect();
+        assert!(
+            places.len() >= 3,
+            "the row, its index entry, the callback: {places:?}"
+        );
+        for at in places {
+            let mut bytes = pristine.clone();
+            bytes[at + id.len() - 1] ^= 0x01;
+            std::fs::write(&db, bytes).expect("write");
+            assert_damaged(&db, &format!("flipped byte at {at}"));
+        }
+        std::fs::write(&db, pristine).expect("write");
+        Store::open_inline(&db).expect("the unchanged file opens");
+    }
+
+    /// Not a test: the figure behind the choice of the full check at start (run by hand with
+    /// `cargo test --release --lib integrity_check_time -- --ignored --nocapture`).
+    #[test]
+    #[ignore = "a measurement, run by hand"]
+    fn integrity_check_time_on_100k_payments() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("big.db");
+        let store = Store::open_inline(&db).expect("open");
+        block_on(store.call(|c| {
+            for i in 0..100_000 {
+                let state = crate::payment::PaymentState::Approved;
+                payments::insert(c, &payments::test_payment(&format!("pay-{i:08}"), state), i)?;
+                outbox::enqueue(c, &format!("pay-{i:08}"), "http://127.0.0.1:9/cb", "{}", i)?;
+            }
+            Ok(())
+        }))
+        .expect("fill");
+        block_on(store.checkpoint()).expect("checkpoint");
+        drop(store);
+        let conn = Connection::open(&db).expect("open");
+        for pragma in ["integrity_check", "quick_check", "foreign_key_check"] {
+            let started = std::time::Instant::now();
+            let verdict: String = conn
+                .query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok("ok".into()),
+                    e => Err(e),
+                })
+                .expect("check");
+            let size = std::fs::metadata(&db).expect("size").len();
+            println!(
+                "{pragma}: {verdict} in {:?} on {size} bytes",
+                started.elapsed()
+            );
+        }
     }
 
     #[tokio::test]
