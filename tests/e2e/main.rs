@@ -19,6 +19,7 @@ mod payment_app;
 mod payment_flow;
 mod reference;
 mod secrets;
+mod spec_check;
 mod stale_feeds;
 mod status_page;
 mod zvt;
