@@ -10,6 +10,7 @@ mod callbacks;
 mod cli_output;
 mod config_and_lifecycle;
 mod crash;
+mod hostile_input;
 mod merchants;
 mod money_safety;
 mod network;
