@@ -50,6 +50,10 @@ enum Target {
     Submit(String),
     /// `POST /authorization/token`.
     Token,
+    /// `GET /authorization/credentials` with this query.
+    Credentials(String),
+    /// `POST /authorization/redirect`: the code form, answered with a page for a person.
+    CodeForm,
 }
 
 /// One hostile request and what it must get.
@@ -620,6 +624,17 @@ impl World {
                 let url = format!("{}/authorization/token", self.daemon.base);
                 self.post(&url, probe, "application/json").await
             }
+            Target::CodeForm => {
+                let url = format!("{}/authorization/redirect", self.daemon.base);
+                self.post(&url, probe, "application/x-www-form-urlencoded")
+                    .await
+            }
+            Target::Credentials(query) => {
+                let url = format!("{}/authorization/credentials?{query}", self.daemon.base);
+                let response = self.gateway.client.get(url).send().await.expect("request");
+                let status = response.status().as_u16();
+                (status, response.text().await.expect("body"))
+            }
         }
     }
 
@@ -658,6 +673,22 @@ impl World {
         if status != probe.status {
             return Err(format!("expected {}: {shown}", probe.status));
         }
+        if matches!(probe.target, Target::CodeForm) {
+            // A page for a person, not a JSON error: it must say what is wrong.
+            if !probe.mentions.iter().any(|m| text.contains(m.as_str())) {
+                return Err(format!(
+                    "a page naming none of {:?}: {shown}",
+                    probe.mentions
+                ));
+            }
+        } else {
+            self.check_error_body(probe, &text, &shown)?;
+        }
+        self.check_unchanged_and_serving(probe, &text, &shown).await
+    }
+
+    /// A JSON error with a code and a message that names what is wrong.
+    fn check_error_body(&self, probe: &Probe, text: &str, shown: &str) -> Result<(), String> {
         let answer: Value =
             serde_json::from_str(&text).map_err(|_| format!("not a JSON answer: {shown}"))?;
         let message = answer["message"].as_str().unwrap_or_default();
@@ -669,6 +700,16 @@ impl World {
                 probe.mentions
             ));
         }
+        Ok(())
+    }
+
+    /// No secret in the answer, the database as it was, the daemon serving.
+    async fn check_unchanged_and_serving(
+        &self,
+        probe: &Probe,
+        text: &str,
+        shown: &str,
+    ) -> Result<(), String> {
         for secret in [APP_TOKEN, CALLBACK_TOKEN, ONBOARDING_CODE]
             .into_iter()
             .chain(probe.needles.iter().map(String::as_str))
@@ -900,6 +941,105 @@ async fn submit_url_and_configuration_flow_refuse_hostile_bodies() {
             })
         },
     );
-    world.run(prop_oneof![submit, token]);
+    // The code form and the credentials, with any text where the token and the codes go.
+    let text = || {
+        prop_oneof![
+            bad_id(),
+            any::<String>(),
+            "[A-Za-z0-9%&=+]{0,300}",
+            (1usize..4000).prop_map(|n| "c".repeat(n)),
+        ]
+    };
+    let code_form = (text(), text(), needles()).prop_map(|(token, code, needles)| Probe {
+        what: format!("code form: token {token:?}, code {code:?}"),
+        target: Target::CodeForm,
+        body: format!(
+            "token={}&code={}&password={}",
+            encode(&token),
+            encode(&code),
+            needles[0]
+        )
+        .into_bytes(),
+        status: 403,
+        mentions: vec!["invalid or has expired".into()],
+        needles: needles.to_vec(),
+    });
+    let credentials = (text(), needles()).prop_map(|(code, needles)| Probe {
+        what: format!("credentials: authorizationCode {code:?}"),
+        target: Target::Credentials(format!(
+            "authorizationCode={}&applicationId=vtex&appToken={}",
+            encode(&code),
+            needles[0]
+        )),
+        body: Vec::new(),
+        status: 401,
+        mentions: vec!["authorizationCode".into()],
+        needles: needles.to_vec(),
+    });
+    world.run(prop_oneof![submit, token, code_form, credentials]);
+    world.finish().await;
+}
+
+/// What the probes found, kept as plain cases: bytes that are no UTF-8 in a field never read
+/// were accepted (a payment stored, the terminal bound), the submitUrl answered a body past its
+/// limit in plain text, and an inbound request without a requestId got an answer the spec
+/// does not allow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_probes_found_stays_fixed() {
+    let world = World::start().await;
+    let not_utf8 = |body: &Value| with_raw(body, "merchantName", b"\"st\xffore\"");
+    let new_payment = create_body(
+        "pay-not-utf8",
+        json!(10),
+        "Venda Direta Credito",
+        "http://127.0.0.1:9/cb",
+    );
+    let serial = json!({ "serialNumber": SERIAL, "merchantName": "x" });
+    let cancel = json!({ "requestId": "c-1", "merchantName": "x" });
+    let found = [
+        (
+            Target::Ppp("/payments".into()),
+            not_utf8(&new_payment),
+            400,
+            "not UTF-8",
+        ),
+        (
+            Target::Ppp("/payments/pay-hostile-open/cancellations".into()),
+            not_utf8(&cancel),
+            400,
+            "not UTF-8",
+        ),
+        (
+            Target::Submit(world.submit_url.clone()),
+            not_utf8(&serial),
+            400,
+            "serialNumber",
+        ),
+        (
+            Target::Submit(world.submit_url.clone()),
+            vec![b' '; SMALL_BODY + 1],
+            413,
+            "larger than",
+        ),
+        (
+            Target::Ppp("/payments/pay-hostile-open/inbound/status".into()),
+            b"{}".to_vec(),
+            400,
+            "`requestId`",
+        ),
+    ];
+    for (target, body, status, mention) in found {
+        let probe = Probe {
+            what: "a found case".into(),
+            target,
+            body,
+            status,
+            mentions: vec![mention.into()],
+            needles: Vec::new(),
+        };
+        if let Err(failure) = world.check(&probe).await {
+            panic!("{failure}");
+        }
+    }
     world.finish().await;
 }
