@@ -690,7 +690,7 @@ impl World {
     /// A JSON error with a code and a message that names what is wrong.
     fn check_error_body(&self, probe: &Probe, text: &str, shown: &str) -> Result<(), String> {
         let answer: Value =
-            serde_json::from_str(&text).map_err(|_| format!("not a JSON answer: {shown}"))?;
+            serde_json::from_str(text).map_err(|_| format!("not a JSON answer: {shown}"))?;
         let message = answer["message"].as_str().unwrap_or_default();
         if answer["code"].as_str().is_none_or(str::is_empty)
             || !probe.mentions.iter().any(|m| message.contains(m.as_str()))
@@ -699,6 +699,18 @@ impl World {
                 "no code, or a message naming none of {:?}: {shown}",
                 probe.mentions
             ));
+        }
+        Ok(())
+    }
+
+    /// The watched rows as they were.
+    fn check_database(&self, shown: &str) -> Result<(), String> {
+        let now = Snapshot::of(&self.daemon.db_path());
+        let mut baseline = self.baseline.lock().expect("baseline");
+        if now != *baseline {
+            let difference = baseline.difference(&now);
+            *baseline = now;
+            return Err(format!("the database changed:\n{difference}\n{shown}"));
         }
         Ok(())
     }
@@ -718,14 +730,7 @@ impl World {
                 return Err(format!("the answer repeats the secret {secret}: {shown}"));
             }
         }
-        let now = Snapshot::of(&self.daemon.db_path());
-        let mut baseline = self.baseline.lock().expect("baseline");
-        if now != *baseline {
-            let difference = baseline.difference(&now);
-            *baseline = now;
-            return Err(format!("the database changed:\n{difference}\n{shown}"));
-        }
-        drop(baseline);
+        self.check_database(shown)?;
         let health = self
             .gateway
             .client
