@@ -101,8 +101,26 @@ async fn submit_serial(
     State(state): State<PaymentAppState>,
     Path(payment_id): Path<String>,
     Query(query): Query<TokenQuery>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    // The one error shape, also for a body past the limit (axum's own answer is plain text).
+    let body = match body {
+        Ok(body) => body,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                &format!("request body larger than {SUBMIT_BODY_BYTES} bytes"),
+            );
+        }
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "cannot read the request body",
+            );
+        }
+    };
     if let Some(problem) = crate::ids::problem(&payment_id, crate::ids::MAX_KEY_CHARS) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -110,9 +128,11 @@ async fn submit_serial(
             &format!("field `paymentId` {problem}"),
         );
     }
-    let body: SerialBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(_) => {
+    // JSON is UTF-8; serde would skip a field it does not read without looking at it.
+    let text = std::str::from_utf8(&body).ok();
+    let body: SerialBody = match text.map(serde_json::from_str).transpose() {
+        Ok(Some(b)) => b,
+        Ok(None) | Err(_) => {
             return error(
                 StatusCode::BAD_REQUEST,
                 "bad-request",

@@ -37,6 +37,13 @@ impl FromRequest<AppState> for RawBody {
 /// Parses JSON; the error says which field is missing or of the wrong type. Under card data or
 /// a field named like a secret it names the field only: serde's text may quote the value.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    // JSON is UTF-8, and serde skips the fields it does not read without looking at them.
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(format!(
+            "malformed JSON: not UTF-8 at byte {}",
+            e.valid_up_to()
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let secret = e.path().iter().any(|segment| match segment {
@@ -182,6 +189,13 @@ mod tests {
         assert_eq!(error, "missing field `requestId`");
         let error = parse::<Sample>(br#"{"requestId": "r""#).expect_err("cut short");
         assert!(error.starts_with("malformed JSON"), "{error}");
+    }
+
+    #[test]
+    fn a_body_that_is_no_utf8_is_refused_even_in_a_field_never_read() {
+        let error = parse::<Sample>(b"{\"requestId\": \"r\", \"other\": \"a\xffb\"}")
+            .expect_err("not UTF-8");
+        assert_eq!(error, "malformed JSON: not UTF-8 at byte 30");
     }
 
     #[test]

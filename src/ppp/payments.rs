@@ -413,6 +413,12 @@ pub async fn inbound(
         Ok(p) => p,
         Err(e) => return engine_error(e).into_response(),
     };
+    // The spec's inbound request carries a requestId and its answer repeats it: without one
+    // there is no answer the spec allows. Asked after the lookup: an unknown payment is a 404
+    // whatever the body.
+    let Some(request_id) = request_id else {
+        return PppError::bad("bad-request", "missing field `requestId`").into_response();
+    };
     let (status_code, content) = if action == "status" {
         let answer = state
             .create_answers

@@ -219,7 +219,10 @@ async fn operations_reject_unknown_payments_and_bad_bodies_in_their_own_shapes()
         assert_eq!(content["paymentId"], "pay-ops");
     }
     let (status, answer) = gateway
-        .post("/payments/pay-ops/inbound/frobnicate", &json!({}))
+        .post(
+            "/payments/pay-ops/inbound/frobnicate",
+            &json!({ "requestId": "i2" }),
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(answer["responseData"]["statusCode"], 404);

@@ -508,10 +508,9 @@ impl Gateway {
         let response = request.send().await.ok()?;
         let status = response.status().as_u16();
         let text = response.text().await.ok()?;
-        Some((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        crate::spec_check::check_response("POST", path, status, &body);
+        Some((status, body))
     }
 
     pub async fn create(&self, body: &Value) -> Value {
