@@ -23,9 +23,18 @@ pub fn append<T: Serialize>(path: &Path, entry: &T) -> Result<(), DriverError> {
         .append(true)
         .open(path)
         .map_err(|e| io_error(path, &e))?;
-    file.write_all(line.as_bytes())
-        .map_err(|e| io_error(path, &e))?;
-    file.sync_data().map_err(|e| io_error(path, &e))
+    let length = file.metadata().map_err(|e| io_error(path, &e))?.len();
+    let written = file
+        .write_all(line.as_bytes())
+        .and_then(|()| file.sync_data());
+    if let Err(e) = written {
+        // A line half-written (a full disk) would glue the next entry onto it, and a reader
+        // skips a torn line: cut the file back to where it was, so only this entry is lost
+        // (and the caller knows it was not written).
+        let _ = file.set_len(length);
+        return Err(io_error(path, &e));
+    }
+    Ok(())
 }
 
 /// Every readable entry, oldest first; no file yet is an empty journal.

@@ -188,3 +188,32 @@ pub fn no_secret_stored(rig: &Rig) {
         }
     }
 }
+
+/// No settlement beyond the authorization, no refund beyond the settlement, and nothing settled
+/// or refunded on a payment that is not approved — in posbridge's own books.
+pub fn nothing_beyond_what_was_charged(rig: &Rig, payments: &[Value]) {
+    let conn = rusqlite::Connection::open_with_flags(
+        rig.daemon().db_path(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open the database");
+    for body in payments {
+        let id = body["paymentId"].as_str().expect("paymentId");
+        let (state, amount, settled, refunded): (String, i64, i64, i64) = conn
+            .query_row(
+                "SELECT state, amount_minor, settled_minor, refunded_minor FROM payments
+                 WHERE payment_id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .expect("the payment's row");
+        if settled > amount || refunded > settled || refunded < 0 {
+            rig.fail(&format!(
+                "{id}: amount {amount}, settled {settled}, refunded {refunded}"
+            ));
+        }
+        if state != "approved" && settled > 0 {
+            rig.fail(&format!("{id} is {state} and settled {settled}"));
+        }
+    }
+}

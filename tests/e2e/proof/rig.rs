@@ -106,13 +106,6 @@ impl Rig {
         false
     }
 
-    /// Starts the daemon again with changed options (a new failpoint, say), killing it first.
-    pub async fn restart_with(&mut self, change: impl FnOnce(&mut Options)) {
-        let daemon = self.daemon.take().expect("a daemon");
-        self.daemon = Some(daemon.restart_with(change).await);
-        self.restarts += 1;
-    }
-
     /// SIGKILL `delay_ms` after the daemon's log first shows `needle` (from now on, at most
     /// within `limit`), by a watcher of its own: the kill lands wherever the daemon is then.
     pub fn kill_after_log(&self, needle: &str, delay_ms: u64, limit: Duration) {
@@ -223,6 +216,16 @@ impl Rig {
                 Some((status, answer)) => self.fail(&format!("{path} answered {status}: {answer}")),
             }
             tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    /// Remembers a Create answer received outside [`Rig::create`] (a concurrent burst).
+    pub fn note_answer(&mut self, answer: &Value) {
+        if let Some(id) = answer["paymentId"].as_str() {
+            self.answers
+                .entry(id.to_string())
+                .or_default()
+                .push(answer.clone());
         }
     }
 
