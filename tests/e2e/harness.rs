@@ -669,8 +669,13 @@ pub async fn start_sale(daemon: &Daemon, body: &Value) {
 
 /// Whether a callback carries the partner's key pair (`[vtex] callback_app_key/_token`).
 fn from_partner(headers: &HeaderMap) -> bool {
-    headers.get("X-VTEX-API-AppKey").and_then(|v| v.to_str().ok()) == Some(CALLBACK_KEY)
-        && headers.get("X-VTEX-API-AppToken").and_then(|v| v.to_str().ok())
+    headers
+        .get("X-VTEX-API-AppKey")
+        .and_then(|v| v.to_str().ok())
+        == Some(CALLBACK_KEY)
+        && headers
+            .get("X-VTEX-API-AppToken")
+            .and_then(|v| v.to_str().ok())
             == Some(CALLBACK_TOKEN)
 }
 
