@@ -381,6 +381,55 @@ result_timeout_s = {result_timeout}
         assert!(holding.is_empty(), "{what} is stored in {holding:?}");
     }
 
+    /// The payment's callbacks in the outbox, oldest first: (state, attempts, body).
+    pub fn outbox_of(&self, payment_id: &str) -> Vec<(String, i64, Value)> {
+        let db = rusqlite::Connection::open(self.db_path()).expect("open the database");
+        let mut rows = db
+            .prepare("SELECT state, attempts, body FROM outbox WHERE payment_id = ?1 ORDER BY id")
+            .expect("prepare");
+        rows.query_map([payment_id], |r| {
+            let body: String = r.get(2)?;
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                serde_json::from_str(&body).unwrap_or(Value::String(body)),
+            ))
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+    }
+
+    /// Waits until none of the payment's callbacks is pending: from then on nothing more is
+    /// sent for it unless a new callback is queued. The definite signal a "delivered once"
+    /// check waits for, instead of a sleep that passes when a second delivery is merely late.
+    pub async fn wait_outbox_settled(
+        &self,
+        payment_id: &str,
+        limit: Duration,
+    ) -> Vec<(String, i64, Value)> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let rows = self.outbox_of(payment_id);
+            if !rows.is_empty() && rows.iter().all(|(state, _, _)| state != "pending") {
+                return rows;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "callbacks of {payment_id} still pending after {limit:?}: {rows:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// How many log lines hold every one of `needles`.
+    pub fn log_lines_with(&self, needles: &[&str]) -> usize {
+        self.logs()
+            .lines()
+            .filter(|line| needles.iter().all(|n| line.contains(n)))
+            .count()
+    }
+
     pub fn journal(&self) -> String {
         std::fs::read_to_string(self.database_dir().join("simulator-lane-1.journal"))
             .unwrap_or_default()
