@@ -1,6 +1,10 @@
-//! Stamps the binary with its git commit and build date for `posbridge --version`.
+//! Stamps the binary with its git commit and build date for `posbridge --version`, and tells
+//! the end-to-end tests which of them this machine cannot or must not run, so that a local run
+//! shows them as `ignored` in its summary instead of a silent `ok` (libtest has no skip at run
+//! time; a `cfg` read by `#[cfg_attr(…, ignore)]` is the one way).
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn main() {
@@ -31,6 +35,51 @@ fn main() {
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    test_gates();
+}
+
+/// `posbridge_browser_missing`: the browser tests' tools are missing and this is not CI (where
+/// they must run, and fail loudly without them). `posbridge_dpkg_allowed`: the packaging test
+/// may install the package system-wide (`CI=true` or `POSBRIDGE_TEST_DPKG=1`), never by
+/// surprise on a developer's machine.
+fn test_gates() {
+    println!("cargo::rustc-check-cfg=cfg(posbridge_browser_missing)");
+    println!("cargo::rustc-check-cfg=cfg(posbridge_dpkg_allowed)");
+    println!("cargo:rerun-if-env-changed=CI");
+    println!("cargo:rerun-if-env-changed=POSBRIDGE_TEST_DPKG");
+    println!("cargo:rerun-if-env-changed=PATH");
+    // Existing paths only: cargo reruns the script (and rebuilds the crate) on every build for
+    // a path that does not exist. Installing chromium or node changes /usr/bin; `npm ci`
+    // changes tests/browser.
+    println!("cargo:rerun-if-changed=tests/browser");
+    println!("cargo:rerun-if-changed=/usr/bin");
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    if ci || std::env::var("POSBRIDGE_TEST_DPKG").as_deref() == Ok("1") {
+        println!("cargo:rustc-cfg=posbridge_dpkg_allowed");
+    }
+    if !ci && let Some(why) = browser_tools_missing() {
+        println!("cargo:rustc-cfg=posbridge_browser_missing");
+        println!("cargo:warning=the browser tests are ignored here: {why}");
+    }
+}
+
+/// What the browser tests (tests/e2e/browser.rs) lack on this machine, if anything.
+fn browser_tools_missing() -> Option<&'static str> {
+    let node = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !node {
+        Some("node is not installed")
+    } else if !Path::new("tests/browser/node_modules/playwright-core").is_dir() {
+        Some("tests/browser/node_modules is missing (cd tests/browser && npm ci)")
+    } else if !Path::new("/usr/bin/chromium").exists() {
+        Some("/usr/bin/chromium is missing (apt-get install chromium)")
+    } else {
+        None
+    }
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).

@@ -695,6 +695,9 @@ pub fn main() -> ExitCode {
             if let Some(warning) = config.demo_box_warning() {
                 tracing::warn!("demo box: {warning}");
             }
+            // What the daemon understood, for a support case; its secrets print as `***`
+            // (the end-to-end secret scan runs at trace level and reads this line).
+            tracing::trace!(config = ?config, "configuration as read");
             let rt = match runtime() {
                 Ok(rt) => rt,
                 Err(code) => return code,

@@ -498,6 +498,8 @@ impl Engine {
         let Some(card) = test_card else {
             return Err(EngineError::UnsupportedMethod(r.method.clone()));
         };
+        // Its Debug shows the fragments only (the end-to-end secret scan reads this line).
+        tracing::trace!(payment_id = %new.payment_id, card = ?card, "Test Suite card");
         // VTEX's documented Test Suite cards; only brand and fragments are kept.
         let (approved, async_) = if card.is("4444333322221111") {
             (true, false)

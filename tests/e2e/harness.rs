@@ -347,6 +347,103 @@ result_timeout_s = {result_timeout}
         self.database_dir().join("posbridge.db")
     }
 
+    /// The files of the daemon's data directory that hold `needle`: the database, its `-wal`
+    /// and `-shm`, the terminal journals and anything else there (the configuration files the
+    /// test wrote excepted: they hold the secrets on purpose). Read while the daemon runs, so
+    /// a row not yet checkpointed is seen in the `-wal`. Fails when there is no database to
+    /// scan, so a "never stored" check cannot pass on an empty directory.
+    pub fn files_holding(&self, needle: &str) -> Vec<PathBuf> {
+        let mut scanned = Vec::new();
+        let mut holding = Vec::new();
+        let mut pending = vec![self.database_dir().to_path_buf()];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).expect("read the data directory") {
+                let path = entry.expect("directory entry").path();
+                if path.is_dir() {
+                    pending.push(path);
+                    continue;
+                }
+                let written_by_the_test = path.parent() == Some(self.dir.path())
+                    && path.extension().is_some_and(|e| e == "toml");
+                if written_by_the_test {
+                    continue;
+                }
+                // A file the daemon removes meanwhile (e.g. `-shm` at a stop) held nothing.
+                let Ok(bytes) = std::fs::read(&path) else {
+                    continue;
+                };
+                if bytes
+                    .windows(needle.len())
+                    .any(|window| window == needle.as_bytes())
+                {
+                    holding.push(path.clone());
+                }
+                scanned.push(path);
+            }
+        }
+        assert!(
+            scanned.contains(&self.db_path()),
+            "no database to scan in {}: {scanned:?}",
+            self.database_dir().display()
+        );
+        holding
+    }
+
+    /// Asserts that `needle` is in no file of the data directory (see [`Daemon::files_holding`]).
+    pub fn assert_never_stored(&self, needle: &str, what: &str) {
+        let holding = self.files_holding(needle);
+        assert!(holding.is_empty(), "{what} is stored in {holding:?}");
+    }
+
+    /// The payment's callbacks in the outbox, oldest first: (state, attempts, body).
+    pub fn outbox_of(&self, payment_id: &str) -> Vec<(String, i64, Value)> {
+        let db = rusqlite::Connection::open(self.db_path()).expect("open the database");
+        let mut rows = db
+            .prepare("SELECT state, attempts, body FROM outbox WHERE payment_id = ?1 ORDER BY id")
+            .expect("prepare");
+        rows.query_map([payment_id], |r| {
+            let body: String = r.get(2)?;
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                serde_json::from_str(&body).unwrap_or(Value::String(body)),
+            ))
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+    }
+
+    /// Waits until none of the payment's callbacks is pending: from then on nothing more is
+    /// sent for it unless a new callback is queued. The definite signal a "delivered once"
+    /// check waits for, instead of a sleep that passes when a second delivery is merely late.
+    pub async fn wait_outbox_settled(
+        &self,
+        payment_id: &str,
+        limit: Duration,
+    ) -> Vec<(String, i64, Value)> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let rows = self.outbox_of(payment_id);
+            if !rows.is_empty() && rows.iter().all(|(state, _, _)| state != "pending") {
+                return rows;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "callbacks of {payment_id} still pending after {limit:?}: {rows:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// How many log lines hold every one of `needles`.
+    pub fn log_lines_with(&self, needles: &[&str]) -> usize {
+        self.logs()
+            .lines()
+            .filter(|line| needles.iter().all(|n| line.contains(n)))
+            .count()
+    }
+
     pub fn journal(&self) -> String {
         std::fs::read_to_string(self.database_dir().join("simulator-lane-1.journal"))
             .unwrap_or_default()
@@ -649,7 +746,20 @@ pub async fn start_sale(daemon: &Daemon, body: &Value) {
     );
 }
 
-/// A real HTTP server that receives callbacks; it can fail its first attempts.
+/// Whether a callback carries the partner's key pair (`[vtex] callback_app_key/_token`).
+fn from_partner(headers: &HeaderMap) -> bool {
+    headers
+        .get("X-VTEX-API-AppKey")
+        .and_then(|v| v.to_str().ok())
+        == Some(CALLBACK_KEY)
+        && headers
+            .get("X-VTEX-API-AppToken")
+            .and_then(|v| v.to_str().ok())
+            == Some(CALLBACK_TOKEN)
+}
+
+/// A real HTTP server that receives callbacks as the Gateway does: it refuses (401) a callback
+/// without the partner's key pair, and it can fail its first attempts.
 pub struct CallbackReceiver {
     pub base: String,
     state: Arc<ReceiverState>,
@@ -658,6 +768,8 @@ pub struct CallbackReceiver {
 struct ReceiverState {
     fail_first: AtomicUsize,
     attempts: AtomicUsize,
+    /// Callbacks refused for want of the partner's key pair.
+    refused: AtomicUsize,
     received: Mutex<Vec<(HeaderMap, String, Value)>>,
 }
 
@@ -666,6 +778,7 @@ impl CallbackReceiver {
         let state = Arc::new(ReceiverState {
             fail_first: AtomicUsize::new(fail_first),
             attempts: AtomicUsize::new(0),
+            refused: AtomicUsize::new(0),
             received: Mutex::new(Vec::new()),
         });
         let handler_state = state.clone();
@@ -676,6 +789,12 @@ impl CallbackReceiver {
                     let state = handler_state.clone();
                     async move {
                         let n = state.attempts.fetch_add(1, Ordering::SeqCst);
+                        // As the Gateway does: a callback without the partner's key pair is
+                        // refused, so every test that waits for a callback proves them.
+                        if !from_partner(&headers) {
+                            state.refused.fetch_add(1, Ordering::SeqCst);
+                            return StatusCode::UNAUTHORIZED;
+                        }
                         if n < state.fail_first.load(Ordering::SeqCst) {
                             return StatusCode::SERVICE_UNAVAILABLE;
                         }
@@ -742,6 +861,11 @@ impl CallbackReceiver {
     ) -> Vec<(HeaderMap, String, Value)> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
+            let refused = self.state.refused.load(Ordering::SeqCst);
+            assert_eq!(
+                refused, 0,
+                "{refused} callback(s) came without the partner's X-VTEX-API-AppKey/AppToken"
+            );
             let got = self.for_payment(payment_id);
             if !got.is_empty() || tokio::time::Instant::now() >= deadline {
                 return got;

@@ -301,7 +301,13 @@ async fn an_approval_after_a_cancel_is_reversed_and_never_reported() {
             .logs()
             .contains("ALARM: the terminal approved a payment that was already cancelled")
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The late approval was recorded before its reversal: any callback it queued is in the
+    // outbox by now. None says approved, and once all are sent none reached the Gateway.
+    let outbox = daemon.wait_outbox_settled("pay-late", FINAL).await;
+    assert!(
+        outbox.iter().all(|(_, _, b)| b["status"] != "approved"),
+        "{outbox:?}"
+    );
     assert!(
         receiver
             .for_payment("pay-late")

@@ -254,7 +254,24 @@ async fn cancel_from_the_app_aborts_the_sale_and_nothing_else_changes_state() {
     let _ = big.send(Message::text("x".repeat(64 * 1024))).await;
     let (_, code) = read_all(&mut big, Duration::from_secs(5)).await;
     assert_ne!(code, Some(1000), "a huge message ends that socket only");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The socket reads in order: each junk text is ignored (and says so) before the next.
+    let ignored = ["payment app: ignored a client message", "WS-3"];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while daemon.log_lines_with(&ignored) < 6 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every junk message was ignored:\n{}",
+            daemon.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(daemon.log_lines_with(&ignored), 6);
+    assert!(
+        !daemon
+            .logs()
+            .contains("cancel requested from the Payment App"),
+        "junk cancelled the sale"
+    );
     let answer = gateway.create(&body).await;
     assert_eq!(
         answer["status"], "undefined",

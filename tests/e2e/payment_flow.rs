@@ -79,7 +79,14 @@ async fn credit_payment_approved_end_to_end() {
         "posted to the URL exactly as received: {uri}"
     );
     assert_eq!(daemon.charges_of("pay-credit"), 1);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once the outbox holds it delivered, nothing more is sent: one row, one attempt.
+    let outbox = daemon.wait_outbox_settled("pay-credit", FINAL).await;
+    assert_eq!(outbox.len(), 1, "queued once: {outbox:?}");
+    assert_eq!(
+        (outbox[0].0.as_str(), outbox[0].1),
+        ("delivered", 1),
+        "{outbox:?}"
+    );
     assert_eq!(
         receiver.for_payment("pay-credit").len(),
         1,

@@ -18,7 +18,8 @@ pub struct ZvtTerminal {
     /// The daemon's `transport` for it.
     pub transport: String,
     logs: Arc<Mutex<String>>,
-    _dir: tempfile::TempDir,
+    /// Holds the pty symlink; handed on to a replacement (see [`ZvtTerminal::replaced`]).
+    dir: Option<tempfile::TempDir>,
 }
 
 impl ZvtTerminal {
@@ -40,11 +41,7 @@ impl ZvtTerminal {
 
     /// The TCP port it listens on.
     pub fn port(&self) -> u16 {
-        self.transport
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("a tcp transport")
+        port_of(&self.transport)
     }
 
     /// Sends a signal to the simulator process (`STOP`, `CONT`, `KILL`).
@@ -61,6 +58,31 @@ impl ZvtTerminal {
             Some(format!("serial:{}", line.trim()))
         })
         .await
+    }
+
+    /// A terminal on a pseudo-terminal behind the symlink `link` (e.g. where another one was:
+    /// a swapped terminal on the same serial port).
+    pub async fn pty_at(link: &std::path::Path, extra: &[&str]) -> ZvtTerminal {
+        let link = link.display().to_string();
+        Self::spawn(&["--pty", &link], extra, |line| {
+            Some(format!("serial:{}", line.trim()))
+        })
+        .await
+    }
+
+    /// Starts a terminal like this one (same transport, TCP or pty) on the same address once
+    /// this one is gone: the lane's terminal swapped or reset.
+    pub async fn replaced(mut self, extra: &[&str]) -> ZvtTerminal {
+        let transport = self.transport.clone();
+        // The pty symlink's directory outlives this terminal.
+        let dir = self.dir.take();
+        drop(self);
+        let mut replacement = match transport.strip_prefix("serial:") {
+            Some(link) => Self::pty_at(std::path::Path::new(link), extra).await,
+            None => Self::tcp_at(port_of(&transport), extra).await,
+        };
+        replacement.dir = dir;
+        replacement
     }
 
     async fn spawn(
@@ -112,7 +134,7 @@ impl ZvtTerminal {
             child,
             transport,
             logs,
-            _dir: dir,
+            dir: Some(dir),
         }
     }
 
@@ -134,6 +156,14 @@ impl Drop for ZvtTerminal {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn port_of(transport: &str) -> u16 {
+    transport
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a tcp transport")
 }
 
 pub async fn daemon_for(terminal: &ZvtTerminal, options: Options) -> Daemon {

@@ -171,11 +171,20 @@ async fn a_swapped_terminal_is_read_again_and_its_sale_recognised() {
 }
 
 /// #2/#3: the terminal is replaced by one with no memory while a sale is unresolved: the
-/// payment stays undefined with an alarm (never denied), and the lane goes on.
+/// payment stays undefined with an alarm (never denied, never called back), `posbridge
+/// alarms` names it, and the lane goes on. Over TCP and over a serial line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminal_that_lost_its_memory_leaves_the_payment_unresolved_not_denied() {
-    let old = ZvtTerminal::tcp(&["--approve-after-ms", "3000"]).await;
-    let port = old.port();
+    a_terminal_that_lost_its_memory(ZvtTerminal::tcp(&["--approve-after-ms", "3000"]).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_on_a_serial_line_that_lost_its_memory_leaves_the_payment_unresolved() {
+    a_terminal_that_lost_its_memory(ZvtTerminal::pty(&["--approve-after-ms", "3000"]).await).await;
+}
+
+async fn a_terminal_that_lost_its_memory(old: ZvtTerminal) {
+    let transport = old.transport.clone();
     let daemon = daemon_for(
         &old,
         Options {
@@ -187,35 +196,49 @@ async fn a_terminal_that_lost_its_memory_leaves_the_payment_unresolved_not_denie
     let receiver = CallbackReceiver::start(0).await;
     assert_eq!(
         pay(&daemon, &receiver, "zr-before", json!(10)).await["status"],
-        "approved"
+        "approved",
+        "{transport}"
     );
     let lost = credit("zr-lost", json!(40), &receiver);
     let daemon = kill_mid_sale(daemon, &lost).await;
-    drop(old);
-    // The same terminal after a reset: same ID, nothing in memory.
-    let reset = ZvtTerminal::tcp_at(port, &["--approve-after-ms", "300"]).await;
+    // The same terminal after a reset: same ID, same address, nothing in memory.
+    let reset = old.replaced(&["--approve-after-ms", "300"]).await;
     let daemon = daemon.restart().await;
     assert!(
         daemon
             .wait_log("ALARM: the terminal can no longer tell", FINAL)
             .await,
-        "{}",
+        "{transport}\n{}",
         daemon.logs()
     );
     let gateway = daemon.gateway();
-    assert_eq!(gateway.create(&lost).await["status"], "undefined");
     let (code, report) = daemon.alarms();
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(1), "{transport}: {report}");
     assert!(
         report.contains("zr-lost") && report.contains("reset or replaced"),
-        "{report}"
+        "{transport}: {report}"
     );
     // The lane is not locked behind it.
     let next = pay(&daemon, &receiver, "zr-after", json!(12)).await;
-    assert_eq!(next["status"], "approved", "{next}\n{}", reset.logs());
+    assert_eq!(
+        next["status"],
+        "approved",
+        "{transport}: {next}\n{}",
+        reset.logs()
+    );
+    // Still undefined after a later sale went through: no guess was made meanwhile.
+    let answer = gateway.create(&lost).await;
+    assert_eq!(answer["status"], "undefined", "{transport}: {answer}");
+    // The later sale's callback came (the receiver is fine): none for the unresolved one.
+    assert_eq!(receiver.wait_for("zr-after", FINAL).await.len(), 1);
     assert!(
         receiver.for_payment("zr-lost").is_empty(),
-        "nothing reported on a guess"
+        "{transport}: nothing reported on a guess"
+    );
+    assert_eq!(
+        reset.sales(),
+        1,
+        "{transport}: only the later sale was charged"
     );
 }
 
