@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -436,6 +436,30 @@ result_timeout_s = {result_timeout}
         }
     }
 
+    /// Waits until no callback at all is pending; how many were delivered.
+    pub async fn wait_outbox_settled_all(&self, limit: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let db = rusqlite::Connection::open(self.db_path()).expect("open the database");
+            let (pending, delivered): (i64, i64) = db
+                .query_row(
+                    "SELECT COUNT(*) FILTER (WHERE state = 'pending'),
+                            COUNT(*) FILTER (WHERE state = 'delivered') FROM outbox",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .expect("the outbox");
+            if pending == 0 {
+                return usize::try_from(delivered).expect("a count");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{pending} callbacks still pending after {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// How many log lines hold every one of `needles`.
     pub fn log_lines_with(&self, needles: &[&str]) -> usize {
         self.logs()
@@ -763,6 +787,7 @@ fn from_partner(headers: &HeaderMap) -> bool {
 pub struct CallbackReceiver {
     pub base: String,
     state: Arc<ReceiverState>,
+    server: tokio::task::AbortHandle,
 }
 
 struct ReceiverState {
@@ -770,15 +795,30 @@ struct ReceiverState {
     attempts: AtomicUsize,
     /// Callbacks refused for want of the partner's key pair.
     refused: AtomicUsize,
+    /// Attempts numbered below this are answered only after `hang_ms` (a slow or hanging
+    /// Gateway; the callback counts as received when it arrives).
+    hang_until: AtomicUsize,
+    hang_ms: AtomicU64,
     received: Mutex<Vec<(HeaderMap, String, Value)>>,
 }
 
 impl CallbackReceiver {
     pub async fn start(fail_first: usize) -> CallbackReceiver {
+        Self::start_at(0, fail_first).await
+    }
+
+    /// A receiver on a given port of 127.0.0.1 (where callbacks were refused before).
+    pub async fn start_on(port: u16) -> CallbackReceiver {
+        Self::start_at(port, 0).await
+    }
+
+    async fn start_at(port: u16, fail_first: usize) -> CallbackReceiver {
         let state = Arc::new(ReceiverState {
             fail_first: AtomicUsize::new(fail_first),
             attempts: AtomicUsize::new(0),
             refused: AtomicUsize::new(0),
+            hang_until: AtomicUsize::new(0),
+            hang_ms: AtomicU64::new(0),
             received: Mutex::new(Vec::new()),
         });
         let handler_state = state.clone();
@@ -804,22 +844,62 @@ impl CallbackReceiver {
                             uri.to_string(),
                             value,
                         ));
+                        if n < state.hang_until.load(Ordering::SeqCst) {
+                            let pause = state.hang_ms.load(Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(pause)).await;
+                        }
                         StatusCode::OK
                     }
                 },
             ),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
-        });
+        })
+        .abort_handle();
         CallbackReceiver {
             base: format!("http://{addr}"),
             state,
+            server,
         }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port")
+    }
+
+    /// Stops listening: callbacks to it are refused (connection refused) from now on. Only
+    /// before any callback came: a kept-alive connection would outlive the listener.
+    pub fn stop(&self) {
+        self.server.abort();
+    }
+
+    /// The next `attempts` attempts are answered (200) only after `pause`.
+    pub fn hang_first(&self, attempts: usize, pause: Duration) {
+        let now = self.attempts();
+        self.state.hang_ms.store(
+            u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+            Ordering::SeqCst,
+        );
+        self.state
+            .hang_until
+            .store(now.saturating_add(attempts), Ordering::SeqCst);
+    }
+
+    /// The next `attempts` attempts fail with 503.
+    pub fn fail_first_attempts(&self, attempts: usize) {
+        let now = self.attempts();
+        self.state
+            .fail_first
+            .store(now.saturating_add(attempts), Ordering::SeqCst);
     }
 
     /// A callback URL as VTEX builds them, with a signature in the query.

@@ -72,7 +72,8 @@ async fn a_gateway_that_hangs_past_the_timeout_is_tried_again() {
 async fn a_slow_gateway_within_the_timeout_gets_each_callback_once() {
     let mut seed = Seed::new(scale("POSBRIDGE_PROOF_SEED", 11) ^ 0x5107);
     let mut rig = simulator_rig("a slow Gateway", seed.clone()).await;
-    rig.receiver.hang_first(usize::MAX, Duration::from_millis(1_200));
+    rig.receiver
+        .hang_first(usize::MAX, Duration::from_millis(1_200));
     let mut payments = Vec::new();
     for n in 0..3 {
         let (value, _) = approved_amount(&mut seed);
@@ -111,11 +112,17 @@ async fn storm(mut seed: Seed, kills: usize) -> usize {
         for (body, _, _) in &payments {
             for _ in 0..3 {
                 let (gateway, body) = (gateway.clone(), body.clone());
-                burst.push(tokio::spawn(async move { gateway.try_post("/payments", &body).await }));
+                burst.push(tokio::spawn(async move {
+                    gateway.try_post("/payments", &body).await
+                }));
             }
         }
         if round == 0 && kills > 0 {
-            rig.kill_after_log("payment stored", seed.between(0, 40), Duration::from_secs(10));
+            rig.kill_after_log(
+                "payment stored",
+                seed.between(0, 40),
+                Duration::from_secs(10),
+            );
         }
         for task in burst {
             if let Ok(Some((200, answer))) = task.await {
@@ -131,7 +138,10 @@ async fn storm(mut seed: Seed, kills: usize) -> usize {
     let mut requests: Vec<(String, Value)> = Vec::new();
     for (_, id, minor) in &payments {
         let settle = if seed.chance(50) { *minor } else { minor - 100 };
-        requests.push((format!("/payments/{id}/cancellations"), json!({ "requestId": "c1" })));
+        requests.push((
+            format!("/payments/{id}/cancellations"),
+            json!({ "requestId": "c1" }),
+        ));
         requests.push((
             format!("/payments/{id}/settlements"),
             json!({ "requestId": "s1", "value": settle as f64 / 100.0 }),
@@ -147,7 +157,11 @@ async fn storm(mut seed: Seed, kills: usize) -> usize {
     }
     let gateway = rig.daemon().gateway();
     let mut burst = Vec::new();
-    for (path, body) in requests.iter().chain(requests.iter()).chain(requests.iter()) {
+    for (path, body) in requests
+        .iter()
+        .chain(requests.iter())
+        .chain(requests.iter())
+    {
         let (gateway, path, body) = (gateway.clone(), path.clone(), body.clone());
         let pause = Duration::from_millis(seed.between(0, 300));
         burst.push(tokio::spawn(async move {
@@ -182,7 +196,10 @@ async fn concurrent_out_of_order_requests_with_and_without_kills_keep_every_inva
     let cells = (0..3)
         .map(|kills| {
             let seed = Seed::new(first ^ (0x5707 + kills as u64));
-            (format!("storm with {kills} kills (seed {:#x})", seed.value), storm(seed, kills))
+            (
+                format!("storm with {kills} kills (seed {:#x})", seed.value),
+                storm(seed, kills),
+            )
         })
         .collect();
     run_all(cells).await;

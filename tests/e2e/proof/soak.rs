@@ -127,9 +127,17 @@ async fn a_soak_of_payments_with_faults_and_kills_keeps_every_invariant_and_does
             };
             let minor = (batch * BATCH + n + 1) as i64 * 100 + cents;
             let id = format!("soak-{batch}-{n}");
-            let body = create_body(&id, json!(minor as f64 / 100.0), "Venda Direta Credito", &rig.receiver.url_for(&id));
+            let body = create_body(
+                &id,
+                json!(minor as f64 / 100.0),
+                "Venda Direta Credito",
+                &rig.receiver.url_for(&id),
+            );
             let then = match seed.between(0, 5) {
-                0 => Some((format!("/payments/{id}/cancellations"), json!({ "requestId": "c" }))),
+                0 => Some((
+                    format!("/payments/{id}/cancellations"),
+                    json!({ "requestId": "c" }),
+                )),
                 1 => Some((
                     format!("/payments/{id}/settlements"),
                     json!({ "requestId": "s", "value": (minor - 50) as f64 / 100.0 }),
@@ -140,12 +148,19 @@ async fn a_soak_of_payments_with_faults_and_kills_keeps_every_invariant_and_does
                 operations += 1;
             }
             bodies.push(body.clone());
-            tasks.push((body.clone(), tokio::spawn(drive(gateway.clone(), body, then))));
+            tasks.push((
+                body.clone(),
+                tokio::spawn(drive(gateway.clone(), body, then)),
+            ));
         }
         while kill_batches.first() == Some(&batch) {
             kill_batches.remove(0);
-            let needle = ["payment stored", "sale sent to the terminal", "terminal result recorded", "callback delivered"]
-                [seed.between(0, 3) as usize];
+            let needle = [
+                "payment stored",
+                "sale sent to the terminal",
+                "terminal result recorded",
+                "callback delivered",
+            ][seed.between(0, 3) as usize];
             rig.kill_after_log(needle, seed.between(0, 100), Duration::from_secs(20));
         }
         for (body, task) in tasks {
@@ -168,13 +183,17 @@ async fn a_soak_of_payments_with_faults_and_kills_keeps_every_invariant_and_does
         rig.pay(&body, Duration::from_secs(90)).await;
     }
     let elapsed = started.elapsed();
-    let settled_callbacks = rig.daemon().wait_outbox_settled_all(Duration::from_secs(60)).await;
+    let settled_callbacks = rig
+        .daemon()
+        .wait_outbox_settled_all(Duration::from_secs(60))
+        .await;
     let after = footprint(rig.daemon());
     invariants::check(&mut rig, &bodies).await;
     invariants::nothing_beyond_what_was_charged(&rig, &bodies);
     let (before, count_before) = before.expect("a measured tail");
     let tail_payments = (bodies.len() - count_before).max(1) as u64;
-    let bytes_per_payment = after.database_bytes.saturating_sub(before.database_bytes) / tail_payments;
+    let bytes_per_payment =
+        after.database_bytes.saturating_sub(before.database_bytes) / tail_payments;
     eprintln!(
         "soak: {} payments ({operations} with an operation), {} kills, {settled_callbacks} callbacks, in {elapsed:?}; \
          last third: RSS {} → {} KiB, open files {} → {}, database {} → {} bytes ({bytes_per_payment} bytes per payment)",
@@ -190,8 +209,17 @@ async fn a_soak_of_payments_with_faults_and_kills_keeps_every_invariant_and_does
     assert_eq!(rig.restarts, kills_planned, "every planned kill happened");
     // No leak: open files come back to what they were; memory grows by no more than a few
     // MiB over hundreds of payments (allocator noise), whatever the number of payments.
-    assert!(after.open_files <= before.open_files + 4, "{before:?} → {after:?}");
-    assert!(after.rss_kib <= before.rss_kib + 16 * 1024, "{before:?} → {after:?}");
+    assert!(
+        after.open_files <= before.open_files + 4,
+        "{before:?} → {after:?}"
+    );
+    assert!(
+        after.rss_kib <= before.rss_kib + 16 * 1024,
+        "{before:?} → {after:?}"
+    );
     // The database grows by the payments' rows, not more: a few KiB each.
-    assert!(bytes_per_payment < 64 * 1024, "{bytes_per_payment} bytes per payment");
+    assert!(
+        bytes_per_payment < 64 * 1024,
+        "{bytes_per_payment} bytes per payment"
+    );
 }
