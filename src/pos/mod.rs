@@ -429,10 +429,10 @@ impl Engine {
                             (p, true, adopted)
                         }
                     };
-                let mut started = false;
-                if p.state == PaymentState::Bound && payments::start_charge(c, &p.payment_id, now)?
-                {
-                    started = true;
+                // The compare-and-set alone decides (no read of the state before it): only a
+                // bound payment starts its charge, and only once — a broken CAS shows end to end.
+                let started = payments::start_charge(c, &p.payment_id, now)?;
+                if started {
                     p = must_get(c, &p.payment_id)?;
                 }
                 Ok(Ok((p, started, first_call, adopted)))

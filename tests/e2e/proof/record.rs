@@ -104,7 +104,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_simulator_sale_is_a_charge_once_completed_and_not_aborted() {
+    fn a_simulator_sale_is_a_charge_unless_declined_or_aborted_running_or_not() {
         let journal = [
             r#"{"kind":"sale","reference":"a","amount_minor":100,"completes_at":10,"outcome":{"approved":true}}"#,
             r#"{"kind":"sale","reference":"b","amount_minor":200,"completes_at":50,"outcome":{"approved":true}}"#,
