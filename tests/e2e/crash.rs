@@ -159,17 +159,7 @@ async fn an_online_backup_restores_every_answer() {
     start_charge(&gateway, &body).await;
     let done = gateway.poll_final(&body, Duration::from_secs(30)).await;
     let backup = daemon.dir().join("backup.db");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_posbridge"))
-        .args(["backup", "--config"])
-        .arg(daemon.dir().join("posbridge.toml"))
-        .arg(&backup)
-        .output()
-        .expect("backup");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    daemon.backup_to(&backup);
     // Restore: stop, put the copy in place, start again.
     let mut daemon = daemon;
     daemon.kill();

@@ -31,14 +31,14 @@ fn credit(id: &str, receiver: &CallbackReceiver) -> Value {
 
 /// A tmpfs of its own for the database directory; unmounted when dropped, even when the
 /// test fails.
-struct SmallDisk {
+pub struct SmallDisk {
     dir: tempfile::TempDir,
 }
 
 impl SmallDisk {
     /// `None` (with a visible message) where this process may not mount; under CI=true that
     /// fails the test instead.
-    fn mount() -> Option<SmallDisk> {
+    pub fn mount() -> Option<SmallDisk> {
         let dir = tempfile::tempdir().expect("tempdir");
         let mounted = Command::new("mount")
             .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
@@ -56,7 +56,7 @@ impl SmallDisk {
         Some(SmallDisk { dir })
     }
 
-    fn path(&self) -> PathBuf {
+    pub fn path(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }
 
@@ -65,7 +65,7 @@ impl SmallDisk {
     }
 
     /// Takes every free page.
-    fn fill(&self) {
+    pub fn fill(&self) {
         let _ = Command::new("dd")
             .args(["if=/dev/zero", "bs=64k"])
             .arg(format!("of={}", self.filler().display()))
@@ -82,7 +82,7 @@ impl SmallDisk {
         );
     }
 
-    fn free(&self) {
+    pub fn free(&self) {
         std::fs::remove_file(self.filler()).expect("free the disk");
     }
 
@@ -468,21 +468,6 @@ async fn a_read_only_database_is_refused_at_start() {
 /// Where a payment is when a backup is taken.
 const STEPS: [&str; 5] = ["stored", "bound", "charging", "approved", "called-back"];
 
-/// `posbridge backup` of the running daemon's database into `to`.
-fn backup(daemon: &Daemon, to: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_posbridge"))
-        .args(["backup", "--config"])
-        .arg(daemon.dir().join("posbridge.toml"))
-        .arg(to)
-        .output()
-        .expect("backup");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A backup taken at every step of one payment, each restored beside the terminal's journal
 /// as it is now: the restored daemon never charges again, recovers the terminal's approval,
 /// and calls back what Create answers.
@@ -502,14 +487,14 @@ async fn a_backup_from_every_step_of_a_payment_restores_without_a_second_charge(
 
     receiver.fail_always();
     let first = gateway.create(&body).await;
-    backup(&daemon, &copy("stored"));
+    daemon.backup_to(&copy("stored"));
     let (status, answer) = submit_serial(
         &submit_url(&first),
         &json!({ "serialNumber": SERIAL }).to_string(),
     )
     .await;
     assert_eq!(status, 200, "{answer}");
-    backup(&daemon, &copy("bound"));
+    daemon.backup_to(&copy("bound"));
     gateway.create(&body).await;
     assert!(
         daemon
@@ -519,10 +504,10 @@ async fn a_backup_from_every_step_of_a_payment_restores_without_a_second_charge(
             )
             .await
     );
-    backup(&daemon, &copy("charging"));
+    daemon.backup_to(&copy("charging"));
     let done = gateway.poll_final(&body, FINAL).await;
     assert_eq!(done["status"], "approved", "{done}");
-    backup(&daemon, &copy("approved"));
+    daemon.backup_to(&copy("approved"));
     receiver.succeed_from_now();
     assert_eq!(receiver.wait_for(id, FINAL).await.len(), 1);
     // Delivered is recorded after the receiver answered: wait until the row says so.
@@ -544,7 +529,7 @@ async fn a_backup_from_every_step_of_a_payment_restores_without_a_second_charge(
         assert!(tokio::time::Instant::now() < deadline, "never recorded");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    backup(&daemon, &copy("called-back"));
+    daemon.backup_to(&copy("called-back"));
     let journal = daemon.journal();
     assert_eq!(daemon.charges_of(id), 1);
     drop(daemon);

@@ -460,6 +460,21 @@ result_timeout_s = {result_timeout}
         }
     }
 
+    /// `posbridge backup` of this daemon's database (online) into `to`.
+    pub fn backup_to(&self, to: &Path) {
+        let out = Command::new(env!("CARGO_BIN_EXE_posbridge"))
+            .args(["backup", "--config"])
+            .arg(self.dir.path().join("posbridge.toml"))
+            .arg(to)
+            .output()
+            .expect("backup");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// How many log lines hold every one of `needles`.
     pub fn log_lines_with(&self, needles: &[&str]) -> usize {
         self.logs()

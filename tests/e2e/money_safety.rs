@@ -9,6 +9,7 @@ use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::disk_faults::SmallDisk;
 use crate::harness::*;
 
 const FINAL: Duration = Duration::from_secs(40);
@@ -590,48 +591,19 @@ async fn a_database_from_a_newer_release_stops_the_start_untouched() {
     assert_eq!(std::fs::read(&db).expect("db"), before, "left untouched");
 }
 
-/// Mounts a small tmpfs for the database when this test may (root); `None` (with a message)
-/// where it cannot, which fails under CI=true.
-fn small_filesystem(dir: &std::path::Path) -> Option<()> {
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
-        .arg(dir)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "cannot mount a tmpfs (needs root) and CI=true"
-        );
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
-        return None;
-    }
-    Some(())
-}
-
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// #7: the terminal approves while the filesystem is full: the result is kept (retried,
 /// alarmed, shown on the lane), never dropped; it is stored once there is room again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_is_kept_while_the_disk_is_full() {
-    let mount = tempfile::tempdir().expect("tempdir");
-    if small_filesystem(mount.path()).is_none() {
+    let Some(disk) = SmallDisk::mount() else {
         return;
-    }
-    let _unmount = Unmount(mount.path().to_path_buf());
+    };
     let receiver = CallbackReceiver::start(0).await;
     let daemon = Daemon::start(Options {
         approve_after_ms: 3000,
         admin: true,
         extra_config: String::new(),
-        database_dir: Some(mount.path().to_path_buf()),
+        database_dir: Some(disk.path()),
         ..Options::default()
     })
     .await;
@@ -639,11 +611,7 @@ async fn a_result_is_kept_while_the_disk_is_full() {
     let body = credit("full-1", json!(33), &receiver);
     start_sale(&daemon, &body).await;
     // Fill the filesystem while the terminal works.
-    let filler = mount.path().join("filler");
-    let _ = Command::new("dd")
-        .args(["if=/dev/zero", "bs=64k"])
-        .arg(format!("of={}", filler.display()))
-        .output();
+    disk.fill();
     assert!(
         daemon
             .wait_log("ALARM: cannot store the terminal's result", FINAL)
@@ -663,7 +631,7 @@ async fn a_result_is_kept_while_the_disk_is_full() {
         "not final until stored"
     );
     // Room again: the result the terminal gave is stored and called back.
-    std::fs::remove_file(&filler).expect("free");
+    disk.free();
     let done = gateway.poll_final(&body, FINAL).await;
     assert_eq!(done["status"], "approved", "{done}");
     assert_eq!(receiver.wait_for("full-1", FINAL).await.len(), 1);
