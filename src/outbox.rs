@@ -205,7 +205,7 @@ impl<S: CallbackSender> OutboxWorker<S> {
                     held_back = true;
                     continue;
                 }
-                let target = target_of(&callback.url);
+                let target = callback.url.as_deref().map(target_of).unwrap_or_default();
                 if attempts.may_start(&callback.payment_id, &target) {
                     // Instrumented, never entered across an await: entered, the span would stay
                     // on the thread where the task paused and name this payment on other lines.
@@ -245,7 +245,10 @@ impl<S: CallbackSender> OutboxWorker<S> {
     }
 
     async fn send_and_record(&self, callback: Callback) -> Result<(), StoreError> {
-        let result = self.sender.send(&callback.url, &callback.body).await;
+        let Some(url) = callback.url.as_deref() else {
+            return self.give_up_unreadable(&callback).await;
+        };
+        let result = self.sender.send(url, &callback.body).await;
         let now = self.clock.now_ms();
         let id = callback.id;
         match result {
@@ -321,6 +324,42 @@ impl<S: CallbackSender> OutboxWorker<S> {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+impl<S: CallbackSender> OutboxWorker<S> {
+    /// Gives up at once a callback whose sealed address cannot be opened (the database was
+    /// restored without its key file): no attempt could ever reach the Gateway.
+    async fn give_up_unreadable(&self, callback: &Callback) -> Result<(), StoreError> {
+        const REASON: &str = "the callback address cannot be read: restored without its key file";
+        let now = self.clock.now_ms();
+        let (id, payment_id) = (callback.id, callback.payment_id.clone());
+        self.outbox
+            .store()
+            .call(move |c| {
+                outbox::failed(c, id, None, REASON)?;
+                let shown = payments::get(c, &payment_id)?
+                    .map_or_else(|| payment_id.clone(), |p| p.vtex_payment_id().to_string());
+                let text = format!(
+                    "The callback address of payment {shown} cannot be read: the database was restored without its key file (the database's file name with .key). The Gateway gets the answer on its next Create. Copy the key file with every backup (see the operator guide, docs/operator-guide.md, \"Backup and restore\")."
+                );
+                alarms::raise(
+                    c,
+                    AlarmKind::CallbackGivenUp,
+                    Some(&payment_id),
+                    Some(&id.to_string()),
+                    &text,
+                    now,
+                )?;
+                Ok(())
+            })
+            .await?;
+        crate::observability::callback_attempt("given_up");
+        tracing::error!(
+            error = REASON,
+            "ALARM: giving up on a callback; the Gateway gets the answer on its next Create"
+        );
         Ok(())
     }
 }
