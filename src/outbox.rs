@@ -619,6 +619,36 @@ mod tests {
         assert_eq!(states, [("given_up".to_string(), 9)]);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_callback_whose_address_cannot_be_read_is_given_up_with_an_alarm() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = TokioClock::starting_at(1_700_000_000_000);
+        drop(store_with_callback(dir.path(), &clock).await);
+        // Restored elsewhere without its key file: a new key cannot open the address.
+        std::fs::remove_file(dir.path().join("outbox.db.key")).expect("remove the key");
+        let store = Store::open_inline(&dir.path().join("outbox.db")).expect("reopen");
+        let (worker, attempts) = worker(store.clone(), clock, 0, 300);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(worker.run(stop.clone()));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        stop.cancel();
+        task.await.expect("join");
+        assert!(attempts.lock().expect("lock").is_empty(), "never sent");
+        let (states, alarms) = store
+            .call(|c| Ok((outbox::states_of(c, "p1")?, alarms::open(c)?)))
+            .await
+            .expect("read");
+        assert_eq!(states, [("given_up".to_string(), 1)]);
+        assert_eq!(alarms.len(), 1);
+        assert_eq!(alarms[0].kind, AlarmKind::CallbackGivenUp);
+        assert!(
+            alarms[0].text.starts_with("The callback address of payment p1 cannot be read: the database was restored without its key file")
+                && alarms[0].text.contains("The Gateway gets the answer on its next Create"),
+            "{}",
+            alarms[0].text
+        );
+    }
+
     /// A Gateway that answers 500 until `outage` has passed, then 200; records every attempt.
     struct Outage {
         outage: Duration,
