@@ -374,7 +374,7 @@ fn index_entry(file: &[u8], id: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_database_is_refused_at_start() {
     let id = "pay-DAMAGE-4f2a9c";
-    let (daemon, config, receiver) = stopped_with_one_payment(Options::default(), id).await;
+    let (daemon, config, _receiver) = stopped_with_one_payment(Options::default(), id).await;
     let db = daemon.db_path();
     let pristine = std::fs::read(&db).expect("db");
     let page = 4096;
