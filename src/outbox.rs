@@ -205,7 +205,7 @@ impl<S: CallbackSender> OutboxWorker<S> {
                     held_back = true;
                     continue;
                 }
-                let target = target_of(&callback.url);
+                let target = callback.url.as_deref().map(target_of).unwrap_or_default();
                 if attempts.may_start(&callback.payment_id, &target) {
                     // Instrumented, never entered across an await: entered, the span would stay
                     // on the thread where the task paused and name this payment on other lines.
@@ -245,7 +245,10 @@ impl<S: CallbackSender> OutboxWorker<S> {
     }
 
     async fn send_and_record(&self, callback: Callback) -> Result<(), StoreError> {
-        let result = self.sender.send(&callback.url, &callback.body).await;
+        let Some(url) = callback.url.as_deref() else {
+            return self.give_up_unreadable(&callback).await;
+        };
+        let result = self.sender.send(url, &callback.body).await;
         let now = self.clock.now_ms();
         let id = callback.id;
         match result {
@@ -321,6 +324,42 @@ impl<S: CallbackSender> OutboxWorker<S> {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+impl<S: CallbackSender> OutboxWorker<S> {
+    /// Gives up at once a callback whose sealed address cannot be opened (the database was
+    /// restored without its key file): no attempt could ever reach the Gateway.
+    async fn give_up_unreadable(&self, callback: &Callback) -> Result<(), StoreError> {
+        const REASON: &str = "the callback address cannot be read: restored without its key file";
+        let now = self.clock.now_ms();
+        let (id, payment_id) = (callback.id, callback.payment_id.clone());
+        self.outbox
+            .store()
+            .call(move |c| {
+                outbox::failed(c, id, None, REASON)?;
+                let shown = payments::get(c, &payment_id)?
+                    .map_or_else(|| payment_id.clone(), |p| p.vtex_payment_id().to_string());
+                let text = format!(
+                    "The callback address of payment {shown} cannot be read: the database was restored without its key file (the database's file name with .key). The Gateway gets the answer on its next Create. Copy the key file with every backup (see the operator guide, docs/operator-guide.md, \"Backup and restore\")."
+                );
+                alarms::raise(
+                    c,
+                    AlarmKind::CallbackGivenUp,
+                    Some(&payment_id),
+                    Some(&id.to_string()),
+                    &text,
+                    now,
+                )?;
+                Ok(())
+            })
+            .await?;
+        crate::observability::callback_attempt("given_up");
+        tracing::error!(
+            error = REASON,
+            "ALARM: giving up on a callback; the Gateway gets the answer on its next Create"
+        );
         Ok(())
     }
 }
@@ -578,6 +617,36 @@ mod tests {
             .await
             .expect("states");
         assert_eq!(states, [("given_up".to_string(), 9)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_callback_whose_address_cannot_be_read_is_given_up_with_an_alarm() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = TokioClock::starting_at(1_700_000_000_000);
+        drop(store_with_callback(dir.path(), &clock).await);
+        // Restored elsewhere without its key file: a new key cannot open the address.
+        std::fs::remove_file(dir.path().join("outbox.db.key")).expect("remove the key");
+        let store = Store::open_inline(&dir.path().join("outbox.db")).expect("reopen");
+        let (worker, attempts) = worker(store.clone(), clock, 0, 300);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(worker.run(stop.clone()));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        stop.cancel();
+        task.await.expect("join");
+        assert!(attempts.lock().expect("lock").is_empty(), "never sent");
+        let (states, alarms) = store
+            .call(|c| Ok((outbox::states_of(c, "p1")?, alarms::open(c)?)))
+            .await
+            .expect("read");
+        assert_eq!(states, [("given_up".to_string(), 1)]);
+        assert_eq!(alarms.len(), 1);
+        assert_eq!(alarms[0].kind, AlarmKind::CallbackGivenUp);
+        assert!(
+            alarms[0].text.starts_with("The callback address of payment p1 cannot be read: the database was restored without its key file")
+                && alarms[0].text.contains("The Gateway gets the answer on its next Create"),
+            "{}",
+            alarms[0].text
+        );
     }
 
     /// A Gateway that answers 500 until `outage` has passed, then 200; records every attempt.

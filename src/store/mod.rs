@@ -3,6 +3,7 @@
 //! own savepoint, so one failing caller never undoes another's.
 
 mod schema;
+mod seal;
 
 pub use schema::LATEST_VERSION;
 
@@ -299,6 +300,9 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         },
         schema::MigrateError::Failed(problem) => open_error(problem),
     })?;
+    let key = seal::SealKey::load_or_create(path)?;
+    seal::register(&conn, std::sync::Arc::new(key)).map_err(|e| open_error(e.to_string()))?;
+    seal::seal_clear_rows(&conn).map_err(|e| opening_failed(path, e))?;
     Ok(conn)
 }
 

@@ -8,7 +8,9 @@ use super::StoreError;
 pub struct Callback {
     pub id: i64,
     pub payment_id: String,
-    pub url: String,
+    /// The clear address; `None` when its sealed form cannot be opened (restored without the
+    /// key file): it cannot be sent.
+    pub url: Option<String>,
     pub body: String,
     pub attempts: u32,
     pub created_at: i64,
@@ -19,7 +21,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Callback> {
     Ok(Callback {
         id: row.get("id")?,
         payment_id: row.get("payment_id")?,
-        url: row.get("url")?,
+        url: row.get("url_clear")?,
         body: row.get("body")?,
         attempts: row.get("attempts")?,
         created_at: row.get("created_at")?,
@@ -36,7 +38,7 @@ pub fn enqueue(
 ) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO outbox (payment_id, url, body, state, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
+         VALUES (?1, seal_url(?2), ?3, 'pending', ?4, ?4)",
         params![payment_id, url, body, now],
     )?;
     Ok(())
@@ -56,7 +58,7 @@ pub fn due(
     limit: u32,
 ) -> Result<Vec<Callback>, StoreError> {
     let mut stmt = c.prepare(
-        "SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1
+        "SELECT *, open_url(url) AS url_clear FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1
             AND (next_attempt_at, id) > (?2, ?3)
          ORDER BY next_attempt_at, id LIMIT ?4",
     )?;

@@ -817,6 +817,10 @@ struct ReceiverState {
     received: Mutex<Vec<(HeaderMap, String, Value)>>,
 }
 
+/// What every callback signature of [`CallbackReceiver::url_for`] starts with: a credential,
+/// searched for in every log and file the daemon writes.
+pub const CALLBACK_SIGNATURE: &str = "SIGtestSECRET";
+
 impl CallbackReceiver {
     pub async fn start(fail_first: usize) -> CallbackReceiver {
         Self::start_at(0, fail_first).await
@@ -920,7 +924,7 @@ impl CallbackReceiver {
     /// A callback URL as VTEX builds them, with a signature in the query.
     pub fn url_for(&self, payment_id: &str) -> String {
         format!(
-            "{}/api/pvt/payment-provider/transactions/T-{payment_id}/payments/{payment_id}/callback?accountName=store&X-VTEX-signature=SIGtestSECRET{payment_id}",
+            "{}/api/pvt/payment-provider/transactions/T-{payment_id}/payments/{payment_id}/callback?accountName=store&X-VTEX-signature={CALLBACK_SIGNATURE}{payment_id}",
             self.base
         )
     }

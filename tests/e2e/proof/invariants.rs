@@ -47,8 +47,15 @@ fn booked(database: &Path, payment_id: &str) -> Option<Booked> {
     })
 }
 
-/// Secrets that must never be written anywhere: logs, database, WAL, journals.
-pub const NEVER_STORED: &[&str] = &[APP_TOKEN, CALLBACK_TOKEN, ADMIN_TOKEN, ONBOARDING_CODE];
+/// Secrets that must never be written anywhere: logs, database, WAL, journals. The callback
+/// signature is stored only sealed (the database alone cannot post a callback).
+pub const NEVER_STORED: &[&str] = &[
+    APP_TOKEN,
+    CALLBACK_TOKEN,
+    ADMIN_TOKEN,
+    ONBOARDING_CODE,
+    CALLBACK_SIGNATURE,
+];
 
 /// Checks every invariant for the scenario's payments (each must be final by now).
 pub async fn check(rig: &mut Rig, payments: &[Value]) {
