@@ -292,6 +292,9 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     )
     .map_err(|e| opening_failed(path, e))?;
     check_integrity(&conn, path)?;
+    // Before the migrations: one of them seals the addresses older releases wrote in clear.
+    let key = seal::SealKey::load_or_create(path)?;
+    seal::register(&conn, std::sync::Arc::new(key)).map_err(|e| open_error(e.to_string()))?;
     schema::migrate(&mut conn).map_err(|e| match e {
         schema::MigrateError::Newer(found) => StoreError::NewerSchema {
             path: path.display().to_string(),
@@ -300,9 +303,6 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         },
         schema::MigrateError::Failed(problem) => open_error(problem),
     })?;
-    let key = seal::SealKey::load_or_create(path)?;
-    seal::register(&conn, std::sync::Arc::new(key)).map_err(|e| open_error(e.to_string()))?;
-    seal::seal_clear_rows(&conn).map_err(|e| opening_failed(path, e))?;
     Ok(conn)
 }
 

@@ -166,8 +166,17 @@ ALTER TABLE payments ADD COLUMN resolved_at INTEGER;
 ALTER TABLE payments ADD COLUMN resolution_reason TEXT;
 ";
 
+/// The Gateway's callback addresses sealed at rest (issue 11, `store::seal`): rows written
+/// before hold them in clear. A migration, so that it runs once and so that a release before
+/// sealing refuses this database (it could not read a sealed address) instead of giving up its
+/// callbacks. `seal_url` is registered on the connection before migrations run.
+const V6: &str = "
+UPDATE payments SET callback_url = seal_url(callback_url) WHERE callback_url NOT LIKE 'sealed1:%';
+UPDATE outbox SET url = seal_url(url) WHERE url NOT LIKE 'sealed1:%';
+";
+
 /// How many migrations this binary knows (the database's `user_version` once migrated).
-pub const LATEST_VERSION: i64 = 5;
+pub const LATEST_VERSION: i64 = 6;
 
 /// Why the database could not be brought to this binary's schema.
 #[derive(Debug)]
@@ -184,7 +193,14 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
     if version > LATEST_VERSION {
         return Err(MigrateError::Newer(version));
     }
-    Migrations::new(vec![M::up(V1), M::up(V2), M::up(V3), M::up(V4), M::up(V5)])
-        .to_latest(conn)
-        .map_err(|e| MigrateError::Failed(format!("migration failed: {e}")))
+    Migrations::new(vec![
+        M::up(V1),
+        M::up(V2),
+        M::up(V3),
+        M::up(V4),
+        M::up(V5),
+        M::up(V6),
+    ])
+    .to_latest(conn)
+    .map_err(|e| MigrateError::Failed(format!("migration failed: {e}")))
 }

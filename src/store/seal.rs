@@ -210,16 +210,6 @@ pub(super) fn register(conn: &Connection, key: Arc<SealKey>) -> rusqlite::Result
     )
 }
 
-/// Seals the addresses rows written before sealing still hold in clear (once: sealed rows are
-/// left alone).
-pub(super) fn seal_clear_rows(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(
-        "UPDATE payments SET callback_url = seal_url(callback_url)
-            WHERE callback_url NOT LIKE 'sealed1:%';
-         UPDATE outbox SET url = seal_url(url) WHERE url NOT LIKE 'sealed1:%';",
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,9 +357,10 @@ mod tests {
             .call(|c| {
                 payments::insert(c, &payments::test_payment("old", PaymentState::Approved), 1)?;
                 outbox::enqueue(c, "old", URL, "{}", 1)?;
-                // As a release before sealing wrote them.
+                // As a release before sealing wrote them (schema 5, addresses in clear).
                 c.execute("UPDATE payments SET callback_url = ?1", [URL])?;
                 c.execute("UPDATE outbox SET url = ?1", [URL])?;
+                c.execute_batch("PRAGMA user_version = 5")?;
                 Ok(())
             })
             .await
