@@ -19,7 +19,7 @@ use crate::outbox::Outbox;
 use crate::payment::{Payment, PaymentState, PppStatus};
 use crate::store::Store;
 use crate::terminal::scripted::{SaleAnswer, ScriptHandle, Scripted};
-use crate::terminal::{Approval, DriverError, SaleOutcome, SaleQuery, Terminals, spawn};
+use crate::terminal::{Approval, DriverError, SaleOutcome, SaleQuery, Terminals, Verdict, spawn};
 
 const MERCHANT: &str = "merchant-1";
 const SERIAL: &str = "SCRIPT-1";
@@ -177,6 +177,18 @@ impl Rig {
         );
     }
 
+    /// Lets the lane work until the sale `id` is handed to the terminal.
+    async fn until_sent(&self, id: &str) -> Payment {
+        for _ in 0..2_000 {
+            let p = self.payment(id).await;
+            if p.sent_to_terminal_at.is_some() {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{id} was never sent to the terminal");
+    }
+
     async fn callbacks(&self, id: &str) -> usize {
         let id = id.to_string();
         self.engine
@@ -222,7 +234,7 @@ async fn a_cancel_racing_the_result_reverses_the_late_approval() {
         outcome: approval("late"),
     });
     rig.start_sale("late", 1_000).await;
-    rig.until("late", PaymentState::Charging).await;
+    rig.until_sent("late").await;
     let cancel = {
         let engine = rig.engine.clone();
         tokio::spawn(async move { engine.cancel(MERCHANT, "late", "rq-cancel").await })
@@ -241,6 +253,11 @@ async fn a_cancel_racing_the_result_reverses_the_late_approval() {
         "never reported approved"
     );
     assert_eq!(rig.callbacks("late").await, 1);
+    assert_eq!(
+        rig.terminal.committed(),
+        [("late".to_string(), Verdict::Undo)],
+        "a two-phase terminal undoes the approval, never confirms it"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -449,7 +466,7 @@ async fn settle_and_refund_never_exceed_what_was_charged_and_replay() {
 }
 
 /// A two-phase protocol confirms a sale only once its result is stored: the lane tells the
-/// driver after each result's commit, once per sale, approved or declined.
+/// driver after each result's commit, once per sale, approved (keep it) or declined (undo).
 #[tokio::test(start_paused = true)]
 async fn the_driver_is_told_once_per_committed_sale() {
     let rig = rig().await;
@@ -467,5 +484,11 @@ async fn the_driver_is_told_once_per_committed_sale() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(rig.terminal.committed(), ["p-1", "p-2"]);
+    assert_eq!(
+        rig.terminal.committed(),
+        [
+            ("p-1".to_string(), Verdict::Keep),
+            ("p-2".to_string(), Verdict::Undo)
+        ]
+    );
 }

@@ -18,7 +18,7 @@ use super::finish::{self, cancelled};
 use super::{Engine, EngineError, function_of, must_get};
 use crate::locale::StoreTime;
 use crate::money::Currency;
-use crate::payment::{PaymentState, ResultEffect, SaleFields};
+use crate::payment::{Payment, PaymentState, ResultEffect, SaleFields};
 use crate::secret::random_id;
 use crate::store::alarms::{self, AlarmKind};
 use crate::store::operations::{self, OpKind, OpState, Operation};
@@ -26,7 +26,7 @@ use crate::store::payments;
 use crate::store::{StoreError, receipts};
 use crate::terminal::{
     DriverError, OperationOutcome, OperationQuery, OperationRequest, SaleInquiry, SaleOutcome,
-    SaleQuery, SaleRequest, TerminalError, TerminalHandle,
+    SaleQuery, SaleRequest, TerminalError, TerminalHandle, Verdict,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +39,9 @@ pub(super) enum LaneJob {
     /// The terminal reported, on its own, the outcome of a sale it was asked about before
     /// (e.g. an approval that appeared after the sale was declared never done).
     LateResult(String, Box<SaleOutcome>),
+    /// At start, before anything else: give the sales a two-phase terminal still holds
+    /// provisional the verdict the database holds.
+    ConfirmPending,
 }
 
 const RECOVERY_BACKOFF_MAX: Duration = Duration::from_secs(60);
@@ -118,6 +121,7 @@ impl Engine {
                 LaneJob::Charge(id) => self.charge(&lane, id).await,
                 LaneJob::Recover(id) => self.recover(&lane, id).await,
                 LaneJob::Operation(op_id) => self.run_operation(&lane, op_id).await,
+                LaneJob::ConfirmPending => self.confirm_pending(&lane).await,
                 LaneJob::LateResult(id, outcome) => {
                     tracing::warn!(payment_id = %id, terminal = lane.terminal.id(), "the terminal reports an outcome it did not have when asked");
                     self.record_sale(&lane, id, (**outcome).clone()).await
@@ -258,6 +262,36 @@ impl Engine {
                 self.recover(lane, payment_id).await
             }
         }
+    }
+
+    /// The sales a two-phase terminal still holds provisional (the daemon stopped between
+    /// storing a result and confirming it) get the verdict the database holds. One whose
+    /// payment is still on the terminal is left to its recovery, which gives the verdict.
+    async fn confirm_pending(&self, lane: &LaneCtx) -> Result<(), EngineError> {
+        let pending = match lane.terminal.unconfirmed().await {
+            Ok(pending) => pending,
+            Err(e) => {
+                tracing::warn!(terminal = lane.terminal.id(), error = %e, "cannot list the sales the terminal holds provisional");
+                return Ok(());
+            }
+        };
+        for (reference, terminal_ref) in pending {
+            let id = reference.clone();
+            let found = self.store.call(move |c| payments::get(c, &id)).await?;
+            let Some(p) = found else {
+                tracing::warn!(payment_id = %reference, terminal = lane.terminal.id(), "the terminal holds a provisional sale for a payment the database does not know; left as it is");
+                continue;
+            };
+            if p.state.on_terminal() {
+                continue;
+            }
+            let verdict = verdict_on(&p, Some(&terminal_ref));
+            tracing::info!(payment_id = %reference, terminal = lane.terminal.id(), verdict = ?verdict, "giving a provisional sale on the terminal the verdict stored before the restart");
+            if let Err(e) = lane.terminal.committed(&reference, verdict).await {
+                tracing::warn!(payment_id = %reference, terminal = lane.terminal.id(), error = %e, "the terminal was not told the verdict; it is told again before its next sale");
+            }
+        }
+        Ok(())
     }
 
     /// Asks the terminal until it says what happened to the sale. Proven not done → denied;
@@ -416,7 +450,7 @@ impl Engine {
         let op_id = random_id("rv")?;
         let late_op_id = op_id.clone();
         let time = self.store_time.clone();
-        let (effect, state) = self
+        let (effect, state, verdict) = self
             .commit(lane, payment_id, "the terminal's result", move |c| {
                 let p = must_get(c, &id)?;
                 let mut effect = p.state.on_result(approved, p.cancel_requested_at.is_some());
@@ -481,13 +515,15 @@ impl Engine {
                     }
                     ResultEffect::Ignore => {}
                 }
-                Ok((effect, must_get(c, &id)?.state))
+                let p = must_get(c, &id)?;
+                Ok((effect, p.state, verdict_on(&p, terminal_ref.as_deref())))
             })
             .await?;
         crate::failpoint::hit("after-result-committed");
-        // Only now may a two-phase terminal confirm the sale; the payment is settled in the
-        // database either way, so a failure here is told, never acted on.
-        if let Err(e) = lane.terminal.committed(payment_id).await {
+        // Only now may a two-phase terminal confirm the sale (or undo it); the payment is
+        // settled in the database either way, so a failure here is told, never acted on (the
+        // driver asks again before its next sale, and at start through `unconfirmed`).
+        if let Err(e) = lane.terminal.committed(payment_id, verdict).await {
             tracing::warn!(payment_id = %payment_id, terminal = lane.terminal.id(), error = %e, "the terminal was not told that the result is stored");
         }
         match effect {
@@ -723,5 +759,19 @@ fn sale_fields(outcome: &SaleOutcome) -> SaleFields {
             message: Some(message.clone()),
             ..SaleFields::default()
         },
+    }
+}
+
+/// What the database made of a sale's result: an approval is kept only when the payment is
+/// approved with that very sale.
+fn verdict_on(p: &Payment, terminal_ref: Option<&str>) -> Verdict {
+    match terminal_ref {
+        Some(sale)
+            if p.state == PaymentState::Approved
+                && p.sale.terminal_ref.as_deref() == Some(sale) =>
+        {
+            Verdict::Keep
+        }
+        _ => Verdict::Undo,
     }
 }

@@ -252,6 +252,7 @@ impl Engine {
                 })
                 .await?;
             if let Some(lane) = self.lanes.get(&terminal_id) {
+                let _ = lane.jobs.send(LaneJob::ConfirmPending);
                 for (payment_id, sent) in &charging {
                     if *sent {
                         tracing::warn!(payment_id = %payment_id, terminal = %terminal_id, "resuming: asking the terminal what happened to this sale");

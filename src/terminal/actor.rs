@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     DriverError, OperationOutcome, OperationQuery, OperationRequest, PromptSink, SaleInquiry,
-    SaleOutcome, SaleQuery, SaleRequest, SentRecord, TerminalDriver,
+    SaleOutcome, SaleQuery, SaleRequest, SentRecord, TerminalDriver, Verdict,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,7 +32,8 @@ enum Command {
     Probe(Reply<String>),
     EndOfDay(Reply<String>),
     Sent(Reply<Vec<SentRecord>>),
-    Committed(String, Reply<()>),
+    Committed(String, Verdict, Reply<()>),
+    Unconfirmed(Reply<Vec<(String, String)>>),
 }
 
 /// An outcome the terminal reported on its own, for the sale `reference`.
@@ -177,9 +178,12 @@ async fn run<D: TerminalDriver>(
             Command::Sent(reply) => {
                 let _ = reply.send(driver.sent());
             }
-            Command::Committed(reference, reply) => {
+            Command::Committed(reference, verdict, reply) => {
                 // Not observed: a driver with nothing to confirm does not reach the terminal.
-                let _ = reply.send(bounded(driver.committed(&reference)).await);
+                let _ = reply.send(bounded(driver.committed(&reference, verdict)).await);
+            }
+            Command::Unconfirmed(reply) => {
+                let _ = reply.send(Ok(driver.unconfirmed()));
             }
         }
         for outcome in driver.late_outcomes() {
@@ -306,10 +310,18 @@ impl TerminalHandle {
         self.ask(Command::Sent).await
     }
 
-    /// Tells the driver that the result of the sale `reference` is committed.
-    pub async fn committed(&self, reference: &str) -> Result<(), TerminalError> {
+    /// Tells the driver that the result of the sale `reference` is committed, and what the
+    /// database made of it.
+    pub async fn committed(&self, reference: &str, verdict: Verdict) -> Result<(), TerminalError> {
         let reference = reference.to_string();
-        self.ask(|r| Command::Committed(reference, r)).await
+        self.ask(|r| Command::Committed(reference, verdict, r))
+            .await
+    }
+
+    /// The sales the terminal holds provisional, waiting for a verdict:
+    /// `(reference, terminal_ref)`.
+    pub async fn unconfirmed(&self) -> Result<Vec<(String, String)>, TerminalError> {
+        self.ask(Command::Unconfirmed).await
     }
 
     /// The outcomes the terminal reports on its own (taken once: the lane that owns the

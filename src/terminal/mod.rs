@@ -282,6 +282,16 @@ pub struct SentRecord {
     pub at_ms: i64,
 }
 
+/// What the database made of a sale's result, for a protocol that confirms in two phases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The payment is approved with this sale: confirm it.
+    Keep,
+    /// Anything else (declined, cancelled meanwhile, another approval kept): an approval is
+    /// undone, never confirmed.
+    Undo,
+}
+
 /// A terminal protocol. The actor calls one method at a time; `abort` may fire during `sale`.
 pub trait TerminalDriver: Send + 'static {
     fn sale(
@@ -323,14 +333,24 @@ pub trait TerminalDriver: Send + 'static {
     fn sent(&self) -> Result<Vec<SentRecord>, DriverError>;
 
     /// The result of the sale `reference` is committed to the database: a two-phase protocol
-    /// confirms the sale to its terminal only now (before, a crash would lose a charge).
-    /// Called once per committed result; most protocols have nothing to do.
+    /// confirms the sale to its terminal only now (before, a crash would lose a charge), or
+    /// undoes it when the database did not keep the approval (`verdict`). Called once per
+    /// committed result, and again at start for what [`TerminalDriver::unconfirmed`] lists;
+    /// most protocols have nothing to do.
     fn committed(
         &mut self,
         reference: &str,
+        verdict: Verdict,
     ) -> impl Future<Output = Result<(), DriverError>> + Send {
-        let _ = reference;
+        let _ = (reference, verdict);
         std::future::ready(Ok(()))
+    }
+
+    /// Sales whose result the terminal still holds provisional, waiting for a verdict (the
+    /// daemon stopped between storing the result and confirming it), as
+    /// `(reference, terminal_ref)`. Asked once at start.
+    fn unconfirmed(&self) -> Vec<(String, String)> {
+        Vec::new()
     }
 
     /// Outcomes the terminal reported on its own for sales it was asked about earlier (an

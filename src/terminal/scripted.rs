@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     DriverError, OperationOutcome, OperationQuery, OperationRequest, PromptSink, SaleInquiry,
-    SaleOutcome, SaleQuery, SaleRequest, SentRecord, TerminalDriver,
+    SaleOutcome, SaleQuery, SaleRequest, SentRecord, TerminalDriver, Verdict,
 };
 
 /// How the scripted terminal answers a sale.
@@ -37,8 +37,8 @@ pub(crate) struct Script {
     pub queries: VecDeque<Result<SaleQuery, DriverError>>,
     /// Every sale it was asked for.
     pub sale_requests: Vec<SaleRequest>,
-    /// Every reference it was told is committed, in order.
-    pub committed: Vec<String>,
+    /// Every reference it was told is committed, with the verdict, in order.
+    pub committed: Vec<(String, Verdict)>,
     /// Every reversal and refund it carried out.
     pub reversals: Vec<OperationRequest>,
     pub refunds: Vec<OperationRequest>,
@@ -59,7 +59,7 @@ impl ScriptHandle {
         self.lock().sales.push_back(answer);
     }
 
-    pub fn committed(&self) -> Vec<String> {
+    pub fn committed(&self) -> Vec<(String, Verdict)> {
         self.lock().committed.clone()
     }
 }
@@ -172,8 +172,11 @@ impl TerminalDriver for Scripted {
             .collect())
     }
 
-    async fn committed(&mut self, reference: &str) -> Result<(), DriverError> {
-        self.script.lock().committed.push(reference.to_string());
+    async fn committed(&mut self, reference: &str, verdict: Verdict) -> Result<(), DriverError> {
+        self.script
+            .lock()
+            .committed
+            .push((reference.to_string(), verdict));
         Ok(())
     }
 }
@@ -222,8 +225,11 @@ mod tests {
             running.await.expect("task"),
             Ok(SaleOutcome::Declined { .. })
         ));
-        terminal.committed("b").await.expect("committed");
-        assert_eq!(script.committed(), ["b"]);
+        terminal
+            .committed("b", Verdict::Keep)
+            .await
+            .expect("committed");
+        assert_eq!(script.committed(), [("b".to_string(), Verdict::Keep)]);
         assert_eq!(script.lock().sale_requests.len(), 2);
     }
 }
