@@ -14,4 +14,5 @@
     )
 )]
 
+pub mod tef_dial;
 pub mod zvt;
