@@ -434,6 +434,22 @@ pub fn main() -> ExitCode {
                     eprintln!("posbridge: {e}");
                     return ExitCode::from(EXIT_USAGE);
                 }
+                let problems: Vec<String> = loaded
+                    .terminals
+                    .iter()
+                    .flat_map(|t| {
+                        t.protocol
+                            .host_problems()
+                            .into_iter()
+                            .map(|p| format!("terminal `{}`: {p}", t.id))
+                    })
+                    .collect();
+                if !problems.is_empty() {
+                    for problem in problems {
+                        eprintln!("posbridge: {problem}");
+                    }
+                    return ExitCode::from(EXIT_USAGE);
+                }
                 println!("{}: configuration OK", config.display());
                 ExitCode::SUCCESS
             }

@@ -84,11 +84,40 @@ pub async fn run(config_path: Option<&Path>) -> Report {
     if let Some(warning) = config.demo_box_warning() {
         report.add(Level::Warn, "simulator", warning);
     }
+    check_terminal_hosts(&mut report, &config);
     check_tls(&mut report, &config);
     check_database(&mut report, &config.storage.path);
     check_clock(&mut report);
     check_daemon(&mut report, &config).await;
     report
+}
+
+/// What each terminal needs of this machine (a TEF client's folders, writable).
+fn check_terminal_hosts(report: &mut Report, config: &Config) {
+    for terminal in &config.terminals {
+        for problem in terminal.protocol.host_problems() {
+            report.add(Level::Fail, &format!("terminal {}", terminal.id), problem);
+        }
+    }
+}
+
+/// Asks an idle terminal through the daemon whether it answers.
+async fn probe_terminal(report: &mut Report, config: &Config, id: &str) {
+    let check = format!("terminal {id}");
+    let path = format!("/terminals/{id}/probe");
+    match crate::admin::call(config, reqwest::Method::POST, &path, None).await {
+        Ok((200, body)) => {
+            let parsed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let status = parsed["status"].as_str().unwrap_or("answered");
+            report.add(Level::Ok, &check, format!("online: {status}"));
+        }
+        Ok((_, body)) => {
+            let parsed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let error = parsed["error"].as_str().unwrap_or("no answer");
+            report.add(Level::Fail, &check, format!("offline: {error}"));
+        }
+        Err(e) => report.add(Level::Fail, &check, e),
+    }
 }
 
 fn check_tls(report: &mut Report, config: &Config) {
@@ -224,6 +253,11 @@ async fn check_daemon(report: &mut Report, config: &Config) {
             let parsed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
             for t in parsed["terminals"].as_array().into_iter().flatten() {
                 let id = t["id"].as_str().unwrap_or("?");
+                if t["busy"] != true {
+                    // Asked now (ZVT: status enquiry; TEF Dial: ATV), not what was last seen.
+                    probe_terminal(report, config, id).await;
+                    continue;
+                }
                 match t["reachability"].as_str() {
                     Some("online") => report.add(Level::Ok, &format!("terminal {id}"), "online"),
                     Some("not-contacted") => report.add(

@@ -25,6 +25,11 @@ pub trait Protocol: Sized {
     fn check(written: Self::Written) -> Result<Self, InvalidSetting>;
     /// Starts the terminal's actor with this protocol's driver.
     fn open(&self, terminal: Opening<'_>) -> Result<TerminalHandle, OpenError>;
+    /// What this machine lacks for the terminal (a folder missing or not writable), in plain
+    /// words: `check-config` and `doctor` report it. Nothing by default.
+    fn host_problems(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A protocol setting serde accepted and its protocol does not: which key, and why.

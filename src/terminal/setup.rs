@@ -13,7 +13,7 @@ use serde::Deserializer;
 use tokio::sync::broadcast;
 
 pub use super::protocol::{InvalidSetting, OpenError, Opening, Protocol};
-use super::{PromptSink, TerminalEvent, TerminalHandle, simulator, zvt};
+use super::{PromptSink, TerminalEvent, TerminalHandle, simulator, tef_dial, zvt};
 use crate::clock::SharedClock;
 
 /// Why a protocol's own keys could not be read.
@@ -68,6 +68,14 @@ macro_rules! protocols {
                 }
             }
 
+            /// What this machine lacks for the terminal, in plain words (`check-config`,
+            /// `doctor`).
+            pub fn host_problems(&self) -> Vec<String> {
+                match self {
+                    $(Self::$variant(settings) => settings.host_problems()),*
+                }
+            }
+
             fn open_with(&self, terminal: Opening<'_>) -> Result<TerminalHandle, OpenError> {
                 match self {
                     $(Self::$variant(settings) => settings.open(terminal)),*
@@ -80,6 +88,7 @@ macro_rules! protocols {
 protocols! {
     Simulator => simulator::SimulatorSettings,
     Zvt => zvt::ZvtTerminalSettings,
+    TefDial => tef_dial::TefDialSettings,
 }
 
 /// A running terminal and the serial number the terminal-connector-app scans on it.

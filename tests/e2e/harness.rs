@@ -37,6 +37,9 @@ pub struct Options {
     pub shutdown_grace_s: u64,
     /// `Some(transport)`: lane-1 is a ZVT terminal there instead of the built-in simulator.
     pub zvt_transport: Option<String>,
+    /// `Some(keys)`: lane-1's protocol keys as written (`protocol = "tef-dial"` …), instead of
+    /// the built-in simulator or `zvt_transport`.
+    pub terminal_keys: Option<String>,
     pub completion_timeout_s: u64,
     pub admin: bool,
     /// Extra environment for the daemon.
@@ -71,6 +74,7 @@ impl Default for Options {
             max_body_bytes: 65_536,
             shutdown_grace_s: 10,
             zvt_transport: None,
+            terminal_keys: None,
             completion_timeout_s: 30,
             admin: false,
             env: Vec::new(),
@@ -168,12 +172,13 @@ result_timeout_s = {result_timeout}
                 Some(name) => format!("[payment_app]\napp_name = \"{name}\"\n"),
                 None => String::new(),
             },
-            terminal = match &o.zvt_transport {
-                Some(transport) => format!(
+            terminal = match (&o.terminal_keys, &o.zvt_transport) {
+                (Some(keys), _) => keys.clone(),
+                (None, Some(transport)) => format!(
                     "protocol = \"zvt\"\ntransport = \"{transport}\"\nack_timeout_ms = 3000\ncompletion_timeout_s = {}",
                     o.completion_timeout_s
                 ),
-                None => format!(
+                (None, None) => format!(
                     "protocol = \"simulator\"\napprove_after_ms = {}",
                     o.approve_after_ms
                 ),
