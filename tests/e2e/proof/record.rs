@@ -97,6 +97,28 @@ impl TerminalRecord {
             .collect();
         TerminalRecord { charges }
     }
+
+    /// The TEF client simulator's `--record` file: one line per sale it took. An approval is a
+    /// charge once taken (a sale still running is what it will be); one undone before its
+    /// confirmation (NCN) or cancelled after it (CNC) is given back whole.
+    pub fn from_tef_record(text: &str) -> TerminalRecord {
+        let charges = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["kind"] == "sale" && e["approved"] == true)
+            .map(|e| {
+                let amount_minor = e["amount_minor"].as_i64().unwrap_or(0);
+                let given_back = matches!(e["state"].as_str(), Some("undone" | "cancelled"));
+                Charge {
+                    reference: e["reference"].as_str().map(str::to_string),
+                    amount_minor,
+                    reversed_minor: if given_back { amount_minor } else { 0 },
+                    refunded_minor: 0,
+                }
+            })
+            .collect();
+        TerminalRecord { charges }
+    }
 }
 
 #[cfg(test)]
@@ -128,5 +150,22 @@ mod tests {
         let record = TerminalRecord::from_zvt_record(text);
         assert_eq!(record.charges_of("any", 1250)[0].net_minor(), 0);
         assert!(record.charges_of("any", 990).is_empty());
+    }
+
+    #[test]
+    fn a_tef_approval_is_a_charge_until_undone_or_cancelled() {
+        let text = [
+            r#"{"kind":"sale","id":1,"reference":"a","amount_minor":100,"approved":true,"state":"confirmed"}"#,
+            r#"{"kind":"sale","id":2,"reference":"b","amount_minor":200,"approved":true,"state":"undone"}"#,
+            r#"{"kind":"sale","id":3,"reference":"c","amount_minor":300,"approved":true,"state":"running"}"#,
+            r#"{"kind":"sale","id":4,"reference":"d","amount_minor":400,"approved":false,"state":"running"}"#,
+        ]
+        .join("\n");
+        let record = TerminalRecord::from_tef_record(&text);
+        assert_eq!(record.charges.len(), 3, "{record:?}");
+        assert_eq!(record.charges_of("a", 0)[0].net_minor(), 100);
+        assert_eq!(record.charges_of("b", 0)[0].net_minor(), 0);
+        assert_eq!(record.charges_of("c", 0)[0].net_minor(), 300, "running counts");
+        assert!(record.charges_of("d", 0).is_empty());
     }
 }
