@@ -228,6 +228,9 @@ enum CallbackAction {
 enum SimulatedProtocol {
     /// A ZVT terminal on TCP or a pseudo-terminal; prints where it listens as its first line.
     Zvt(crate::terminal::zvt::pt_simulator::SimulatorArgs),
+    /// A TEF client on the TEF Dial file exchange (IntPos.001 in two folders); prints the
+    /// folders it watches as its first line.
+    TefDial(crate::terminal::tef_dial::simulator::SimulatorArgs),
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
@@ -679,15 +682,23 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::SimulateTerminal {
-            protocol: SimulatedProtocol::Zvt(args),
-        } => {
+        Command::SimulateTerminal { protocol } => {
             let _ = telemetry::init("info", LogFormat::Text, LogOutput::Stderr);
             let rt = match runtime() {
                 Ok(rt) => rt,
                 Err(code) => return code,
             };
-            match rt.block_on(crate::terminal::zvt::pt_simulator::run(args)) {
+            let simulated = rt.block_on(async {
+                match protocol {
+                    SimulatedProtocol::Zvt(args) => {
+                        crate::terminal::zvt::pt_simulator::run(args).await
+                    }
+                    SimulatedProtocol::TefDial(args) => {
+                        crate::terminal::tef_dial::simulator::run(args).await
+                    }
+                }
+            });
+            match simulated {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("posbridge: {e:#}");
