@@ -25,5 +25,6 @@ mod secrets;
 mod spec_check;
 mod stale_feeds;
 mod status_page;
+mod tef_dial;
 mod zvt;
 mod zvt_recovery;

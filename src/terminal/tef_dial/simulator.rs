@@ -423,6 +423,17 @@ impl Client {
     }
 
     async fn sale(&mut self, sale: Sale) -> anyhow::Result<()> {
+        tracing::info!(
+            id = sale.id,
+            payment_id = %sale.document,
+            amount_cents = sale.amount_cents,
+            card = %match sale.card_type {
+                CardType::Credit => "credit",
+                CardType::Debit => "debit",
+            },
+            installments = sale.installments.map_or(1, |i| i.count),
+            "TEF simulator: sale taken"
+        );
         self.undo_pending("a new CRT arrived");
         let plan = Plan::for_amount(sale.amount_cents);
         let never_answered = if self.faults.take(FaultKind::NoAnswer) {

@@ -165,7 +165,11 @@ mod tests {
         assert_eq!(record.charges.len(), 3, "{record:?}");
         assert_eq!(record.charges_of("a", 0)[0].net_minor(), 100);
         assert_eq!(record.charges_of("b", 0)[0].net_minor(), 0);
-        assert_eq!(record.charges_of("c", 0)[0].net_minor(), 300, "running counts");
+        assert_eq!(
+            record.charges_of("c", 0)[0].net_minor(),
+            300,
+            "running counts"
+        );
         assert!(record.charges_of("d", 0).is_empty());
     }
 }
