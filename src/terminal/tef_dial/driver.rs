@@ -539,11 +539,12 @@ impl TefDialDriver {
     }
 
     /// Cancels a confirmed sale (CNC with its network, NSU, date, time and amount), then
-    /// confirms the cancellation.
+    /// confirms the cancellation. `operation`: the reversal or refund it is (none when the
+    /// driver undoes an approval the database did not keep: no operation to book).
     async fn cancel_sale(
         &mut self,
         sale: RequestId,
-        operation: &str,
+        operation: Option<&str>,
     ) -> Result<OperationOutcome, DriverError> {
         let Some(x) = self.exchanges.get(&sale).cloned() else {
             return Ok(OperationOutcome::Unsupported(
@@ -568,7 +569,7 @@ impl TefDialDriver {
             time: answer.time.clone(),
             amount_cents,
         });
-        self.send(&request, Some(operation), Some(sale), x.amount_minor)
+        self.send(&request, operation, Some(sale), x.amount_minor)
             .await?;
         self.await_status(id).await?;
         let kept = self.await_answer(id).await?;
@@ -645,7 +646,7 @@ impl TefDialDriver {
             return Ok(OperationOutcome::Done);
         }
         self.settle_pending().await?;
-        self.cancel_sale(sale, &request.reference).await
+        self.cancel_sale(sale, Some(request.reference.as_str())).await
     }
 }
 
@@ -859,8 +860,7 @@ impl TerminalDriver for TefDialDriver {
             let captured = x.answer.as_ref().is_some_and(|a| a.approved) && x.settled.is_none();
             if !keep && captured && !self.given_back(sale) {
                 // Captured already (no confirmation step): only a cancellation undoes it.
-                let operation = format!("{reference}-undo");
-                let outcome = self.cancel_sale(sale, &operation).await?;
+                let outcome = self.cancel_sale(sale, None).await?;
                 if outcome != OperationOutcome::Done {
                     tracing::error!(payment_id = %reference, ?outcome, "the TEF client would not cancel an approval posbridge did not keep");
                 }
