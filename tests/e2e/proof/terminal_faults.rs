@@ -1,7 +1,7 @@
 //! Terminal faults, on every driver whose simulator can inject them (`Driver::faults`): the
 //! faulted sale and a clean one after it (the lane goes on), every invariant at the end.
 //! A terminal swapped between two sales or one that lost its memory cannot always tell what it
-//! did: those end undefined with an alarm, proven in `zvt_recovery`.
+//! did: those end undefined with an alarm, proven in `replaced`.
 
 use std::time::Duration;
 
