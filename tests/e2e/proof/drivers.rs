@@ -43,7 +43,8 @@ pub struct Setup {
     /// How long a normal sale takes.
     pub approve_after_ms: u64,
     /// Faults in the simulator's own words (`--fault KIND` for ZVT); rows that cannot simulate
-    /// one skip the scenario (see [`Driver::faults`]).
+    /// one skip the scenario (see [`Driver::faults`]). The simulator logs `fault KIND` when it
+    /// applies one: `terminal_faults` requires it.
     pub faults: Vec<&'static str>,
     /// More arguments for a protocol simulator.
     pub args: Vec<String>,
