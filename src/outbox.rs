@@ -284,43 +284,29 @@ impl<S: CallbackSender> OutboxWorker<S> {
                 self.outbox
                     .store()
                     .call(move |c| {
-                        outbox::failed(c, id, next, &reason)?;
-                        if next.is_none() {
-                            let text = given_up_text(
-                                c,
-                                &payment_id,
-                                id,
-                                &body,
-                                failures,
-                                since,
-                                &reason,
-                                &time,
-                                now,
-                            )?;
-                            alarms::raise(
-                                c,
-                                AlarmKind::CallbackGivenUp,
-                                Some(&payment_id),
-                                Some(&id.to_string()),
-                                &text,
-                                now,
-                            )?;
+                        if next.is_some() {
+                            return outbox::failed(c, id, next, &reason);
                         }
-                        Ok(())
+                        let text = given_up_text(
+                            c,
+                            &payment_id,
+                            id,
+                            &body,
+                            failures,
+                            since,
+                            &reason,
+                            &time,
+                            now,
+                        )?;
+                        give_up(c, id, &payment_id, &reason, &text, now)
                     })
                     .await?;
-                crate::observability::callback_attempt(if next.is_some() {
-                    "retry"
-                } else {
-                    "given_up"
-                });
                 match next {
                     Some(at) => {
+                        crate::observability::callback_attempt("retry");
                         tracing::warn!(error = %why, retry_in_ms = at - now, "callback failed; will retry")
                     }
-                    None => {
-                        tracing::error!(error = %why, attempts = failures, "ALARM: giving up on a callback; the Gateway never learned this result")
-                    }
+                    None => announce_given_up(&why.to_string(), failures),
                 }
             }
         }
@@ -338,30 +324,50 @@ impl<S: CallbackSender> OutboxWorker<S> {
         self.outbox
             .store()
             .call(move |c| {
-                outbox::failed(c, id, None, REASON)?;
                 let shown = payments::get(c, &payment_id)?
                     .map_or_else(|| payment_id.clone(), |p| p.vtex_payment_id().to_string());
                 let text = format!(
                     "The callback address of payment {shown} cannot be read: the database was restored without its key file (the database's file name with .key). The Gateway gets the answer on its next Create. Copy the key file with every backup (see the operator guide, docs/operator-guide.md, \"Backup and restore\")."
                 );
-                alarms::raise(
-                    c,
-                    AlarmKind::CallbackGivenUp,
-                    Some(&payment_id),
-                    Some(&id.to_string()),
-                    &text,
-                    now,
-                )?;
-                Ok(())
+                give_up(c, id, &payment_id, REASON, &text, now)
             })
             .await?;
-        crate::observability::callback_attempt("given_up");
-        tracing::error!(
-            error = REASON,
-            "ALARM: giving up on a callback; the Gateway gets the answer on its next Create"
-        );
+        announce_given_up(REASON, callback.attempts);
         Ok(())
     }
+}
+
+/// Gives a callback up: marks it so and raises the alarm a person acts on, in one transaction.
+/// Every give-up comes here (the retry limit, an address that cannot be read).
+fn give_up(
+    c: &rusqlite::Connection,
+    callback_id: i64,
+    payment_id: &str,
+    reason: &str,
+    alarm_text: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    outbox::failed(c, callback_id, None, reason)?;
+    alarms::raise(
+        c,
+        AlarmKind::CallbackGivenUp,
+        Some(payment_id),
+        Some(&callback_id.to_string()),
+        alarm_text,
+        now,
+    )?;
+    Ok(())
+}
+
+/// The metric and the log line of a callback given up (inside its `callback` span, which names
+/// the payment).
+fn announce_given_up(reason: &str, attempts: u32) {
+    crate::observability::callback_attempt("given_up");
+    tracing::error!(
+        error = reason,
+        attempts,
+        "ALARM: giving up on a callback; the Gateway learns the result only when it asks again"
+    );
 }
 
 /// What the alarm of a callback given up says: plain words and the next step.

@@ -4,9 +4,9 @@
 //! A full or read-only filesystem is a small tmpfs this test mounts (root only: elsewhere the
 //! test says SKIPPED, and fails under CI=true). A fresh database on 2 MiB never reaches
 //! SQLite's automatic checkpoint, so every commit appends to the write-ahead log and needs
-//! new space: once the filler took the last page, every database write fails. The terminal
-//! journal's small appends may still fit in its last page, so a journal that alone finds the
-//! disk full is not a scenario here yet.
+//! new space: once the filler took the last page, every database write fails. A terminal
+//! journal's small append may still fit in its last page: the test that fills the disk at a
+//! journal write alone pads that page first, so the entry is torn exactly there.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::harness::*;
+use crate::zvt::{ZvtTerminal, daemon_for};
 
 const FINAL: Duration = Duration::from_secs(40);
 /// What SQLite says when a write finds no room (it is in the daemon's error line).
@@ -590,4 +591,104 @@ async fn a_backup_from_every_step_of_a_payment_restores_without_a_second_charge(
         let (code, report) = restored.alarms();
         assert_eq!(code, Some(0), "{step}: nothing left for a person: {report}");
     }
+}
+
+/// The smallest unit a tmpfs gives a file: a write that needs a new page finds the disk full.
+const PAGE: usize = 4096;
+
+/// A full disk at a terminal-journal write alone (the database has room): the ZVT driver's
+/// journal is a symlink onto a small full tmpfs. The charge intent cannot be journaled, so the
+/// sale is never sent (nothing charged) and the payment gets a clear answer; the entry torn by
+/// the full disk is cut back (the file keeps its length), and the entries after it read well,
+/// on the lane and at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_at_a_terminal_journal_write_sends_no_sale_and_leaves_no_torn_line() {
+    let Some(disk) = SmallDisk::mount() else {
+        return;
+    };
+    let database_dir = tempfile::tempdir().expect("tempdir");
+    let journal = disk.path().join("zvt-lane-1.journal");
+    std::os::unix::fs::symlink(&journal, database_dir.path().join("zvt-lane-1.journal"))
+        .expect("symlink the journal");
+    let terminal = ZvtTerminal::tcp(&[]).await;
+    let daemon = daemon_for(
+        &terminal,
+        Options {
+            database_dir: Some(database_dir.path().to_path_buf()),
+            ..Options::default()
+        },
+    )
+    .await;
+    let receiver = CallbackReceiver::start(0).await;
+    let before = pay(&daemon, &receiver, "journal-before", json!(10)).await;
+    assert_eq!(before["status"], "approved", "{before}");
+    let written = std::fs::read_to_string(&journal).expect("the journal on the small disk");
+    assert!(written.contains("journal-before"), "{written}");
+    // A line the reader skips fills the journal's last page up to a few bytes, and the filler
+    // takes every other page: the next entry is written in part, then finds the disk full.
+    let room = 16;
+    let mut pad = PAGE - written.len() % PAGE - room;
+    if pad < 2 {
+        pad += PAGE;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&journal)
+        .expect("open the journal");
+    std::io::Write::write_all(&mut file, format!("{}\n", "#".repeat(pad - 1)).as_bytes())
+        .expect("pad the journal");
+    drop(file);
+    disk.fill();
+    let full_length = std::fs::metadata(&journal).expect("journal").len();
+
+    let gateway = daemon.gateway();
+    let body = create_body(
+        "journal-full",
+        json!(11),
+        "Venda Direta Credito",
+        &receiver.url_for("journal-full"),
+    );
+    start_charge(&gateway, &body).await;
+    assert!(
+        daemon.wait_log("No space left on device", FINAL).await,
+        "{}",
+        daemon.logs()
+    );
+    // Never sent, so nothing can have been charged: denied is the true answer.
+    let answer = gateway.poll_final(&body, FINAL).await;
+    assert_eq!(answer["status"], "denied", "{answer}");
+    assert_eq!(
+        std::fs::metadata(&journal).expect("journal").len(),
+        full_length,
+        "the torn entry is cut back"
+    );
+    assert_eq!(terminal.sales(), 1, "never sent: {}", terminal.logs());
+
+    disk.free();
+    let after = pay(&daemon, &receiver, "journal-after", json!(12)).await;
+    assert_eq!(after["status"], "approved", "{after}");
+    let entries = |text: &str| -> Vec<Value> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("a torn line `{l}`: {e}")))
+            .collect()
+    };
+    let text = std::fs::read_to_string(&journal).expect("journal");
+    let entries = entries(&text);
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.to_string().contains("journal-after")),
+        "{text}"
+    );
+    // The next start reads the journal back (recovery) and the lane goes on.
+    let daemon = daemon.restart().await;
+    let restarted = pay(&daemon, &receiver, "journal-restarted", json!(13)).await;
+    assert_eq!(restarted["status"], "approved", "{restarted}");
+    assert_eq!(
+        daemon.gateway().create(&body).await,
+        answer,
+        "the answer stays"
+    );
+    assert_eq!(terminal.sales(), 3, "only the sales journaled were sent");
 }

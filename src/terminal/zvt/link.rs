@@ -102,6 +102,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ZvtLink<S> {
     pub async fn send(&mut self, apdu: &Apdu) -> Result<(), LinkError> {
         let bytes = apdu.to_bytes();
         if std::mem::take(&mut self.faults.garbage_next) {
+            tracing::warn!("ZVT link: fault garbage, line noise before the next message");
             self.stream.write_all(LINE_NOISE).await?;
         }
         if self.framing == Framing::Tcp {
@@ -115,6 +116,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ZvtLink<S> {
             if std::mem::take(&mut self.faults.bad_crc_next)
                 && let Some(last) = wire.last_mut()
             {
+                tracing::warn!("ZVT link: fault bad-crc, a frame sent with a wrong CRC");
                 *last ^= 0xFF;
             }
             self.stream.write_all(&wire).await?;
@@ -183,10 +185,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ZvtLink<S> {
                         FrameEvent::Frame(bytes) => {
                             if self.faults.nak_storm > 0 {
                                 self.faults.nak_storm -= 1;
+                                tracing::warn!(
+                                    still = self.faults.nak_storm,
+                                    "ZVT link: fault nak-storm, a good frame refused with NAK"
+                                );
                                 self.replies.push(frame::NAK);
                                 continue;
                             }
                             if std::mem::take(&mut self.faults.nak_next) {
+                                tracing::warn!(
+                                    "ZVT link: fault nak-next, a good frame refused with NAK"
+                                );
                                 self.replies.push(frame::NAK);
                                 continue;
                             }

@@ -15,8 +15,26 @@ pub trait TerminalUnderTest: Send + Sync {
     fn configure(&self, options: Options) -> Options;
     /// What the terminal says it did, read from its own journal.
     fn record(&self, daemon: &Daemon) -> TerminalRecord;
-    /// Its own log, for a failure's report.
+    /// Its own log (every terminal in its place so far), for a failure's report and to prove
+    /// a fault was applied.
     fn logs(&self) -> String;
+    /// Puts another terminal in its place (see [`Replacement`]), while the daemon is down. The
+    /// record goes on counting what every terminal before it did. Only called for the
+    /// replacements its row lists ([`Driver::replacements`]).
+    fn replace(&mut self, how: Replacement) -> Replacing<'_> {
+        panic!("this terminal simulates no replacement ({how:?}): its row must not list it")
+    }
+}
+
+pub type Replacing<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// How store IT changes the lane's terminal between two sales.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replacement {
+    /// Another terminal, with its own identity and an empty memory, at the same address.
+    Swapped,
+    /// The same terminal (same identity, same address) after a reset: its memory is lost.
+    Reset,
 }
 
 /// How a scenario wants its terminal.
@@ -25,7 +43,8 @@ pub struct Setup {
     /// How long a normal sale takes.
     pub approve_after_ms: u64,
     /// Faults in the simulator's own words (`--fault KIND` for ZVT); rows that cannot simulate
-    /// one skip the scenario (see [`Driver::faults`]).
+    /// one skip the scenario (see [`Driver::faults`]). The simulator logs `fault KIND` when it
+    /// applies one: `terminal_faults` requires it.
     pub faults: Vec<&'static str>,
     /// More arguments for a protocol simulator.
     pub args: Vec<String>,
@@ -39,6 +58,8 @@ pub struct Driver {
     pub start: fn(Setup) -> Started,
     /// The simulator faults this row can inject (`Setup::faults`).
     pub faults: &'static [&'static str],
+    /// The replacements this row can simulate ([`TerminalUnderTest::replace`]).
+    pub replacements: &'static [Replacement],
 }
 
 /// What the ZVT simulator injects on any line; serial framing adds its own.
@@ -67,16 +88,21 @@ pub const DRIVERS: &[Driver] = &[
             Box::pin(async move { Box::new(BuiltIn(setup)) as Box<dyn TerminalUnderTest> })
         },
         faults: &[],
+        // The built-in simulator lives in the daemon and its memory is the journal beside the
+        // database: there is no terminal to swap or reset apart from the daemon's own files.
+        replacements: &[],
     },
     Driver {
         name: "zvt-tcp",
         start: |setup| Box::pin(Zvt::start(Line::Tcp, setup)),
         faults: ZVT_FAULTS,
+        replacements: &[Replacement::Swapped, Replacement::Reset],
     },
     Driver {
         name: "zvt-pty",
         start: |setup| Box::pin(Zvt::start(Line::Pty, setup)),
         faults: ZVT_SERIAL_FAULTS,
+        replacements: &[Replacement::Swapped, Replacement::Reset],
     },
 ];
 
@@ -110,21 +136,24 @@ enum Line {
 /// `posbridge simulate-terminal zvt`: the real wire protocol in a process of its own, which
 /// keeps running (and completes a sale) while the daemon is down.
 struct Zvt {
-    terminal: ZvtTerminal,
-    record: PathBuf,
-    _dir: tempfile::TempDir,
+    /// Always `Some` between calls (taken only to replace it).
+    terminal: Option<ZvtTerminal>,
+    approve_after_ms: u64,
+    /// The record of every terminal that stood in the lane, the current one last.
+    records: Vec<PathBuf>,
+    /// The logs of the terminals replaced so far.
+    earlier_logs: String,
+    dir: tempfile::TempDir,
 }
+
+/// The identity of a swapped-in ZVT terminal (the simulator's default is 52500017).
+const SWAPPED_TERMINAL_ID: &str = "52500099";
 
 impl Zvt {
     async fn start(line: Line, setup: Setup) -> Box<dyn TerminalUnderTest> {
         let dir = tempfile::tempdir().expect("tempdir");
-        let record = dir.path().join("zvt-record.jsonl");
-        let mut args = vec![
-            "--approve-after-ms".to_string(),
-            setup.approve_after_ms.to_string(),
-            "--record".to_string(),
-            record.display().to_string(),
-        ];
+        let record = dir.path().join("zvt-record-0.jsonl");
+        let mut args = Self::args(setup.approve_after_ms, &record);
         for fault in &setup.faults {
             args.extend(["--fault".to_string(), fault.to_string()]);
         }
@@ -135,26 +164,66 @@ impl Zvt {
             Line::Pty => ZvtTerminal::pty(&args).await,
         };
         Box::new(Zvt {
-            terminal,
-            record,
-            _dir: dir,
+            terminal: Some(terminal),
+            approve_after_ms: setup.approve_after_ms,
+            records: vec![record],
+            earlier_logs: String::new(),
+            dir,
         })
+    }
+
+    fn args(approve_after_ms: u64, record: &std::path::Path) -> Vec<String> {
+        vec![
+            "--approve-after-ms".to_string(),
+            approve_after_ms.to_string(),
+            "--record".to_string(),
+            record.display().to_string(),
+        ]
+    }
+
+    fn terminal(&self) -> &ZvtTerminal {
+        self.terminal.as_ref().expect("a ZVT terminal")
     }
 }
 
 impl TerminalUnderTest for Zvt {
     fn configure(&self, options: Options) -> Options {
         Options {
-            zvt_transport: Some(self.terminal.transport.clone()),
+            zvt_transport: Some(self.terminal().transport.clone()),
             ..options
         }
     }
 
     fn record(&self, _daemon: &Daemon) -> TerminalRecord {
-        TerminalRecord::from_zvt_record(&std::fs::read_to_string(&self.record).unwrap_or_default())
+        let text: String = self
+            .records
+            .iter()
+            .map(|path| std::fs::read_to_string(path).unwrap_or_default())
+            .collect();
+        TerminalRecord::from_zvt_record(&text)
     }
 
     fn logs(&self) -> String {
-        self.terminal.logs()
+        format!("{}{}", self.earlier_logs, self.terminal().logs())
+    }
+
+    fn replace(&mut self, how: Replacement) -> Replacing<'_> {
+        Box::pin(async move {
+            let old = self.terminal.take().expect("a ZVT terminal");
+            self.earlier_logs.push_str(&old.logs());
+            self.earlier_logs
+                .push_str(&format!("--- the terminal {how:?} ---\n"));
+            let record = self
+                .dir
+                .path()
+                .join(format!("zvt-record-{}.jsonl", self.records.len()));
+            let mut args = Self::args(self.approve_after_ms, &record);
+            if how == Replacement::Swapped {
+                args.extend(["--terminal-id".to_string(), SWAPPED_TERMINAL_ID.to_string()]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            self.terminal = Some(old.replaced(&args).await);
+            self.records.push(record);
+        })
     }
 }

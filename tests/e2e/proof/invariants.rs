@@ -59,14 +59,17 @@ pub const NEVER_STORED: &[&str] = &[
 
 /// Checks every invariant for the scenario's payments (each must be final by now).
 pub async fn check(rig: &mut Rig, payments: &[Value]) {
+    check_with_unresolved(rig, payments, &[]).await;
+}
+
+/// [`check`], where the terminal could not tell what became of the `unresolved` payments (it
+/// was swapped or reset): each must have stayed undefined (never a guess), with an alarm that
+/// names it and no callback, and a charge the terminal's record holds for it is its own.
+pub async fn check_with_unresolved(rig: &mut Rig, payments: &[Value], unresolved: &[Value]) {
     let record = rig.terminal.record(rig.daemon());
     let mut ours = 0;
     for body in payments {
-        let id = body["paymentId"].as_str().expect("paymentId").to_string();
-        let amount = body["value"].as_f64().map(|v| (v * 100.0).round() as i64);
-        let Some(amount_minor) = amount else {
-            rig.fail("a scenario's amount must be a JSON number")
-        };
+        let (id, amount_minor) = id_and_amount(rig, body);
         // The final answer never changes once given, across every kill.
         let seen = rig.answers_of(&id).to_vec();
         let Some(first_final) = seen.iter().position(|a| a["status"] != "undefined") else {
@@ -152,6 +155,46 @@ pub async fn check(rig: &mut Rig, payments: &[Value]) {
             ));
         }
     }
+    for body in unresolved {
+        let (id, amount_minor) = id_and_amount(rig, body);
+        if let Some(guess) = rig
+            .answers_of(&id)
+            .iter()
+            .find(|a| a["status"] != "undefined")
+        {
+            rig.fail(&format!(
+                "{id} cannot be told, yet it was answered: {guess}"
+            ));
+        }
+        let Some(now) = rig.create(body).await else {
+            rig.fail(&format!("{id}: no answer to a last Create"))
+        };
+        if now["status"] != "undefined" {
+            rig.fail(&format!("{id} cannot be told, yet it is now: {now}"));
+        }
+        let charges = record.charges_of(&id, amount_minor);
+        ours += charges.len();
+        if charges.len() > 1 {
+            rig.fail(&format!(
+                "{id} charged {} times: {charges:?}",
+                charges.len()
+            ));
+        }
+        let (code, report) = rig.daemon().alarms();
+        if code != Some(1) || !report.contains(&id) {
+            rig.fail(&format!(
+                "{id} is unresolved without an alarm naming it: `posbridge alarms` exit {code:?}\n{report}"
+            ));
+        }
+        // Its alarm came before the final payments' callbacks, awaited above: a callback for
+        // it would have been queued first.
+        let callbacks = rig.receiver.for_payment(&id);
+        if !callbacks.is_empty() {
+            rig.fail(&format!(
+                "{id} is unresolved, yet called back: {callbacks:?}"
+            ));
+        }
+    }
     // Charges on the terminal == charges of the scenario's payments: nothing else was charged.
     if ours != record.charges.len() {
         rig.fail(&format!(
@@ -160,6 +203,16 @@ pub async fn check(rig: &mut Rig, payments: &[Value]) {
         ));
     }
     no_secret_stored(rig);
+}
+
+/// A scenario payment's id and amount in minor units.
+fn id_and_amount(rig: &Rig, body: &Value) -> (String, i64) {
+    let id = body["paymentId"].as_str().expect("paymentId").to_string();
+    let amount = body["value"].as_f64().map(|v| (v * 100.0).round() as i64);
+    let Some(amount_minor) = amount else {
+        rig.fail("a scenario's amount must be a JSON number")
+    };
+    (id, amount_minor)
 }
 
 /// No token or code in the logs or in any file the daemon and its terminal wrote (database,

@@ -10,6 +10,9 @@
 //! - [`rig`]: a daemon that may die at any step, driven through the POS flow as the Gateway and
 //!   the Sales App would, restarted like systemd does.
 //!
+//! The scenarios: the crash matrix, terminal faults, a terminal replaced mid-sale (swapped or
+//! reset), gateway faults and the soak.
+//!
 //! Scale (defaults fit CI; raise them by hand):
 //! - `POSBRIDGE_PROOF_TIMINGS`: randomized timings per cell of the crash matrix (default 1);
 //! - `POSBRIDGE_PROOF_SEED`: the first seed (default: fixed, so a CI failure replays exactly);
@@ -24,6 +27,7 @@ pub mod rig;
 
 mod crash_matrix;
 mod gateway_faults;
+mod replaced;
 mod soak;
 mod terminal_faults;
 

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::harness::*;
 use crate::proof::Seed;
-use crate::proof::drivers::{Driver, Setup, TerminalUnderTest};
+use crate::proof::drivers::{Driver, Replacement, Setup, TerminalUnderTest};
 
 pub struct Rig {
     /// Always `Some` between calls (taken only to restart it).
@@ -94,6 +94,18 @@ impl Rig {
         true
     }
 
+    /// Store IT puts another terminal in the lane while the daemon is down (it must have died),
+    /// then the daemon starts again.
+    pub async fn replace_terminal(&mut self, how: Replacement) {
+        if !self.daemon.as_mut().is_some_and(Daemon::exited) {
+            self.fail(&format!(
+                "the terminal is {how:?} only while the daemon is down"
+            ));
+        }
+        self.terminal.replace(how).await;
+        self.revive().await;
+    }
+
     /// Waits (up to `limit`) for the daemon to die by itself (at its failpoint).
     pub async fn await_death(&mut self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
@@ -139,8 +151,16 @@ impl Rig {
 
     /// Create, as the Gateway repeats it: the answer, remembered for the invariants.
     pub async fn create(&mut self, body: &Value) -> Option<Value> {
+        if self.revive().await {
+            return None;
+        }
+        self.create_once(body).await
+    }
+
+    /// Create on the daemon as it is: `None` if it is dead (it is not started again).
+    async fn create_once(&mut self, body: &Value) -> Option<Value> {
         let id = body["paymentId"].as_str().expect("paymentId").to_string();
-        match self.post("/payments", body).await? {
+        match self.daemon().gateway().try_post("/payments", body).await? {
             (200, answer) => {
                 self.answers.entry(id).or_default().push(answer.clone());
                 Some(answer)
@@ -163,6 +183,26 @@ impl Rig {
             if let Some(answer) = self.create(body).await {
                 if answer["status"] != "undefined" {
                     return answer;
+                }
+                if answer["paymentAppData"]["appName"] == "vtex.terminal-connector-app" {
+                    self.scan_serial(&answer).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Drives a payment through the POS flow like [`Rig::pay`] until the daemon dies (a kill
+    /// set up before, e.g. [`Rig::kill_after_log`]); the daemon stays down.
+    pub async fn pay_until_death(&mut self, body: &Value, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.daemon.as_mut().is_some_and(Daemon::exited) {
+            if Instant::now() > deadline {
+                self.fail(&format!("the daemon was never killed within {limit:?}"));
+            }
+            if let Some(answer) = self.create_once(body).await {
+                if answer["status"] != "undefined" {
+                    self.fail(&format!("final before the kill: {answer}"));
                 }
                 if answer["paymentAppData"]["appName"] == "vtex.terminal-connector-app" {
                     self.scan_serial(&answer).await;

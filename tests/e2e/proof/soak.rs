@@ -44,8 +44,9 @@ fn footprint(daemon: &Daemon) -> Footprint {
     }
 }
 
-/// One payment through the POS flow on `gateway`, then perhaps an operation; `None` when the
-/// daemon died under it (the soak finishes it after the restart).
+/// One payment through the POS flow on `gateway`, then perhaps an operation: every Create
+/// answer seen, and whether the payment got a final one (false when the daemon died under it
+/// or the time ran out: the soak finishes it after the restart).
 async fn drive(gateway: Gateway, body: Value, then: Option<(String, Value)>) -> (Vec<Value>, bool) {
     let mut answers = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);

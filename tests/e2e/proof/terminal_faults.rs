@@ -1,7 +1,8 @@
 //! Terminal faults, on every driver whose simulator can inject them (`Driver::faults`): the
-//! faulted sale and a clean one after it (the lane goes on), every invariant at the end.
+//! faulted sale and a clean one after it (the lane goes on), every invariant at the end, and
+//! the terminal's own log showing the fault was applied.
 //! A terminal swapped between two sales or one that lost its memory cannot always tell what it
-//! did: those end undefined with an alarm, proven in `zvt_recovery`.
+//! did: those end undefined with an alarm, proven in `replaced`.
 
 use std::time::Duration;
 
@@ -91,6 +92,13 @@ async fn run_fault(driver: &'static Driver, fault: &'static Fault, mut seed: See
         payments.push(body);
     }
     invariants::check(&mut rig, &payments).await;
+    // A simulator that ignored `--fault` would pass everything above: it must say it applied it.
+    let applied = format!("fault {}", fault.kind);
+    if !rig.terminal.logs().contains(&applied) {
+        rig.fail(&format!(
+            "the terminal never logged `{applied}`: the fault was not applied"
+        ));
+    }
     0
 }
 

@@ -353,6 +353,18 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             ?faults,
             "ZVT simulator: sale"
         );
+        if faults.slow {
+            tracing::warn!(
+                delay_ms = self.timing.slow_delay.as_millis(),
+                "ZVT simulator: fault slow, waiting before each message of this sale"
+            );
+        }
+        if faults.late_approval {
+            tracing::warn!(
+                after_ms = self.timing.late_approval.as_millis(),
+                "ZVT simulator: fault late-approval, approving late whatever the ECR does"
+            );
+        }
         self.slow = faults.slow;
         self.link.faults.nak_next |= faults.nak_next;
         self.link.faults.bad_crc_next |= faults.bad_crc;
