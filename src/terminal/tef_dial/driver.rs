@@ -46,6 +46,8 @@ enum Entry {
     },
     /// The client never took the request: it was removed from its folder.
     Withdrawn { id: RequestId },
+    /// The client has the request (it acknowledged it, or took it from its folder).
+    Taken { id: RequestId },
     /// The client's answer, kept before its files are removed.
     Answer { id: RequestId, answer: Box<Kept> },
     /// What the database made of an approval, before the CNF or NCN is written.
@@ -164,6 +166,7 @@ struct Exchange {
     amount_minor: Option<i64>,
     at: i64,
     withdrawn: bool,
+    taken: bool,
     answer: Option<Kept>,
     verdict: Option<(bool, Option<String>)>,
     settled: Option<bool>,
@@ -251,11 +254,17 @@ impl TefDialDriver {
                         amount_minor,
                         at,
                         withdrawn: false,
+                        taken: false,
                         answer: None,
                         verdict: None,
                         settled: None,
                     },
                 );
+            }
+            Entry::Taken { id } => {
+                if let Some(x) = self.exchanges.get_mut(&id) {
+                    x.taken = true;
+                }
             }
             Entry::Withdrawn { id } => {
                 if let Some(x) = self.exchanges.get_mut(&id) {
@@ -334,6 +343,7 @@ impl TefDialDriver {
             if let Found::Record(status) = self.folders.status().await.map_err(offline)? {
                 match Status::from_record(&status) {
                     Ok(status) if status.id == id => {
+                        self.record(Entry::Taken { id })?;
                         self.folders.remove_status().await.map_err(offline)?;
                         return Ok(());
                     }
@@ -354,12 +364,44 @@ impl TefDialDriver {
             )));
         }
         // Taken meanwhile: the client has it; its answer will come.
+        self.record(Entry::Taken { id })?;
         tracing::warn!(
             terminal = %self.terminal_id,
             request = id,
             "the TEF client took the request without acknowledging it in time"
         );
         Ok(())
+    }
+
+    /// Whether the client has the request `id`, whose answer has not come (after a restart).
+    /// One still waiting in its folder is taken back: no. One acknowledged: yes. Neither (the
+    /// daemon stopped around writing it): the client gets `ack_timeout` to acknowledge it, as
+    /// any request does; without that it does not have it (never written, or void).
+    async fn client_has(&mut self, id: RequestId) -> Result<bool, DriverError> {
+        if self.exchanges.get(&id).is_some_and(|x| x.taken) {
+            return Ok(true);
+        }
+        if self.folders.withdraw(id).await.map_err(offline)?
+            || self.folders.withdrawn(id).await.map_err(offline)?
+        {
+            self.record(Entry::Withdrawn { id })?;
+            return Ok(false);
+        }
+        let deadline = tokio::time::Instant::now() + self.ack_timeout;
+        loop {
+            if let Found::Record(status) = self.folders.status().await.map_err(offline)?
+                && Status::from_record(&status).is_ok_and(|s| s.id == id)
+            {
+                self.record(Entry::Taken { id })?;
+                self.folders.remove_status().await.map_err(offline)?;
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.record(Entry::Withdrawn { id })?;
+                return Ok(false);
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// Looks once for the answer to `id`: journals it, then removes the client's files.
@@ -646,7 +688,8 @@ impl TefDialDriver {
             return Ok(OperationOutcome::Done);
         }
         self.settle_pending().await?;
-        self.cancel_sale(sale, Some(request.reference.as_str())).await
+        self.cancel_sale(sale, Some(request.reference.as_str()))
+            .await
     }
 }
 
@@ -755,14 +798,11 @@ impl TerminalDriver for TefDialDriver {
                 .await
                 .map(SaleQuery::Completed);
         }
-        // Never taken by the client (the daemon stopped before): take it back.
-        let withdrawn = self.folders.withdraw(id).await.map_err(offline)?
-            || self.folders.withdrawn(id).await.map_err(offline)?;
-        if withdrawn {
-            self.record(Entry::Withdrawn { id })?;
-            return Ok(SaleQuery::NotFound);
+        if self.client_has(id).await? {
+            Ok(SaleQuery::InProgress)
+        } else {
+            Ok(SaleQuery::NotFound)
         }
-        Ok(SaleQuery::InProgress)
     }
 
     async fn reverse(
@@ -812,10 +852,7 @@ impl TerminalDriver for TefDialDriver {
             }
             Some(_) => Ok(OperationQuery::NotFound),
             None => {
-                if self.folders.withdraw(id).await.map_err(offline)?
-                    || self.folders.withdrawn(id).await.map_err(offline)?
-                {
-                    self.record(Entry::Withdrawn { id })?;
+                if !self.client_has(id).await? {
                     return Ok(OperationQuery::NotFound);
                 }
                 Err(DriverError::Disconnected(

@@ -341,3 +341,35 @@ async fn an_approval_of_another_amount_is_undone_and_declined() {
     assert!(matches!(undo, Request::Ncn(_)), "{undo:?}");
     assert!(driver.unconfirmed().is_empty());
 }
+
+/// Killed after journaling the intent, before the file was written: the client never
+/// acknowledges what it never had, so after its acknowledgement time the sale never happened.
+#[tokio::test]
+async fn a_request_journaled_but_never_written_is_not_waited_for_forever() {
+    let rig = Rig::new();
+    let mut driver = rig.driver();
+    let id = driver.next_id();
+    driver
+        .record(Entry::Request {
+            id,
+            operation: "CRT".into(),
+            reference: Some("p-unwritten".into()),
+            sale: None,
+            amount_minor: Some(300),
+            at: 0,
+        })
+        .expect("journal");
+    let mut restarted = rig.driver();
+    let inquiry = SaleInquiry {
+        reference: "p-unwritten".into(),
+        amount_minor: 300,
+        currency: "BRL".into(),
+        sent_at_ms: 0,
+        cancel_requested: false,
+    };
+    assert_eq!(
+        restarted.query_sale(&inquiry).await.expect("query"),
+        SaleQuery::NotFound
+    );
+    assert!(restarted.sent().expect("sent").is_empty());
+}

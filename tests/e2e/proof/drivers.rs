@@ -1,5 +1,5 @@
-//! Every terminal protocol the proof suite runs, one row each. A new driver (TEF Dial, nexo)
-//! joins every matrix by one row in [`DRIVERS`] and a [`TerminalUnderTest`] for its simulator.
+//! Every terminal protocol the proof suite runs, one row each. A new driver (nexo) joins
+//! every matrix by one row in [`DRIVERS`] and a [`TerminalUnderTest`] for its simulator.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -7,6 +7,7 @@ use std::pin::Pin;
 
 use crate::harness::{Daemon, Options};
 use crate::proof::record::TerminalRecord;
+use crate::tef_dial::TefClient;
 use crate::zvt::ZvtTerminal;
 
 /// A terminal as the proof suite sees it: how the daemon reaches it, and its own record.
@@ -81,6 +82,11 @@ const ZVT_SERIAL_FAULTS: &[&str] = &[
     "bad-crc",
 ];
 
+/// What the TEF client simulator injects. Not `no-answer`: a client that took a sale and never
+/// answers keeps the payment undefined for good (only the client knows; posbridge never
+/// guesses), which no scenario here can end — the simulator's own tests cover it.
+const TEF_FAULTS: &[&str] = &["offline", "slow-ack", "garbage-answer"];
+
 pub const DRIVERS: &[Driver] = &[
     Driver {
         name: "simulator",
@@ -104,7 +110,51 @@ pub const DRIVERS: &[Driver] = &[
         faults: ZVT_SERIAL_FAULTS,
         replacements: &[Replacement::Swapped, Replacement::Reset],
     },
+    Driver {
+        name: "tef-dial",
+        start: |setup| Box::pin(Tef::start(setup)),
+        faults: TEF_FAULTS,
+        // A TEF client keeps its own transaction store (and resolves what it holds pending
+        // itself); replacing or reinstalling one is not simulated.
+        replacements: &[],
+    },
 ];
+
+/// `posbridge simulate-terminal tef-dial`: a TEF client on two folders, in a process of its
+/// own that answers (and holds the approval pending) while the daemon is down.
+struct Tef(TefClient);
+
+impl Tef {
+    async fn start(setup: Setup) -> Box<dyn TerminalUnderTest> {
+        let mut args = vec![
+            "--approve-after-ms".to_string(),
+            setup.approve_after_ms.to_string(),
+        ];
+        for fault in &setup.faults {
+            args.extend(["--fault".to_string(), fault.to_string()]);
+        }
+        args.extend(setup.args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Box::new(Tef(TefClient::start(&args).await))
+    }
+}
+
+impl TerminalUnderTest for Tef {
+    fn configure(&self, options: Options) -> Options {
+        Options {
+            terminal_keys: Some(self.0.keys(2)),
+            ..options
+        }
+    }
+
+    fn record(&self, _daemon: &Daemon) -> TerminalRecord {
+        TerminalRecord::from_tef_record(&self.0.record_text())
+    }
+
+    fn logs(&self) -> String {
+        self.0.logs()
+    }
+}
 
 /// The built-in simulator: it lives in the daemon, its journal beside the database is the
 /// terminal's record, and it goes on with a sale while the daemon is down.

@@ -58,6 +58,22 @@ pub const FAULTS: &[Fault] = &[
         args: &["--slow-ms", "6000"],
     },
     Fault {
+        name: "a TEF client that never acknowledges",
+        kind: "offline",
+        args: &[],
+    },
+    // The daemon's tef-dial terminal has ack_timeout_s = 2 here.
+    Fault {
+        name: "a TEF client acknowledging after the timeout",
+        kind: "slow-ack",
+        args: &["--slow-ack-ms", "3500"],
+    },
+    Fault {
+        name: "a TEF answer file that is not whole",
+        kind: "garbage-answer",
+        args: &[],
+    },
+    Fault {
         name: "an approval after the register gave up",
         kind: "late-approval",
         args: &["--late-approval-ms", "7000"],
