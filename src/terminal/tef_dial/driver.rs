@@ -676,9 +676,15 @@ impl TefDialDriver {
                 "a TEF cancellation gives back the whole sale: return part of it on the TEF client's own menu".into(),
             ));
         }
-        let provisional = self.exchanges.get(&sale).is_some_and(Exchange::unconfirmed);
+        // Never asked to confirm: undoing it (NCN) is the whole reversal. Once a CNF may have
+        // gone out (a keep verdict journaled), the client may hold it confirmed whatever the
+        // journal says: the CNF is finished first and the sale cancelled (an NCN the client
+        // ignores would report a reversal that never happened).
+        let provisional = self
+            .exchanges
+            .get(&sale)
+            .is_some_and(|x| x.unconfirmed() && !matches!(x.verdict, Some((true, _))));
         if provisional {
-            // Never confirmed: undoing it (NCN) is the whole reversal.
             self.record(Entry::Verdict {
                 sale,
                 keep: false,

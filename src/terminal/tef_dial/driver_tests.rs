@@ -373,3 +373,57 @@ async fn a_request_journaled_but_never_written_is_not_waited_for_forever() {
     );
     assert!(restarted.sent().expect("sent").is_empty());
 }
+
+/// A keep verdict was journaled and its CNF may have reached the client (the daemon stopped
+/// before its acknowledgement): a cancel then finishes the CNF and cancels the sale (CNC),
+/// never an NCN the client would ignore while the sale stands.
+#[tokio::test]
+async fn a_cancel_after_a_keep_verdict_confirms_then_cancels() {
+    let rig = Rig::new();
+    let mut driver = rig.driver();
+    let id = driver.next_id();
+    driver
+        .record(Entry::Request {
+            id,
+            operation: "CRT".into(),
+            reference: Some("p-kept".into()),
+            sale: None,
+            amount_minor: Some(990),
+            at: 0,
+        })
+        .expect("journal");
+    driver
+        .record(Entry::Answer {
+            id,
+            answer: Box::new(Kept::of(&approval(id, 990))),
+        })
+        .expect("journal");
+    driver
+        .record(Entry::Verdict {
+            sale: id,
+            keep: true,
+            operation: None,
+        })
+        .expect("journal");
+    let mut driver = rig.driver();
+    let reversal = OperationRequest {
+        reference: "rv-1".into(),
+        sale_ref: id.to_string(),
+        sale_amount_minor: 990,
+        sale_at_ms: 0,
+        amount_minor: 990,
+        currency: "BRL".into(),
+    };
+    let (outcome, requests) = tokio::join!(driver.reverse(&reversal), async {
+        let cnf = rig.acknowledge_next().await;
+        let cnc = rig.acknowledge_next().await;
+        let mut answer = approval(cnc.id(), 990);
+        answer.operation = Operation::Cnc;
+        answer.nsu = Some("000124".into());
+        rig.client_writes("IntPos.001", &answer.to_record());
+        let cnc_cnf = rig.acknowledge_next().await;
+        [cnf.operation(), cnc.operation(), cnc_cnf.operation()]
+    });
+    assert_eq!(outcome.expect("reversal"), OperationOutcome::Done);
+    assert_eq!(requests, [Operation::Cnf, Operation::Cnc, Operation::Cnf]);
+}
