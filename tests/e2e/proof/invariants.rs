@@ -47,6 +47,32 @@ fn booked(database: &Path, payment_id: &str) -> Option<Booked> {
     })
 }
 
+/// Waits until no reversal or refund is pending or sent (up to `limit`).
+async fn operations_settled(database: &Path, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let unfinished: i64 = rusqlite::Connection::open_with_flags(
+            database,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .and_then(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM operations WHERE state IN ('pending', 'sent')",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .expect("operations");
+        if unfinished == 0 {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Secrets that must never be written anywhere: logs, database, WAL, journals. The callback
 /// signature is stored only sealed (the database alone cannot post a callback).
 pub const NEVER_STORED: &[&str] = &[
@@ -66,6 +92,11 @@ pub async fn check(rig: &mut Rig, payments: &[Value]) {
 /// was swapped or reset): each must have stayed undefined (never a guess), with an alarm that
 /// names it and no callback, and a charge the terminal's record holds for it is its own.
 pub async fn check_with_unresolved(rig: &mut Rig, payments: &[Value], unresolved: &[Value]) {
+    // A cancel answered 500 `cancel-pending` goes on on the terminal: the terminal's record and
+    // the database are compared once nothing is on its way between them.
+    if !operations_settled(&rig.daemon().db_path(), Duration::from_secs(60)).await {
+        rig.fail("operations still on their way to the terminal after 60 s");
+    }
     let record = rig.terminal.record(rig.daemon());
     let mut ours = 0;
     for body in payments {
@@ -126,7 +157,7 @@ pub async fn check_with_unresolved(rig: &mut Rig, payments: &[Value], unresolved
             // Every reversal and refund on the terminal is booked, and only those.
             if charge.reversed_minor != booked.reversed_minor {
                 rig.fail(&format!(
-                    "{id}: the terminal reversed {}, posbridge booked {}",
+                    "{id}: the terminal reversed {}, posbridge booked {} (its charges: {charges:?})",
                     charge.reversed_minor, booked.reversed_minor
                 ));
             }
