@@ -14,5 +14,7 @@
     )
 )]
 
+#[cfg(feature = "nexo")]
+pub mod nexo;
 pub mod tef_dial;
 pub mod zvt;
