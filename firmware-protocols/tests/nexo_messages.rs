@@ -21,6 +21,7 @@ use firmware_protocols::nexo::messages::{
     TransactionIdentification, TransactionStatusRequest, is_acknowledgement,
 };
 use firmware_protocols::nexo::{ReadError, crypto, open_incoming, seal_request};
+use proptest::prelude::*;
 
 const TEST_PASSPHRASE: &[u8] = b"p@ssw0rd123456";
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/nexo/");
@@ -553,4 +554,55 @@ fn amounts_on_the_wire_are_decimal_numbers_never_floats() {
     }
     assert!(serde_json::from_str::<DecimalAmount>(r#""1.00""#).is_err());
     assert!(serde_json::from_str::<DecimalAmount>("-1.00").is_err());
+}
+
+#[test]
+fn a_payment_answer_written_back_reads_the_same_and_keeps_only_the_masked_card() {
+    let Incoming::Response(response) = open_incoming(
+        &fixture("payment-local-success.json"),
+        &KeyMaterial::derive(TEST_PASSPHRASE),
+    )
+    .unwrap() else {
+        panic!("a response");
+    };
+    let written = response.to_json().unwrap();
+    let text = String::from_utf8(written.clone()).unwrap();
+    assert!(text.contains(r#""MaskedPan":"541333 **** 0010""#), "{text}");
+    assert!(text.contains(r#""AuthorizedAmount":1"#), "{text}");
+    assert!(
+        !text.contains("ExpiryDate"),
+        "nothing beyond what posbridge reads: {text}"
+    );
+    assert_eq!(Response::from_json(&written).unwrap(), response);
+}
+
+proptest! {
+    #[test]
+    fn minor_units_survive_the_wire_exactly(minor in any::<u64>(), digits in 0u8..=3) {
+        let wire = serde_json::to_string(&DecimalAmount::from_minor_units(minor, digits)).unwrap();
+        let back: DecimalAmount = serde_json::from_str(&wire).unwrap();
+        prop_assert_eq!(back.to_minor_units(digits), Some(minor));
+    }
+
+    #[test]
+    fn reading_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = Incoming::from_json(&bytes);
+        let _ = Response::from_body_json(&bytes);
+        let _ = is_acknowledgement(&bytes);
+    }
+
+    #[test]
+    fn reading_arbitrary_json_shapes_never_panics(
+        key in prop_oneof![Just("SaleToPOIResponse"), Just("SaleToPOIRequest")],
+        body in prop_oneof![
+            Just("PaymentResponse"), Just("TransactionStatusResponse"), Just("PaymentRequest"),
+            Just("EventNotification"), Just("XResponse"),
+        ],
+        value in "[-0-9.a-z\"{}:,\\[\\]]{0,40}",
+    ) {
+        let json = format!(
+            r#"{{"{key}":{{"MessageHeader":{{"MessageClass":"Service","MessageCategory":"Payment","MessageType":"Response","SaleID":"s","POIID":"p"}},"{body}":{value}}}}}"#
+        );
+        let _ = Incoming::from_json(json.as_bytes());
+    }
 }

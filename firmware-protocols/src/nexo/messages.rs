@@ -5,6 +5,7 @@
 //! field is an error that names it.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -16,6 +17,7 @@ pub const PROTOCOL_VERSION: &str = "3.0";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct MessageHeader {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol_version: Option<String>,
     pub message_class: MessageClass,
     pub message_category: MessageCategory,
@@ -118,7 +120,7 @@ fn malformed(error: serde_json::Error) -> MessageError {
 // Amounts: decimals on the wire, integer minor units in posbridge. Never a float in between.
 
 /// The number of minor digits of the currencies posbridge may charge in (ISO 4217).
-pub fn currency_minor_digits(currency: &str) -> Option<u32> {
+pub fn currency_minor_digits(currency: &str) -> Option<u8> {
     match currency {
         "BRL" | "EUR" | "USD" | "GBP" | "ARS" | "MXN" | "COP" | "PEN" | "UYU" | "CHF" | "AUD"
         | "CAD" => Some(2),
@@ -135,9 +137,9 @@ pub struct DecimalAmount(String);
 
 impl DecimalAmount {
     /// `minor_units` with `minor_digits` decimals: 1099 and 2 → `10.99`; 5 and 0 → `5`.
-    pub fn from_minor_units(minor_units: u64, minor_digits: u32) -> DecimalAmount {
+    pub fn from_minor_units(minor_units: u64, minor_digits: u8) -> DecimalAmount {
         let digits = minor_units.to_string();
-        let width = usize::try_from(minor_digits).unwrap_or(usize::MAX);
+        let width = usize::from(minor_digits);
         if width == 0 {
             return DecimalAmount(digits);
         }
@@ -148,14 +150,14 @@ impl DecimalAmount {
 
     /// Back to minor units; `None` when the text is not a plain non-negative decimal or has
     /// more decimals than the currency allows (never rounded).
-    pub fn to_minor_units(&self, minor_digits: u32) -> Option<u64> {
+    pub fn to_minor_units(&self, minor_digits: u8) -> Option<u64> {
         let (whole, fraction) = self.0.split_once('.').unwrap_or((&self.0, ""));
         let all_digits = |text: &str| text.bytes().all(|byte| byte.is_ascii_digit());
         if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) {
             return None;
         }
         let fraction = fraction.trim_end_matches('0');
-        let width = usize::try_from(minor_digits).ok()?;
+        let width = usize::from(minor_digits);
         if fraction.len() > width {
             return None;
         }
@@ -280,10 +282,16 @@ impl RequestBody {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct RequestOuter {
     #[serde(rename = "SaleToPOIRequest")]
     request: Request,
+}
+
+#[derive(Serialize)]
+struct RequestOuterRef<'a> {
+    #[serde(rename = "SaleToPOIRequest")]
+    request: &'a Request,
 }
 
 impl Request {
@@ -297,10 +305,7 @@ impl Request {
 
     /// The clear message, `{"SaleToPOIRequest": {...}}`: the plaintext to seal.
     pub fn to_json(&self) -> Result<Vec<u8>, MessageError> {
-        serde_json::to_vec(&RequestOuter {
-            request: self.clone(),
-        })
-        .map_err(malformed)
+        serde_json::to_vec(&RequestOuterRef { request: self }).map_err(malformed)
     }
 
     /// Reads a clear `{"SaleToPOIRequest": {...}}` (what the terminal sends as a notification,
@@ -319,16 +324,37 @@ pub struct Response {
     pub body: ResponseBody,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum ResponseBody {
+    #[serde(rename = "PaymentResponse")]
     Payment(PaymentResponse),
+    #[serde(rename = "ReversalResponse")]
     Reversal(ReversalResponse),
+    #[serde(rename = "TransactionStatusResponse")]
     TransactionStatus(TransactionStatusResponse),
+    #[serde(rename = "DiagnosisResponse")]
     Diagnosis(DiagnosisResponse),
+    #[serde(rename = "DisplayResponse")]
     Display(DisplayResponse),
+    #[serde(rename = "InputResponse")]
     Input(InputResponse),
-    /// A kind posbridge does not use (stored value…): its `Response` only.
+    /// A kind posbridge does not use (stored value…): its `Response` only. Read, never written.
+    #[serde(skip)]
     Other(ResponseStatus),
+}
+
+#[derive(Serialize)]
+struct ResponseOuterRef<'a> {
+    #[serde(rename = "SaleToPOIResponse")]
+    response: ResponseRef<'a>,
+}
+
+#[derive(Serialize)]
+struct ResponseRef<'a> {
+    #[serde(rename = "MessageHeader")]
+    header: &'a MessageHeader,
+    #[serde(flatten)]
+    body: &'a ResponseBody,
 }
 
 /// The body object of a `SaleToPOIResponse`, each member kept as its exact JSON text. (Not a
@@ -347,6 +373,18 @@ impl Response {
     pub fn from_json(bytes: &[u8]) -> Result<Response, MessageError> {
         let outer: ResponseOuter = serde_json::from_slice(bytes).map_err(malformed)?;
         Response::from_fields(outer.response)
+    }
+
+    /// The clear message, `{"SaleToPOIResponse": {...}}`, as a terminal (or its simulator)
+    /// answers.
+    pub fn to_json(&self) -> Result<Vec<u8>, MessageError> {
+        serde_json::to_vec(&ResponseOuterRef {
+            response: ResponseRef {
+                header: &self.header,
+                body: &self.body,
+            },
+        })
+        .map_err(malformed)
     }
 
     /// Reads the inner object alone (`{"MessageHeader": …, "DiagnosisResponse": …}`).
@@ -475,12 +513,14 @@ impl MessageReference {
 }
 
 /// `Response`: the outcome of any request.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ResponseStatus {
     pub result: ResultCode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_condition: Option<ErrorCondition>,
     /// Adyen's extra data, URL-encoded `key=value&…`: see [`ResponseStatus::additional`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub additional_response: Option<String>,
 }
 
@@ -494,7 +534,7 @@ impl ResponseStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum ResultCode {
     Success,
     Failure,
@@ -505,7 +545,7 @@ pub enum ResultCode {
 }
 
 /// Why a request failed (nexo `ErrorCondition`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ErrorCondition {
     Aborted,
     Busy,
@@ -745,13 +785,15 @@ impl PaymentRequest {
 }
 
 /// The terminal's answer to a payment (or the one repeated by a status request).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PaymentResponse {
     pub response: ResponseStatus,
-    #[serde(rename = "POIData")]
+    #[serde(rename = "POIData", default, skip_serializing_if = "Option::is_none")]
     pub poi_data: Option<PoiData>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sale_data: Option<SaleData>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_result: Option<PaymentResult>,
     #[serde(default)]
     pub payment_receipt: Vec<PaymentReceipt>,
@@ -787,42 +829,58 @@ pub struct PoiData {
     pub poi_transaction_id: TransactionIdentification,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PaymentResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_acquirer_data: Option<PaymentAcquirerData>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_instrument_data: Option<PaymentInstrumentData>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amounts_resp: Option<AmountsResp>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PaymentAcquirerData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_code: Option<String>,
-    #[serde(rename = "AcquirerTransactionID")]
+    #[serde(
+        rename = "AcquirerTransactionID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub acquirer_transaction_id: Option<TransactionIdentification>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct AmountsResp {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
     pub authorized_amount: DecimalAmount,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PaymentInstrumentData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub card_data: Option<CardData>,
 }
 
 /// The card, as far as posbridge may keep it: the brand and the first 6 / last 4 digits.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CardData {
     /// Adyen's brand code, e.g. `mc`, `visa`, `elo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_brand: Option<String>,
-    #[serde(default, deserialize_with = "masked_pan")]
+    #[serde(
+        default,
+        deserialize_with = "masked_pan",
+        serialize_with = "masked_pan_text",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub masked_pan: Option<MaskedPan>,
 }
 
@@ -863,6 +921,23 @@ impl MaskedPan {
     }
 }
 
+impl fmt::Display for MaskedPan {
+    /// As Adyen writes it: `541333 **** 0010`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} **** {}", self.first6, self.last4)
+    }
+}
+
+fn masked_pan_text<S: serde::Serializer>(
+    pan: &Option<MaskedPan>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match pan {
+        Some(pan) => serializer.collect_str(pan),
+        None => serializer.serialize_none(),
+    }
+}
+
 fn masked_pan<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<MaskedPan>, D::Error> {
@@ -871,7 +946,7 @@ fn masked_pan<'de, D: serde::Deserializer<'de>>(
 }
 
 /// A receipt the terminal composed (`CashierReceipt`, `CustomerReceipt`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PaymentReceipt {
     pub document_qualifier: String,
@@ -885,14 +960,44 @@ impl PaymentReceipt {
     /// The receipt as printable lines. Adyen writes each line URL-encoded as
     /// `name=Date&value=08%2f05%2f19&key=txdate`: shown as `Date: 08/05/19`, a line with only a
     /// name as that name, and one with neither (`key=filler`) as an empty line. Lines that are
-    /// not in that form are kept as they are.
+    /// not in that form are kept as they are. Terminals print card numbers masked already;
+    /// should one not, any run of 13 or more digits keeps only its first 6 and last 4.
     pub fn lines(&self) -> Vec<String> {
         self.output_content
             .output_text
             .iter()
-            .map(|line| receipt_line(&line.text))
+            .map(|line| mask_card_numbers(&receipt_line(&line.text)))
             .collect()
     }
+}
+
+/// The shortest card number (ISO/IEC 7812): shorter digit runs are dates, amounts, codes.
+const SHORTEST_CARD_NUMBER: usize = 13;
+
+fn mask_card_numbers(line: &str) -> String {
+    let mut masked = String::with_capacity(line.len());
+    let mut digits = String::new();
+    let flush = |digits: &mut String, masked: &mut String| {
+        if digits.len() >= SHORTEST_CARD_NUMBER {
+            let hidden = digits.len() - 10;
+            masked.extend(digits.chars().take(6));
+            masked.extend(std::iter::repeat_n('*', hidden));
+            masked.extend(digits.chars().skip(6 + hidden));
+        } else {
+            masked.push_str(digits);
+        }
+        digits.clear();
+    };
+    for character in line.chars() {
+        if character.is_ascii_digit() {
+            digits.push(character);
+        } else {
+            flush(&mut digits, &mut masked);
+            masked.push(character);
+        }
+    }
+    flush(&mut digits, &mut masked);
+    masked
 }
 
 fn receipt_line(text: &str) -> String {
@@ -940,11 +1045,11 @@ pub struct OriginalPoiTransaction {
     pub poi_transaction_id: TransactionIdentification,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ReversalResponse {
     pub response: ResponseStatus,
-    #[serde(rename = "POIData")]
+    #[serde(rename = "POIData", default, skip_serializing_if = "Option::is_none")]
     pub poi_data: Option<PoiData>,
 }
 
@@ -954,11 +1059,13 @@ pub struct TransactionStatusRequest {
     pub message_reference: MessageReference,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct TransactionStatusResponse {
     pub response: ResponseStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_reference: Option<MessageReference>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeated_message_response: Option<Box<RepeatedMessageResponse>>,
 }
 
@@ -995,17 +1102,19 @@ impl TransactionStatusResponse {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RepeatedMessageResponse {
     pub message_header: MessageHeader,
     pub repeated_response_message_body: RepeatedResponseMessageBody,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RepeatedResponseMessageBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_response: Option<PaymentResponse>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reversal_response: Option<ReversalResponse>,
 }
 
@@ -1017,15 +1126,15 @@ pub struct DiagnosisRequest {
     pub host_diagnosis_flag: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DiagnosisResponse {
     pub response: ResponseStatus,
-    #[serde(rename = "POIStatus")]
+    #[serde(rename = "POIStatus", default, skip_serializing_if = "Option::is_none")]
     pub poi_status: Option<PoiStatus>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PoiStatus {
     /// `OK`, `Busy`, `Maintenance` or `Unreachable`.
@@ -1086,14 +1195,14 @@ impl DisplayRequest {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DisplayResponse {
     #[serde(default)]
     pub output_result: Vec<OutputResult>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct OutputResult {
     pub device: String,
@@ -1169,13 +1278,13 @@ pub struct EncapsulatedContent {
 }
 
 /// The terminal's answer to a customer input request (unused by posbridge; its outcome only).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct InputResponse {
     pub input_result: InputResult,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct InputResult {
     pub device: String,
@@ -1239,5 +1348,16 @@ mod tests {
             "MERCHANT COPY"
         );
         assert_eq!(receipt_line("Plain text"), "Plain text");
+    }
+
+    #[test]
+    fn receipt_lines_never_show_a_whole_card_number() {
+        assert_eq!(
+            mask_card_numbers("Card 4111111111111111 ok"),
+            "Card 411111******1111 ok"
+        );
+        assert_eq!(mask_card_numbers("5413330089600010"), "541333******0010");
+        assert_eq!(mask_card_numbers("Tel 123456789012"), "Tel 123456789012");
+        assert_eq!(mask_card_numbers("08/05/19 15:25"), "08/05/19 15:25");
     }
 }
