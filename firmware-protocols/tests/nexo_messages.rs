@@ -460,6 +460,22 @@ fn debit_prefers_the_debit_account_and_credit_at_once_has_no_payment_data() {
 }
 
 #[test]
+fn a_service_id_the_terminal_would_refuse_is_refused_before_sending() {
+    for service_id in ["", "12345678901"] {
+        let request = Request::service(
+            "store-1-lane-4",
+            service_id,
+            "V400m-1",
+            RequestBody::DiagnosisRequest(DiagnosisRequest::default()),
+        );
+        assert_eq!(
+            request.to_json(),
+            Err(MessageError::ServiceId(service_id.to_owned()))
+        );
+    }
+}
+
+#[test]
 fn an_unknown_currency_is_refused_rather_than_guessed() {
     let mut unknown = input(PaymentMethod::Debit, 100);
     unknown.currency = "XYZ".to_owned();

@@ -291,8 +291,19 @@ pub fn open(envelope: &[u8], key: &KeyMaterial) -> Result<Opened, OpenError> {
         OuterIn::Request(body) => (Direction::Request, body),
         OuterIn::Response(body) => (Direction::Response, body),
     };
-    let (Some(nexo_blob), Some(trailer)) = (body.nexo_blob, body.security_trailer) else {
-        return Err(OpenError::Clear);
+    let (nexo_blob, trailer) = match (body.nexo_blob, body.security_trailer) {
+        (Some(nexo_blob), Some(trailer)) => (nexo_blob, trailer),
+        (None, None) => return Err(OpenError::Clear),
+        (Some(_), None) => {
+            return Err(OpenError::NotAnEnvelope(
+                "missing field `SecurityTrailer`".to_owned(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(OpenError::NotAnEnvelope(
+                "missing field `NexoBlob`".to_owned(),
+            ));
+        }
     };
     let clear_header = body
         .message_header

@@ -13,6 +13,9 @@ use serde_json::value::RawValue;
 /// The nexo protocol version posbridge speaks.
 pub const PROTOCOL_VERSION: &str = "3.0";
 
+/// The longest `ServiceID` terminals take.
+pub const SERVICE_ID_MAX_LEN: usize = 10;
+
 /// The header of every message, also sent in clear outside the encrypted blob.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -108,8 +111,8 @@ pub enum MessageError {
     UnknownBody(MessageCategory),
     #[error("currency {0:?} is not one posbridge knows the minor digits of")]
     UnknownCurrency(String),
-    #[error("amount {0:?} is not a decimal with the currency's minor digits")]
-    BadAmount(String),
+    #[error("ServiceID {0:?} must be 1 to {SERVICE_ID_MAX_LEN} characters")]
+    ServiceId(String),
 }
 
 fn malformed(error: serde_json::Error) -> MessageError {
@@ -303,8 +306,14 @@ impl Request {
         }
     }
 
-    /// The clear message, `{"SaleToPOIRequest": {...}}`: the plaintext to seal.
+    /// The clear message, `{"SaleToPOIRequest": {...}}`: the plaintext to seal. Refuses a
+    /// `ServiceID` the terminal would reject (empty or over 10 characters).
     pub fn to_json(&self) -> Result<Vec<u8>, MessageError> {
+        if let Some(service_id) = &self.header.service_id
+            && (service_id.is_empty() || service_id.chars().count() > SERVICE_ID_MAX_LEN)
+        {
+            return Err(MessageError::ServiceId(service_id.clone()));
+        }
         serde_json::to_vec(&RequestOuterRef { request: self }).map_err(malformed)
     }
 
