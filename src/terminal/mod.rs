@@ -8,6 +8,7 @@ pub mod protocol;
 pub(crate) mod scripted;
 pub mod setup;
 pub mod simulator;
+pub mod simulator_process;
 pub mod tef_dial;
 pub mod zvt;
 

@@ -978,3 +978,47 @@ impl CallbackReceiver {
         }
     }
 }
+
+/// A protocol simulator in a process of its own (`posbridge simulate-terminal …`): its stderr
+/// collected as it comes, its first stdout line (where it listens, or what it watches) read,
+/// the rest of stdout drained so that it never blocks on a full pipe.
+pub struct SimulatorProcess {
+    pub child: Child,
+    pub logs: Arc<Mutex<String>>,
+    pub first_line: String,
+}
+
+pub async fn spawn_simulator(args: &[String]) -> SimulatorProcess {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_posbridge"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the simulator");
+    let logs = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().expect("stderr");
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut logs = sink.lock().expect("logs");
+            logs.push_str(&line);
+            logs.push('\n');
+        }
+    });
+    let stdout = child.stdout.take().expect("stdout");
+    let first_line = tokio::task::spawn_blocking(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        std::thread::spawn(move || for _ in reader.lines() {});
+        line.trim().to_string()
+    })
+    .await
+    .expect("join");
+    SimulatorProcess {
+        child,
+        logs,
+        first_line,
+    }
+}

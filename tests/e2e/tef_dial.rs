@@ -3,9 +3,8 @@
 //! of the file exchange with SIGKILL, cancellations before and after the result, and an
 //! answer file that is not whole.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,33 +45,11 @@ impl TefClient {
             args.extend(["--approve-after-ms".to_string(), "300".to_string()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_posbridge"))
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the TEF client simulator");
-        let logs = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut logs = sink.lock().expect("logs");
-                logs.push_str(&line);
-                logs.push('\n');
-            }
-        });
-        let stdout = child.stdout.take().expect("stdout");
-        let first = tokio::task::spawn_blocking(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            std::thread::spawn(move || for _ in reader.lines() {});
-            line
-        })
-        .await
-        .expect("join");
+        let SimulatorProcess {
+            child,
+            logs,
+            first_line: first,
+        } = spawn_simulator(&args).await;
         assert!(
             !first.trim().is_empty(),
             "the simulator never said it was ready"
@@ -388,7 +365,8 @@ async fn killed_around_the_commit_the_approval_is_stored_then_confirmed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_at_the_pin_pad_waits_for_the_result_and_undoes_it() {
     for kill in [false, true] {
-        let client = TefClient::start(&["--approve-after-ms", "3000"]).await;
+        // Longer than the 3 s a cancel waits for the terminal before answering cancel-pending.
+        let client = TefClient::start(&["--approve-after-ms", "6000"]).await;
         let daemon = daemon_for(&client, Options::default()).await;
         let receiver = CallbackReceiver::start(0).await;
         let id = format!("tef-pinpad-{kill}");

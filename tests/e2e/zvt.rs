@@ -1,8 +1,7 @@
 //! The whole PPP flow against `posbridge simulate-terminal zvt`: a terminal speaking the real
 //! ZVT wire protocol, over TCP and over a pseudo-terminal pair, with faults.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -100,34 +99,11 @@ impl ZvtTerminal {
             args.extend(["--approve-after-ms".to_string(), "300".to_string()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_posbridge"))
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn simulator");
-        let logs = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut logs = sink.lock().expect("logs");
-                logs.push_str(&line);
-                logs.push('\n');
-            }
-        });
-        let stdout = child.stdout.take().expect("stdout");
-        let first = tokio::task::spawn_blocking(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            // Keep draining so the simulator never blocks on a full pipe.
-            std::thread::spawn(move || for _ in reader.lines() {});
-            line
-        })
-        .await
-        .expect("join");
+        let SimulatorProcess {
+            child,
+            logs,
+            first_line: first,
+        } = spawn_simulator(&args).await;
         let transport =
             transport_of(first.trim()).unwrap_or_else(|| panic!("unexpected first line `{first}`"));
         ZvtTerminal {

@@ -23,7 +23,7 @@
 //! pending in turn until its own CNF (or NCN, which restores the sale). A CNC naming no
 //! confirmed sale, or another amount, is declined.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -133,33 +133,9 @@ impl SimulatorOptions {
 }
 
 pub async fn run(args: SimulatorArgs) -> anyhow::Result<()> {
-    // stdout carries only the first line; main sends the logs to stderr.
     let (ready, announced) = oneshot::channel();
     let client = serve(SimulatorOptions::from_args(&args), ready);
-    tokio::pin!(client);
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot watch for SIGTERM")?;
-    tokio::select! {
-        result = &mut client => return result,
-        line = announced => {
-            if let Ok(line) = line {
-                let mut stdout = std::io::stdout().lock();
-                writeln!(stdout, "{line}").context("writing to stdout")?;
-                stdout.flush().context("writing to stdout")?;
-            }
-        }
-    }
-    tokio::select! {
-        result = &mut client => result,
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("TEF simulator: interrupted, stopping");
-            Ok(())
-        }
-        _ = terminate.recv() => {
-            tracing::info!("TEF simulator: terminated, stopping");
-            Ok(())
-        }
-    }
+    crate::terminal::simulator_process::run_announced("TEF simulator", client, announced).await
 }
 
 /// Plays the TEF client until a file operation fails. `ready` receives the line `run` prints

@@ -35,7 +35,6 @@ mod terminal;
 #[cfg(test)]
 mod tests;
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -216,35 +215,10 @@ fn default_pty_link() -> PathBuf {
 }
 
 pub async fn run(args: SimulatorArgs) -> anyhow::Result<()> {
-    // stdout carries only the first line; main sends the logs to stderr.
     let options = SimulatorOptions::from_args(&args)?;
     let (ready, announced) = oneshot::channel();
     let server = serve(options, ready);
-    tokio::pin!(server);
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot watch for SIGTERM")?;
-    tokio::select! {
-        result = &mut server => return result,
-        line = announced => {
-            if let Ok(line) = line {
-                let mut stdout = std::io::stdout().lock();
-                writeln!(stdout, "{line}").context("writing to stdout")?;
-                stdout.flush().context("writing to stdout")?;
-            }
-        }
-    }
-    // Returning drops `server`, which removes the pty symlink.
-    tokio::select! {
-        result = &mut server => result,
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("ZVT simulator: interrupted, stopping");
-            Ok(())
-        }
-        _ = terminate.recv() => {
-            tracing::info!("ZVT simulator: terminated, stopping");
-            Ok(())
-        }
-    }
+    crate::terminal::simulator_process::run_announced("ZVT simulator", server, announced).await
 }
 
 /// Runs the simulated terminal until an I/O error on the listener (or forever). `ready`
