@@ -301,14 +301,15 @@ impl TefDialDriver {
     }
 
     /// A fresh request id, never used before: above every journaled one and above the clock's
-    /// seconds (so a lost journal cannot make one come back).
+    /// seconds (so a lost journal cannot make one come back). Ten digits last until 2286.
     fn next_id(&self) -> RequestId {
         let seconds = u64::try_from(self.clock.now_ms() / 1000).unwrap_or(0);
         let next = self.last_id.saturating_add(1).max(seconds);
         if next > MAX_ID { 1 } else { next }
     }
 
-    /// Journals and writes a request; `false` when it could not be written (nothing sent).
+    /// Journals and writes a request; `NotSent` when it could not be written (journaled as
+    /// withdrawn: the client never had it).
     async fn send(
         &mut self,
         request: &Request,

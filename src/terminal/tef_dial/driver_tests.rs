@@ -427,3 +427,54 @@ async fn a_cancel_after_a_keep_verdict_confirms_then_cancels() {
     assert_eq!(outcome.expect("reversal"), OperationOutcome::Done);
     assert_eq!(requests, [Operation::Cnf, Operation::Cnc, Operation::Cnf]);
 }
+
+/// Another currency than the real is declined without touching the client.
+#[tokio::test]
+async fn another_currency_is_declined_without_a_request() {
+    let rig = Rig::new();
+    let mut driver = rig.driver();
+    let euros = SaleRequest {
+        currency: Currency::parse("EUR").expect("EUR"),
+        ..sale("p-eur", 1000)
+    };
+    let outcome = driver
+        .sale(&euros, &prompts(), &CancellationToken::new())
+        .await
+        .expect("an answer");
+    assert!(
+        matches!(&outcome, SaleOutcome::Declined { code, .. } if code == "currency-unsupported"),
+        "{outcome:?}"
+    );
+    assert!(rig.request_files().is_empty());
+    assert!(driver.sent().expect("sent").is_empty());
+}
+
+/// An approval the client says is captured already (`729-000 = 1`) has no confirmation step:
+/// kept, nothing is sent; not kept, only a cancellation (CNC) undoes it.
+#[tokio::test]
+async fn a_captured_approval_not_kept_is_cancelled() {
+    let rig = Rig::new();
+    let mut driver = rig.driver();
+    let (request, sink, abort) = (sale("p-captured", 450), prompts(), CancellationToken::new());
+    let (outcome, _) = tokio::join!(driver.sale(&request, &sink, &abort), async {
+        let request = rig.acknowledge_next().await;
+        let mut answer = approval(request.id(), 450);
+        answer.confirmation = firmware_protocols::tef_dial::ConfirmationNeed::NotRequired;
+        rig.client_writes("IntPos.001", &answer.to_record());
+    });
+    assert!(
+        matches!(outcome, Ok(SaleOutcome::Approved(_))),
+        "{outcome:?}"
+    );
+    assert!(driver.unconfirmed().is_empty(), "nothing to confirm");
+    let (undone, requests) = tokio::join!(driver.committed("p-captured", Verdict::Undo), async {
+        let cnc = rig.acknowledge_next().await;
+        let mut answer = approval(cnc.id(), 450);
+        answer.operation = Operation::Cnc;
+        rig.client_writes("IntPos.001", &answer.to_record());
+        let cnf = rig.acknowledge_next().await;
+        [cnc.operation(), cnf.operation()]
+    });
+    undone.expect("undone");
+    assert_eq!(requests, [Operation::Cnc, Operation::Cnf]);
+}
