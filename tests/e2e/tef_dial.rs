@@ -471,6 +471,22 @@ async fn tef_dial_configuration_is_checked_and_doctor_asks_the_client() {
         )
     };
     assert_eq!(check(&client.keys(7)).0, Some(0));
+    // The commented example in config/ is valid once uncommented (with this box's folders).
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/posbridge.toml"
+    ))
+    .expect("config");
+    let keys: String = example
+        .lines()
+        .skip_while(|l| *l != "# protocol = \"tef-dial\"")
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+        .collect::<String>()
+        .replace("/mnt/tef/req", &client.request_dir.display().to_string())
+        .replace("/mnt/tef/resp", &client.response_dir.display().to_string());
+    assert!(keys.contains("request_dir"), "the example: {keys}");
+    assert_eq!(check(&keys).0, Some(0), "{keys}");
     let (code, err) = check(&format!(
         "{}\ntransport = \"tcp:127.0.0.1:1\"",
         client.keys(7)
