@@ -468,12 +468,7 @@ async fn a_terminal_is_not_yet_contacted_until_asked_and_its_error_lasts_until_i
         lane["lastSeenMs"].is_null() && lane["lastError"].is_null(),
         "{lane}"
     );
-    // The CLI and doctor read it the same way.
-    assert!(
-        doctor_line(&daemon).contains("not yet contacted"),
-        "{}",
-        doctor_line(&daemon)
-    );
+    // The CLI reads it the same way (doctor asks the terminal itself: below).
     let (_, listed) = daemon.terminals_cli(&["list"]);
     assert!(listed.contains("not yet contacted"), "{listed}");
 
@@ -508,7 +503,7 @@ async fn a_terminal_is_not_yet_contacted_until_asked_and_its_error_lasts_until_i
     assert!(!listed.contains("not connected"), "{listed}");
     assert!(listed.contains(r#""reachability":"online""#), "{listed}");
     let line = doctor_line(&daemon);
-    assert!(line.starts_with("ok") && line.ends_with("online"), "{line}");
+    assert!(line.starts_with("ok") && line.contains("online: "), "{line}");
 }
 
 /// `posbridge doctor`'s line about lane-1.
