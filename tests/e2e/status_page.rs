@@ -503,7 +503,10 @@ async fn a_terminal_is_not_yet_contacted_until_asked_and_its_error_lasts_until_i
     assert!(!listed.contains("not connected"), "{listed}");
     assert!(listed.contains(r#""reachability":"online""#), "{listed}");
     let line = doctor_line(&daemon);
-    assert!(line.starts_with("ok") && line.contains("online: "), "{line}");
+    assert!(
+        line.starts_with("ok") && line.contains("online: "),
+        "{line}"
+    );
 }
 
 /// `posbridge doctor`'s line about lane-1.

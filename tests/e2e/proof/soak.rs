@@ -244,10 +244,13 @@ async fn soak(
     if growth == Growth::NotMeasured {
         return;
     }
-    // No leak: open files come back to what they were; memory grows by no more than a few
-    // MiB over hundreds of payments (allocator noise), whatever the number of payments.
+    // No leak: open files stay within what pooled connections make come and go (CI saw 17 at
+    // one sample and 31 at the next with nothing leaking); a leak grows with the payments,
+    // a third of them here. Memory grows by no more than a few MiB over hundreds of payments
+    // (allocator noise), whatever the number of payments.
+    let tail = bodies.len() - count_before;
     assert!(
-        after.open_files <= before.open_files + 4,
+        after.open_files <= before.open_files + 24 && after.open_files < before.open_files + tail,
         "{before:?} → {after:?}"
     );
     assert!(
