@@ -257,6 +257,17 @@ impl Engine {
                 );
                 self.record_sale(lane, payment_id, outcome).await
             }
+            Err(TerminalError::Driver(DriverError::NotJournaled(why))) => {
+                tracing::error!(payment_id = %payment_id, terminal = lane.terminal.id(), error = %why, "ALARM: the terminal's journal cannot be written (a full disk?): sale not sent");
+                let outcome = SaleOutcome::declined(
+                    "journal-unwritable",
+                    &format!(
+                        "the sale was not sent: posbridge cannot write terminal {}'s journal ({why}); free disk space",
+                        lane.terminal.id()
+                    ),
+                );
+                self.record_sale(lane, payment_id, outcome).await
+            }
             Err(e) => {
                 tracing::warn!(payment_id = %payment_id, error = %e, "no result from the terminal: asking it what happened");
                 self.recover(lane, payment_id).await

@@ -227,6 +227,22 @@ pub enum DriverError {
     /// The sale could not even be handed to the terminal: it is certainly not charged.
     #[error("the sale was not sent: {0}")]
     NotSent(String),
+    /// The sale's intent could not be journaled (a full disk), so it was never sent: it is
+    /// certainly not charged, and sending it unjournaled would leave a crash nothing to ask.
+    #[error("the sale was not sent: its intent could not be journaled: {0}")]
+    NotJournaled(String),
+}
+
+impl DriverError {
+    /// The error of an intent's journal write: the sale is not sent.
+    pub fn not_journaled(error: DriverError) -> DriverError {
+        match error {
+            DriverError::Disconnected(why) | DriverError::Protocol(why) => {
+                DriverError::NotJournaled(why)
+            }
+            other => DriverError::NotJournaled(other.to_string()),
+        }
+    }
 }
 
 /// A prompt or status the terminal shows while it works ("insert card", "enter PIN").

@@ -304,7 +304,8 @@ impl TerminalDriver for Simulator {
             started_at,
             completes_at,
             outcome: planned.clone(),
-        })?;
+        })
+        .map_err(DriverError::not_journaled)?;
         // The simulator's journal is the terminal's own record: it has the sale from here on.
         crate::failpoint::hit("after-charge-intent");
         tracing::info!(terminal = %self.terminal_id, payment_id = %request.reference, "simulator: sale started");

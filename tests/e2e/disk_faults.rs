@@ -657,6 +657,15 @@ async fn a_full_disk_at_a_terminal_journal_write_sends_no_sale_and_leaves_no_tor
     // Never sent, so nothing can have been charged: denied is the true answer.
     let answer = gateway.poll_final(&body, FINAL).await;
     assert_eq!(answer["status"], "denied", "{answer}");
+    // Said as what it is, for store IT: the disk, not the terminal.
+    assert_eq!(answer["code"], "journal-unwritable", "{answer}");
+    assert!(
+        daemon
+            .logs()
+            .contains("ALARM: the terminal's journal cannot be written"),
+        "{}",
+        daemon.logs()
+    );
     assert_eq!(
         std::fs::metadata(&journal).expect("journal").len(),
         full_length,

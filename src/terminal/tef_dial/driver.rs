@@ -325,7 +325,8 @@ impl TefDialDriver {
             sale,
             amount_minor,
             at: self.clock.now_ms(),
-        })?;
+        })
+        .map_err(DriverError::not_journaled)?;
         if request.operation() == Operation::Crt {
             crate::failpoint::hit("after-charge-intent");
         }

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::dialogue::{self, Dialogue, Ending, Prompts, Timeouts};
 use super::link::{LinkError, ZvtLink};
-use super::recovery::{Sent, Snapshot, Transaction, Verdict, judge};
+use super::recovery::{Sent, Snapshot, Transaction, Verdict, judge, time_over_proves_nothing};
 use super::transport::{BoxStream, Transport};
 use crate::clock::SharedClock;
 use crate::terminal::{
@@ -522,7 +522,8 @@ impl ZvtDriver {
             trace_before: None,
             before: Some(before.clone()),
             at,
-        })?;
+        })
+        .map_err(DriverError::not_journaled)?;
         self.sent.insert(
             reference.to_string(),
             Sent {
@@ -764,6 +765,10 @@ impl TerminalDriver for ZvtDriver {
         }
         let window_ms = i64::try_from(self.settings.sale_window.as_millis()).unwrap_or(i64::MAX);
         if self.clock.now_ms() >= sent.at.saturating_add(window_ms) {
+            if let Some(why) = time_over_proves_nothing(&sent) {
+                tracing::warn!(terminal = %self.terminal_id, payment_id = %inquiry.reference, reason = %why, "recovery: the terminal can no longer tell");
+                return Ok(SaleQuery::Unresolvable(why));
+            }
             tracing::info!(terminal = %self.terminal_id, payment_id = %inquiry.reference, "recovery: the sale's time is over and the terminal does not have it");
             self.declare_not_done(&inquiry.reference)?;
             return Ok(SaleQuery::NotFound);

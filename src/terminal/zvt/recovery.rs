@@ -8,7 +8,8 @@
 //! * a transaction that is not the one before, for our amount, on the same terminal: **ours**;
 //! * exactly the one before (trace, amount, date, time, terminal): **unchanged** — the sale was
 //!   not completed *yet*: only once the terminal can no longer complete it (it accepted an
-//!   abort, or the sale's time is over) is it proven never done;
+//!   abort, or the sale's time is over) is it proven never done — by the time only where the
+//!   terminal remembered a transaction before: a blank memory is also what a reset leaves;
 //! * anything else (another terminal ID, a terminal with no memory where it had one, the same
 //!   trace with another amount, a newer transaction for another amount): the terminal can no
 //!   longer tell — never a denial on a mismatch.
@@ -169,6 +170,16 @@ pub fn judge(sent: &Sent, terminal_id: Option<u32>, last: Option<&Transaction>) 
     })
 }
 
+/// Why the sale's time being over proves nothing here, or `None` when an unchanged terminal
+/// whose time for the sale is over proves the sale never done. A terminal that remembered no
+/// transaction before the sale, and remembers none now, looks the same whether the sale never
+/// reached it or it completed the sale and was reset since: only an abort it accepted can tell.
+pub fn time_over_proves_nothing(sent: &Sent) -> Option<String> {
+    sent.before.last.is_none().then(|| {
+        "the terminal remembers no transaction, neither before the sale nor now: had it completed the sale and been reset or replaced since, it would look the same".to_string()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +203,15 @@ mod tests {
             },
             at: 0,
         }
+    }
+
+    #[test]
+    fn a_blank_memory_before_and_after_proves_nothing_by_time() {
+        let blank = sent(2500, None);
+        assert_eq!(judge(&blank, Some(52_500_017), None), Verdict::Unchanged);
+        assert!(time_over_proves_nothing(&blank).is_some_and(|why| why.contains("reset")));
+        let remembered = sent(2500, Some(tx(41, 1000, (10, 0, 0))));
+        assert_eq!(time_over_proves_nothing(&remembered), None);
     }
 
     #[test]

@@ -204,6 +204,8 @@ impl Zvt {
         let dir = tempfile::tempdir().expect("tempdir");
         let record = dir.path().join("zvt-record-0.jsonl");
         let mut args = Self::args(setup.approve_after_ms, &record);
+        // A terminal in a store remembers an earlier sale; a reset one (below) remembers none.
+        args.push("--in-use".to_string());
         for fault in &setup.faults {
             args.extend(["--fault".to_string(), fault.to_string()]);
         }

@@ -28,9 +28,8 @@ async fn run_replacement(driver: &'static Driver, how: Replacement, mut seed: Se
     let scenario = format!("the terminal {how:?} mid-sale");
     let mut rig = Rig::start(&scenario, driver, setup, Options::default(), seed.clone()).await;
     let id = format!("replaced-{}-{:x}", driver.name, seed.value & 0xffff_ffff);
-    // A terminal in use: one that never had a transaction, reset during its first sale, is
-    // indistinguishable from one the sale never reached (ZVT shows only the last one).
-    let first = clean_sale(&mut rig, &mut seed, &format!("{id}-first")).await;
+    // The rig's terminals are in use (a ZVT one remembers an earlier sale); a fresh one reset
+    // during its first sale is `zvt_recovery`'s case.
     let (value, minor) = approved_amount(&mut seed);
     let lost = create_body(
         &id,
@@ -81,7 +80,7 @@ async fn run_replacement(driver: &'static Driver, how: Replacement, mut seed: Se
     }
     // The lane goes on with the new terminal.
     let next = clean_sale(&mut rig, &mut seed, &format!("{id}-next")).await;
-    invariants::check_with_unresolved(&mut rig, &[first, next], &[lost]).await;
+    invariants::check_with_unresolved(&mut rig, &[next], &[lost]).await;
     rig.restarts
 }
 

@@ -100,6 +100,11 @@ pub struct SimulatorArgs {
     /// The trace number of its first transaction (a fresh terminal starts at 1).
     #[arg(long, default_value_t = 1)]
     pub first_trace: u32,
+    /// Start as a terminal in use: its memory holds an earlier sale (1,00, not in the record),
+    /// which Repeat Receipt shows. Without it the terminal is fresh (or reset): it remembers
+    /// nothing, and a sale lost on it cannot be proven never done by its time alone.
+    #[arg(long)]
+    pub in_use: bool,
     /// How long the `late-approval` fault's sale takes.
     #[arg(long, default_value_t = 8000)]
     pub late_approval_ms: u64,
@@ -132,6 +137,8 @@ pub struct SimulatorOptions {
     pub terminal_id: u32,
     /// The trace number of its first transaction.
     pub first_trace: u32,
+    /// Starts with an earlier sale in its memory (`--in-use`).
+    pub in_use: bool,
     /// How long the `late-approval` fault's sale takes.
     pub late_approval: Duration,
     /// The `slow` fault's delay before each message.
@@ -157,6 +164,7 @@ impl SimulatorOptions {
             password: Password::from_bytes([0, 0, 0]),
             terminal_id: TERMINAL_ID,
             first_trace: 1,
+            in_use: false,
             late_approval: Duration::from_secs(8),
             slow_delay: Duration::from_secs(2),
             slow_sale: Duration::from_secs(20),
@@ -191,6 +199,7 @@ impl SimulatorOptions {
             password,
             terminal_id: args.terminal_id,
             first_trace: args.first_trace,
+            in_use: args.in_use,
             late_approval: Duration::from_millis(args.late_approval_ms),
             slow_delay: Duration::from_millis(args.slow_ms),
             record: args.record.clone(),
@@ -234,6 +243,9 @@ pub async fn serve(
         SaleFaults::from_kinds(&options.faults),
     );
     terminal.record_to(options.record.clone());
+    if options.in_use {
+        terminal.remember_an_earlier_sale();
+    }
     match &options.endpoint {
         Endpoint::Tcp(address) => serve_tcp(*address, &options, &mut terminal, ready).await,
         Endpoint::Pty(link) => serve_pty(link, &options, &mut terminal, ready).await,

@@ -44,6 +44,9 @@ pub mod codes {
     pub const REVERSAL_NOT_POSSIBLE: ResultCode = ResultCode(0xB5);
 }
 
+/// The amount of the earlier sale a terminal in use remembers (`--in-use`): 1,00.
+const EARLIER_SALE_MINOR: u64 = 100;
+
 /// How a sale turns out, by the cents of its amount (mirrors `terminal::simulator`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Plan {
@@ -212,6 +215,8 @@ pub(super) struct Terminal {
     last_completed: Option<usize>,
     /// Journal entries from this index on are in the open batch.
     batch_start: usize,
+    /// Journal entries before this index happened before the record was kept (`--in-use`).
+    recorded_from: usize,
     /// Where the journal is exported after each change (`--record`).
     record: Option<PathBuf>,
 }
@@ -249,8 +254,22 @@ impl Terminal {
             journal: Vec::new(),
             last_completed: None,
             batch_start: 0,
+            recorded_from: 0,
             record: None,
         }
+    }
+
+    /// A terminal in use, as one in a store is: its memory holds an earlier approved sale (from
+    /// a batch closed before the record is kept), which Repeat Receipt shows until the next
+    /// transaction. A fresh or reset terminal remembers nothing.
+    pub(super) fn remember_an_earlier_sale(&mut self) {
+        let Some(amount) = Amount::from_minor_units(EARLIER_SALE_MINOR) else {
+            return;
+        };
+        self.complete_sale(Plan::Approve, amount, CurrencyCode::EUR);
+        self.batch_start = self.journal.len();
+        self.recorded_from = self.journal.len();
+        self.export();
     }
 
     /// Exports the journal to `path` after every change from now on.
@@ -264,7 +283,7 @@ impl Terminal {
     fn export(&self) {
         let Some(path) = &self.record else { return };
         let mut text = String::new();
-        for record in &self.journal {
+        for record in self.journal.iter().skip(self.recorded_from) {
             let line = match record.kind {
                 RecordKind::Sale {
                     approved, reversed, ..
@@ -721,6 +740,25 @@ mod tests {
         assert_eq!(plan(1006), Plan::ApproveNeedsCardToReverse);
         assert_eq!(plan(1000), Plan::Approve);
         assert_eq!(plan(1099), Plan::Approve);
+    }
+
+    #[test]
+    fn a_terminal_in_use_repeats_an_earlier_sale_kept_out_of_the_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("record.jsonl");
+        let mut terminal = Terminal::new(1, 1, SaleFaults::default());
+        terminal.record_to(Some(path.clone()));
+        assert!(terminal.last_completed().is_none(), "fresh: no memory");
+        terminal.remember_an_earlier_sale();
+        let earlier = terminal.last_completed().expect("an earlier sale");
+        assert_eq!(earlier.amount.minor_units(), EARLIER_SALE_MINOR);
+        assert_eq!(std::fs::read_to_string(&path).expect("record"), "");
+        let amount = Amount::from_minor_units(2500).expect("amount");
+        let sale = terminal.complete_sale(Plan::Approve, amount, CurrencyCode::EUR);
+        assert_eq!(sale.trace, 2);
+        let record = std::fs::read_to_string(&path).expect("record");
+        assert_eq!(record.lines().count(), 1, "{record}");
+        assert!(record.contains("\"amount_minor\":2500"), "{record}");
     }
 
     #[tokio::test(start_paused = true)]
