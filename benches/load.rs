@@ -265,6 +265,7 @@ async fn run(settings: Settings) {
             Duration::from_secs(30),
         )
         .await;
+    // The deliveries' CPU belongs to no timed phase.
     cpu.lap();
 
     let final_polls = {
@@ -533,6 +534,7 @@ impl GatewayTarget {
             .await
             .map_err(|e| format!("submitUrl: {e}"))?;
         let status = bound.status();
+        // Read whole, so the connection is kept alive for the next request.
         let _ = bound.bytes().await;
         if status != StatusCode::OK {
             return Err(format!("submitUrl answered {status}"));
@@ -1085,13 +1087,17 @@ impl Row {
             .latencies
             .iter()
             .map(|(step, values)| {
+                // A span over several requests (`a → b`) has no ceiling and no CPU of its own.
+                let is_request = !step.contains('→');
                 let stats = Stats::of(step, values, phase.elapsed);
-                let ratios = ceiling.map(|c| (stats.per_s / c.per_s, stats.p99 / c.p99));
+                let ratios = ceiling
+                    .filter(|_| is_request)
+                    .map(|c| (stats.per_s / c.per_s, stats.p99 / c.p99));
                 Row {
                     stats,
                     ratios,
                     cpu_us_per_request: cpu
-                        .filter(|_| requests > 0)
+                        .filter(|_| is_request && requests > 0)
                         .map(|cpu| cpu.as_secs_f64() * 1e6 / requests as f64),
                 }
             })
