@@ -21,6 +21,7 @@ mod payment_app;
 mod payment_flow;
 mod proof;
 mod reference;
+mod runtime_blocking;
 mod secrets;
 mod spec_check;
 mod stale_feeds;

@@ -1,0 +1,75 @@
+//! Nothing in the request path blocks the async runtime (issue 14): a handler waits on the
+//! database by awaiting its writer thread, never by holding a runtime thread. Proven with the
+//! writer wedged for good (the `stall-engine` failpoint): if a handler blocked its thread on
+//! the database, a few of them would take every runtime thread and nothing else would answer.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::{Daemon, Options, create_body};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_waiting_on_a_wedged_database_leave_the_runtime_free() {
+    let daemon = Daemon::start(Options {
+        // The watchdog's heartbeat is what wedges the writer under this failpoint.
+        env: vec![("WATCHDOG_USEC", "200000".to_string())],
+        failpoint: Some("stall-engine"),
+        server_extra: "ppp_timeout_ms = 1000".to_string(),
+        log_level: "info",
+        ..Options::default()
+    })
+    .await;
+    assert!(
+        daemon
+            .wait_log(
+                "the engine did not answer its heartbeat",
+                Duration::from_secs(10)
+            )
+            .await,
+        "the writer never wedged: {}",
+        daemon.logs()
+    );
+    // Far more Creates than the daemon has runtime threads (one per core), all waiting on the
+    // wedged writer at once.
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let creates = (4 * cores).max(64);
+    let gateway = daemon.gateway();
+    let waiting: Vec<_> = (0..creates)
+        .map(|n| {
+            let gateway = gateway.clone();
+            tokio::spawn(async move {
+                let id = format!("pay-wedged-{n}");
+                let body = create_body(
+                    &id,
+                    json!(10.00),
+                    "Venda Direta Credito",
+                    "http://127.0.0.1:9/cb",
+                );
+                gateway.try_post("/payments", &body).await
+            })
+        })
+        .collect();
+    // Each is answered by its time limit, a timer on the runtime, while its handler runs on.
+    for create in waiting {
+        let (status, answer) = create
+            .await
+            .expect("join")
+            .expect("an answer: the runtime is not blocked");
+        assert_eq!(
+            (status, &answer["code"]),
+            (503, &json!("timeout")),
+            "{answer}"
+        );
+    }
+    // Every one of those handlers still waits on the writer; the rest of the daemon answers.
+    for path in ["/healthz", "/manifest"] {
+        let response = gateway
+            .client
+            .get(format!("{}{path}", daemon.base))
+            .send()
+            .await
+            .expect("an answer while the handlers wait on the database");
+        assert_eq!(response.status(), 200, "{path}");
+    }
+}
