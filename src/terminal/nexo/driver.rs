@@ -29,7 +29,7 @@ use crate::clock::SharedClock;
 use crate::terminal::{
     Approval, CardFunction, DriverError, OperationOutcome, OperationQuery, OperationRequest,
     PromptSink, Receipt, ReceiptKind, SaleInquiry, SaleOutcome, SaleQuery, SaleRequest, SentRecord,
-    TerminalDriver, journal, mask_card_numbers,
+    TerminalDriver, Verdict, journal, mask_card_numbers,
 };
 
 /// How long a request other than a payment may take (status, abort, reversal, diagnosis):
@@ -59,8 +59,10 @@ enum Entry {
     /// (its POI transaction id).
     Reversal {
         service_id: String,
-        /// The operation (reversal or refund) it is.
-        reference: String,
+        /// The operation (reversal or refund) it is; none when the driver gives back an
+        /// approval the payment did not keep.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
         sale: String,
         amount_minor: i64,
         at: i64,
@@ -74,6 +76,8 @@ enum Entry {
         service_id: String,
         result: Box<Kept>,
     },
+    /// What the database made of an approval: kept, or to be given back.
+    Verdict { service_id: String, keep: bool },
     /// The terminal's answer to a reversal.
     Reversed {
         service_id: String,
@@ -85,7 +89,12 @@ enum Entry {
 /// The part of a payment answer posbridge keeps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Kept {
+    /// The terminal approved (`Success`, or `Partial`): money may be held on the card.
     approved: bool,
+    /// Approved for another amount than asked (or partially): never reported approved,
+    /// given back instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    amount_mismatch: bool,
     /// Why not approved (`Refusal`, `Aborted`…); empty when approved.
     code: String,
     message: String,
@@ -101,7 +110,8 @@ struct Kept {
 }
 
 impl Kept {
-    fn of(answer: &PaymentResponse) -> Self {
+    /// The answer to a payment of `requested_minor` in `currency`.
+    fn of(answer: &PaymentResponse, requested_minor: i64, currency: &str) -> Self {
         let status = &answer.response;
         let additional = status.additional();
         let said = |key: &str| {
@@ -111,7 +121,19 @@ impl Kept {
                 .map(|(_, v)| mask_card_numbers(v))
                 .filter(|v| !v.is_empty())
         };
-        let approved = status.result == ResultCode::Success;
+        let approved = matches!(status.result, ResultCode::Success | ResultCode::Partial);
+        let authorized = answer
+            .payment_result
+            .as_ref()
+            .and_then(|r| r.amounts_resp.as_ref())
+            .map(|a| {
+                currency_minor_digits(currency)
+                    .and_then(|digits| a.authorized_amount.to_minor_units(digits))
+                    .and_then(|minor| i64::try_from(minor).ok())
+            });
+        let amount_mismatch = approved
+            && (status.result == ResultCode::Partial
+                || authorized.is_some_and(|a| a != Some(requested_minor)));
         let (poi_transaction_id, poi_time_stamp) = answer
             .poi_transaction()
             .map(|t| (t.transaction_id.clone(), t.time_stamp.clone()))
@@ -125,6 +147,7 @@ impl Kept {
             .collect();
         Self {
             approved,
+            amount_mismatch,
             code: if approved {
                 String::new()
             } else {
@@ -162,6 +185,15 @@ impl Kept {
     }
 
     fn outcome(&self) -> SaleOutcome {
+        if self.amount_mismatch {
+            return SaleOutcome::Declined {
+                code: "amount-mismatch".into(),
+                message:
+                    "the terminal approved another amount than asked; the approval is given back"
+                        .into(),
+                receipts: self.receipts(),
+            };
+        }
         if !self.approved {
             return SaleOutcome::Declined {
                 code: self.code.clone(),
@@ -198,14 +230,18 @@ enum Kind {
 struct Exchange {
     service_id: String,
     kind: Kind,
+    /// The payment, or the operation a reversal is (empty: the driver's own).
     reference: String,
     /// The POI transaction a reversal gives back.
     sale: Option<String>,
     amount_minor: i64,
+    currency: String,
     at: i64,
     /// Never reached the terminal, or the terminal never had it: never done.
     void: bool,
     result: Option<Kept>,
+    /// Whether the database kept the payment's approval.
+    keep: Option<bool>,
     reversed: Option<bool>,
 }
 
@@ -325,7 +361,7 @@ impl NexoDriver {
                 service_id,
                 reference,
                 amount_minor,
-                currency: _,
+                currency,
                 at,
             } => self.exchanges.push(Exchange {
                 service_id,
@@ -333,9 +369,11 @@ impl NexoDriver {
                 reference,
                 sale: None,
                 amount_minor,
+                currency,
                 at,
                 void: false,
                 result: None,
+                keep: None,
                 reversed: None,
             }),
             Entry::Reversal {
@@ -347,12 +385,14 @@ impl NexoDriver {
             } => self.exchanges.push(Exchange {
                 service_id,
                 kind: Kind::Reversal,
-                reference,
+                reference: reference.unwrap_or_default(),
                 sale: Some(sale),
                 amount_minor,
+                currency: String::new(),
                 at,
                 void: false,
                 result: None,
+                keep: None,
                 reversed: None,
             }),
             Entry::NotSent { service_id } | Entry::NotFound { service_id } => {
@@ -363,6 +403,11 @@ impl NexoDriver {
             Entry::Result { service_id, result } => {
                 if let Some(x) = self.exchange_mut(&service_id) {
                     x.result = Some(*result);
+                }
+            }
+            Entry::Verdict { service_id, keep } => {
+                if let Some(x) = self.exchange_mut(&service_id) {
+                    x.keep = Some(keep);
                 }
             }
             Entry::Reversed {
@@ -519,7 +564,18 @@ impl NexoDriver {
                         "TransactionStatus for {service_id} repeated the answer to {repeated:?}"
                     )));
                 }
-                Ok(Status::Found(Box::new(Kept::of(payment))))
+                let (amount_minor, currency) = self
+                    .exchanges
+                    .iter()
+                    .rev()
+                    .find(|x| x.service_id == service_id)
+                    .map(|x| (x.amount_minor, x.currency.as_str()))
+                    .unwrap_or_default();
+                Ok(Status::Found(Box::new(Kept::of(
+                    payment,
+                    amount_minor,
+                    currency,
+                ))))
             }
             PaymentStatus::Unclear => Err(DriverError::Protocol(format!(
                 "TransactionStatus for {service_id} neither found it, nor not found, nor in progress ({:?})",
@@ -553,13 +609,16 @@ impl NexoDriver {
         }
     }
 
-    /// Settles an unclear payment by `TransactionStatus`, asking again while it is in progress.
+    /// Settles an unclear payment by `TransactionStatus`, asking again while it is in progress
+    /// (and aborting it once, should the payment be cancelled meanwhile).
     async fn resolve(
         &mut self,
         service_id: &str,
         reference: &str,
+        abort: &CancellationToken,
     ) -> Result<SaleOutcome, DriverError> {
         let (mut wait, most) = self.in_progress_poll;
+        let mut abort_sent = abort.is_cancelled();
         loop {
             let status = self.ask_status(service_id).await?;
             match self.settle_with(service_id, status)? {
@@ -576,7 +635,13 @@ impl NexoDriver {
                 }
                 None => {
                     tracing::debug!(payment_id = %reference, service_id, "TransactionStatus: still in progress");
-                    tokio::time::sleep(wait).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = abort.cancelled(), if !abort_sent => {
+                            abort_sent = true;
+                            self.abort_payment(service_id, reference).await;
+                        }
+                    }
                     wait = (wait * 2).min(most);
                 }
             }
@@ -647,12 +712,7 @@ impl NexoDriver {
                 "the sale is not in posbridge's journal for this terminal: reverse it in Adyen's Customer Area".into(),
             ));
         };
-        let reversed = self.exchanges.iter().any(|x| {
-            x.kind == Kind::Reversal
-                && x.sale.as_deref() == Some(&request.sale_ref)
-                && x.reversed == Some(true)
-        });
-        if reversed {
+        if self.reversed(&sale.poi_transaction_id) {
             return Ok(OperationOutcome::Done);
         }
         if request.amount_minor != request.sale_amount_minor {
@@ -660,13 +720,49 @@ impl NexoDriver {
                 "a terminal reversal gives back the whole sale: return part of it in Adyen's Customer Area".into(),
             ));
         }
+        self.reverse_sale(&sale, Some(&request.reference), request.amount_minor)
+            .await
+    }
+
+    /// Whether the sale the terminal calls `poi_transaction_id` was given back.
+    fn reversed(&self, poi_transaction_id: &str) -> bool {
+        self.exchanges.iter().any(|x| {
+            x.kind == Kind::Reversal
+                && x.sale.as_deref() == Some(poi_transaction_id)
+                && x.reversed == Some(true)
+        })
+    }
+
+    /// Sends a `ReversalRequest` for the approved `sale`, journaled first. A reversal of it
+    /// already sent without a clear answer is looked up first, never sent twice blindly.
+    async fn reverse_sale(
+        &mut self,
+        sale: &Kept,
+        operation: Option<&str>,
+        amount_minor: i64,
+    ) -> Result<OperationOutcome, DriverError> {
+        let unsettled: Vec<String> = self
+            .exchanges
+            .iter()
+            .filter(|x| {
+                x.kind == Kind::Reversal
+                    && x.sale.as_deref() == Some(&sale.poi_transaction_id)
+                    && x.unsettled()
+            })
+            .map(|x| x.service_id.clone())
+            .collect();
+        for service_id in unsettled {
+            if self.ask_reversal(&service_id).await? == OperationQuery::Done {
+                return Ok(OperationOutcome::Done);
+            }
+        }
         self.settle_unsettled().await?;
         let service_id = self.service_id()?;
         self.record(Entry::Reversal {
             service_id: service_id.clone(),
-            reference: request.reference.clone(),
+            reference: operation.map(str::to_string),
             sale: sale.poi_transaction_id.clone(),
-            amount_minor: request.amount_minor,
+            amount_minor,
             at: self.clock.now_ms(),
         })?;
         let body = RequestBody::ReversalRequest(ReversalRequest {
@@ -828,7 +924,7 @@ impl TerminalDriver for NexoDriver {
         };
         let why = match answer.map(|answer| answer.map(Reply::body)) {
             Some(Ok(Some(ResponseBody::Payment(payment)))) => {
-                let kept = Kept::of(&payment);
+                let kept = Kept::of(&payment, request.amount_minor, currency);
                 let outcome = kept.outcome();
                 self.record(Entry::Result {
                     service_id,
@@ -848,7 +944,7 @@ impl TerminalDriver for NexoDriver {
             }
         };
         tracing::warn!(payment_id = %request.reference, service_id, reason = %why, "no trustworthy answer to the payment: asking the terminal with TransactionStatus");
-        self.resolve(&service_id, &request.reference).await
+        self.resolve(&service_id, &request.reference, abort).await
     }
 
     async fn query_sale(&mut self, inquiry: &SaleInquiry) -> Result<SaleQuery, DriverError> {
@@ -927,13 +1023,60 @@ impl TerminalDriver for NexoDriver {
         Ok(self
             .exchanges
             .iter()
-            .filter(|x| !x.void)
+            .filter(|x| !x.void && !x.reference.is_empty())
             .map(|x| SentRecord {
                 reference: x.reference.clone(),
                 amount_minor: Some(x.amount_minor),
                 at_ms: x.at,
             })
             .collect())
+    }
+
+    /// One phase on the terminal: an approval is final there. The verdict is journaled; an
+    /// approval the payment did not keep (another amount, or cancelled meanwhile) is given
+    /// back at once.
+    async fn committed(&mut self, reference: &str, verdict: Verdict) -> Result<(), DriverError> {
+        let Some(x) = self.latest(Kind::Sale, reference) else {
+            return Ok(());
+        };
+        let Some(kept) = x.result.filter(|k| k.approved) else {
+            return Ok(());
+        };
+        let keep = verdict == Verdict::Keep;
+        if x.keep != Some(keep) {
+            self.record(Entry::Verdict {
+                service_id: x.service_id.clone(),
+                keep,
+            })?;
+        }
+        if keep || self.reversed(&kept.poi_transaction_id) {
+            return Ok(());
+        }
+        tracing::warn!(payment_id = %reference, poi_transaction = %kept.poi_transaction_id, "giving back an approval the payment did not keep");
+        match self.reverse_sale(&kept, None, x.amount_minor).await? {
+            OperationOutcome::Done => Ok(()),
+            outcome => {
+                tracing::error!(payment_id = %reference, ?outcome, "the terminal would not give back an approval the payment did not keep");
+                Err(DriverError::Protocol(format!(
+                    "the approval of payment {reference} was not given back: {outcome:?}"
+                )))
+            }
+        }
+    }
+
+    /// Approvals the database has not yet judged, or judged not kept and not yet given back
+    /// (the daemon stopped in between).
+    fn unconfirmed(&self) -> Vec<(String, String)> {
+        self.exchanges
+            .iter()
+            .filter(|x| x.kind == Kind::Sale)
+            .filter_map(|x| {
+                let kept = x.result.as_ref().filter(|k| k.approved)?;
+                let judged = x.keep == Some(true)
+                    || (x.keep == Some(false) && self.reversed(&kept.poi_transaction_id));
+                (!judged).then(|| (x.reference.clone(), kept.poi_transaction_id.clone()))
+            })
+            .collect()
     }
 }
 
