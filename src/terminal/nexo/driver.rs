@@ -41,8 +41,8 @@ const SERVICE_TIMEOUT: Duration = Duration::from_secs(45);
 const IN_PROGRESS_POLL: Duration = Duration::from_secs(1);
 const IN_PROGRESS_POLL_MAX: Duration = Duration::from_secs(10);
 
-/// What the driver remembers on disk, one line per step (see the module's journal format in
-/// `docs`: `{"kind":"sale",…}`).
+/// What the driver remembers on disk: one JSON line per step, `{"kind":"sale",…}`, each on
+/// disk before the step is taken.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 enum Entry {
@@ -649,27 +649,43 @@ impl NexoDriver {
     }
 
     /// Before a new payment or reversal: the terminal only reports its last transaction, so
-    /// every payment the journal holds unsettled (a crash mid-sale) is asked about first.
+    /// every payment or reversal the journal holds unsettled (a crash mid-sale) is asked about
+    /// first. `NotSent` while one cannot be settled yet.
     async fn settle_unsettled(&mut self) -> Result<(), DriverError> {
         let unsettled: Vec<Exchange> = self
             .exchanges
             .iter()
-            .filter(|x| x.kind == Kind::Sale && x.unsettled())
+            .filter(|x| x.unsettled())
             .cloned()
             .collect();
         for x in unsettled {
-            tracing::info!(payment_id = %x.reference, service_id = %x.service_id, "asking the terminal about a payment left unsettled before anything else");
+            tracing::info!(payment_id = %x.reference, service_id = %x.service_id, "asking the terminal about a request left unsettled before anything else");
             let still_open = |why: String| {
                 DriverError::NotSent(format!(
-                    "the terminal has not yet said what became of payment {} ({why})",
+                    "the terminal has not yet said what became of {} {} ({why})",
+                    if x.kind == Kind::Sale {
+                        "payment"
+                    } else {
+                        "the reversal"
+                    },
                     x.reference
                 ))
             };
-            let status = self
-                .ask_status(&x.service_id)
-                .await
-                .map_err(|e| still_open(e.to_string()))?;
-            if self.settle_with(&x.service_id, status)?.is_none() {
+            let settled = match x.kind {
+                Kind::Sale => {
+                    let status = self
+                        .ask_status(&x.service_id)
+                        .await
+                        .map_err(|e| still_open(e.to_string()))?;
+                    self.settle_with(&x.service_id, status)?.is_some()
+                }
+                Kind::Reversal => self
+                    .ask_reversal(&x.service_id)
+                    .await
+                    .map(|_| true)
+                    .map_err(|e| still_open(e.to_string()))?,
+            };
+            if !settled {
                 return Err(still_open("still in progress".into()));
             }
         }
