@@ -49,6 +49,12 @@ fn authority(name: &str) -> CertifiedIssuer<'static, KeyPair> {
     CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca")
 }
 
+fn leaf_params(name: &str) -> CertificateParams {
+    let mut params = CertificateParams::new(vec![name.to_string()]).expect("params");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params
+}
+
 /// What the scripted terminal does with a request.
 enum Act {
     /// Answers with the body made from the request, sealed under the shared key.
@@ -83,9 +89,24 @@ impl ScriptedTerminal {
     async fn start(name: &str, acts: Vec<Act>) -> Self {
         let ca = authority("scripted terminal root");
         let leaf_key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(vec![name.to_string()]).expect("params");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let leaf = params.signed_by(&leaf_key, &ca).expect("leaf");
+        let leaf = leaf_params(name).signed_by(&leaf_key, &ca).expect("leaf");
+        Self::serve(leaf.der().clone(), &leaf_key, ca.pem(), acts).await
+    }
+
+    /// A terminal whose certificate for `name` is signed by itself (what a simulator writes
+    /// for the tests): that certificate is the trust anchor.
+    async fn start_self_signed(name: &str, acts: Vec<Act>) -> Self {
+        let key = KeyPair::generate().expect("key");
+        let certificate = leaf_params(name).self_signed(&key).expect("certificate");
+        Self::serve(certificate.der().clone(), &key, certificate.pem(), acts).await
+    }
+
+    async fn serve(
+        certificate: CertificateDer<'static>,
+        key: &KeyPair,
+        ca_pem: String,
+        acts: Vec<Act>,
+    ) -> Self {
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
@@ -93,8 +114,8 @@ impl ScriptedTerminal {
         .expect("versions")
         .with_no_client_auth()
         .with_single_cert(
-            vec![leaf.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+            vec![certificate],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         )
         .expect("server config");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -160,7 +181,7 @@ impl ScriptedTerminal {
         });
         Self {
             addr,
-            ca_pem: ca.pem(),
+            ca_pem,
             received,
             count,
         }
@@ -1102,4 +1123,33 @@ async fn a_kept_approval_is_journaled_and_nothing_more_is_sent() {
     assert!(rig.driver().unconfirmed().is_empty());
     assert_eq!(rig.terminal.received().len(), 1);
     assert!(rig.journal_text().contains("\"kind\":\"verdict\""));
+}
+
+#[tokio::test]
+async fn a_self_signed_terminal_certificate_can_be_its_own_trust_anchor() {
+    let diagnosis = || {
+        answer(|_| {
+            ResponseBody::Diagnosis(firmware_protocols::nexo::messages::DiagnosisResponse {
+                response: status(ResultCode::Success, None),
+                poi_status: None,
+            })
+        })
+    };
+    let terminal = ScriptedTerminal::start_self_signed(&test_name(POI), vec![diagnosis()]).await;
+    let rig = Rig {
+        dir: tempfile::tempdir().expect("tempdir"),
+        terminal,
+    };
+    assert_eq!(
+        rig.driver().probe().await,
+        Ok("the terminal answered Diagnosis: Success".to_string())
+    );
+    let live = format!("{POI}.live.terminal.adyen.com");
+    let error = rig
+        .driver_for(&live, &rig.terminal.ca_pem)
+        .probe()
+        .await
+        .expect_err("a test certificate on a live setting");
+    assert!(error.to_string().contains(&live), "{error}");
+    assert_eq!(rig.terminal.received().len(), 1);
 }
