@@ -13,7 +13,7 @@ use serde::Deserializer;
 use tokio::sync::broadcast;
 
 pub use super::protocol::{InvalidSetting, OpenError, Opening, Protocol};
-use super::{PromptSink, TerminalEvent, TerminalHandle, simulator, tef_dial, zvt};
+use super::{PromptSink, TerminalEvent, TerminalHandle, nexo, simulator, tef_dial, zvt};
 use crate::clock::SharedClock;
 
 /// Why a protocol's own keys could not be read.
@@ -89,6 +89,7 @@ protocols! {
     Simulator => simulator::SimulatorSettings,
     Zvt => zvt::ZvtTerminalSettings,
     TefDial => tef_dial::TefDialSettings,
+    Nexo => nexo::NexoSettings,
 }
 
 /// A running terminal and the serial number the terminal-connector-app scans on it.

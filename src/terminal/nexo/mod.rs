@@ -1,0 +1,12 @@
+//! nexo / Adyen Terminal API in local mode: an Adyen terminal on the store network, driven by
+//! HTTPS POSTs of encrypted Terminal API messages (codec in `firmware_protocols::nexo`).
+//! `settings` reads the entry's keys and opens the terminal; `connection` is the HTTPS link
+//! (the terminal's certificate checked against `ca_file` and its POIID name, not its IP);
+//! `driver` runs sales, their recovery by `TransactionStatus`, aborts and reversals, each
+//! journaled before it is sent.
+
+mod connection;
+mod driver;
+pub mod settings;
+
+pub use settings::NexoSettings;
