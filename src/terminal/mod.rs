@@ -3,6 +3,7 @@
 
 mod actor;
 pub mod journal;
+pub mod nexo;
 pub mod protocol;
 #[cfg(test)]
 pub(crate) mod scripted;
