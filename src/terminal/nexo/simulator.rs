@@ -549,7 +549,7 @@ impl Simulator {
             body: RequestBody::EventNotification(EventNotification {
                 time_stamp: format!("{:.3}", jiff::Timestamp::now()),
                 event_to_notify: "Reject".to_owned(),
-                event_details: Some(format!("message={}", why.replace(' ', "+"))),
+                event_details: Some(format!("message={}", terminal::form_encode(why))),
                 rejected_message: None,
                 display_output: None,
             }),

@@ -81,6 +81,8 @@ struct Sale {
     amount_minor: u64,
     currency: String,
     debit: bool,
+    /// Equal monthly payments (1: paid at once).
+    installments: u32,
     plan: Plan,
     state: SaleState,
     /// The header of its `PaymentResponse` (repeated by `TransactionStatus`).
@@ -224,6 +226,7 @@ impl Terminal {
             amount_minor,
             currency: amounts.currency.clone(),
             debit,
+            installments,
             plan,
             state: SaleState::Running,
             response_header,
@@ -562,6 +565,14 @@ fn approved_payment(sale: &Sale, number: u64, psp: String) -> PaymentResponse {
                     form_encode(&masked_receipt_pan(pan))
                 ),
                 format!("name=Card%20type&value={brand}&key=cardType"),
+                format!(
+                    "name=Type&value={}&key=txtype",
+                    if sale.debit { "DEBIT" } else { "CREDIT" }
+                ),
+                format!(
+                    "name=Instalments&value={}&key=instalments",
+                    sale.installments
+                ),
                 format!("name=Auth.%20code&value={approval_code}&key=authCode"),
                 format!(
                     "name=TOTAL&value={}&key=totalAmount",
@@ -579,8 +590,9 @@ fn approved_payment(sale: &Sale, number: u64, psp: String) -> PaymentResponse {
             result: ResultCode::Success,
             error_condition: None,
             additional_response: Some(format!(
-                "authCode={approval_code}&paymentMethod={brand}&cardSummary={}&pspReference={psp}",
-                &pan[pan.len() - 4..]
+                "authCode={approval_code}&paymentMethod={brand}&cardSummary={}&installments={}&pspReference={psp}",
+                &pan[pan.len() - 4..],
+                sale.installments
             )),
         },
         poi_data: None,
@@ -627,7 +639,7 @@ fn timestamp_now() -> String {
 }
 
 /// `application/x-www-form-urlencoded` as Adyen writes receipt lines and `AdditionalResponse`.
-fn form_encode(text: &str) -> String {
+pub(super) fn form_encode(text: &str) -> String {
     let mut encoded = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.') {

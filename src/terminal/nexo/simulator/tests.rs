@@ -7,9 +7,9 @@ use std::path::PathBuf;
 
 use firmware_protocols::nexo::crypto::OpenError;
 use firmware_protocols::nexo::messages::{
-    AbortRequest, DiagnosisRequest, ErrorCondition, Incoming, MessageCategory, MessageReference,
-    OriginalPoiTransaction, PaymentInput, PaymentMethod, PaymentResponse, PaymentStatus,
-    ResultCode, ReversalRequest, ReversalResponse, TransactionStatusRequest,
+    AbortRequest, DiagnosisRequest, DisplayRequest, ErrorCondition, Incoming, MessageCategory,
+    MessageReference, OriginalPoiTransaction, PaymentInput, PaymentMethod, PaymentResponse,
+    PaymentStatus, ResultCode, ReversalRequest, ReversalResponse, TransactionStatusRequest,
     TransactionStatusResponse,
 };
 use firmware_protocols::nexo::{ReadError, open_incoming, seal_request};
@@ -250,6 +250,17 @@ async fn approved_sales_carry_a_test_card_receipts_and_are_recorded() {
         .pay("s3", 30000, PaymentMethod::Credit { installments: 3 })
         .await;
     assert_eq!(instalments.response.result, ResultCode::Success);
+    assert!(
+        instalments
+            .response
+            .additional()
+            .contains(&("installments".to_owned(), "3".to_owned()))
+    );
+    assert!(
+        instalments.payment_receipt[1]
+            .lines()
+            .contains(&"Instalments: 3".to_owned())
+    );
     assert_ne!(poi_transaction(&credit), poi_transaction(&debit));
 
     let record = simulator.record();
@@ -530,4 +541,22 @@ async fn the_certificate_carries_the_terminal_name_for_its_environment_only() {
     assert!(error.is_connect(), "{error:?}");
     let pem = std::fs::read_to_string(&simulator.ca_file).unwrap();
     assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+}
+
+#[tokio::test]
+async fn a_request_it_does_not_serve_is_rejected_with_a_sealed_event() {
+    let simulator = start(|_| {}).await;
+    let client = simulator.client();
+    let display = RequestBody::DisplayRequest(DisplayRequest {
+        display_output: Vec::new(),
+    });
+    let (status, body) = client.post("ds1", display).await.unwrap();
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let Incoming::Request(notification) = open_incoming(&body, &client.key).unwrap() else {
+        panic!("not an event");
+    };
+    let RequestBody::EventNotification(event) = notification.body else {
+        panic!("not an event: {notification:?}");
+    };
+    assert_eq!(event.event_to_notify, "Reject");
 }
