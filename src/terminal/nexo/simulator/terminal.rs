@@ -213,7 +213,7 @@ impl Terminal {
             currency = %amounts.currency,
             debit,
             installments,
-            "nexo simulator: sale taken debit={debit} installments={installments}"
+            "nexo simulator: sale taken"
         );
         let (outcome, receiver) = watch::channel(None);
         let abort = CancellationToken::new();
