@@ -231,6 +231,9 @@ enum SimulatedProtocol {
     /// A TEF client on the TEF Dial file exchange (IntPos.001 in two folders); prints the
     /// folders it watches as its first line.
     TefDial(crate::terminal::tef_dial::simulator::SimulatorArgs),
+    /// An Adyen terminal in local mode (Terminal API over HTTPS, sealed messages); prints
+    /// `listening on https://HOST:PORT/nexo` as its first line.
+    Nexo(crate::terminal::nexo::simulator::SimulatorArgs),
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
@@ -695,6 +698,9 @@ pub fn main() -> ExitCode {
                     }
                     SimulatedProtocol::TefDial(args) => {
                         crate::terminal::tef_dial::simulator::run(args).await
+                    }
+                    SimulatedProtocol::Nexo(args) => {
+                        crate::terminal::nexo::simulator::run(args).await
                     }
                 }
             });
