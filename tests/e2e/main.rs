@@ -15,6 +15,7 @@ mod hostile_input;
 mod merchants;
 mod money_safety;
 mod network;
+mod nexo;
 mod operations;
 mod packaging;
 mod payment_app;

@@ -1,0 +1,276 @@
+//! nexo / Adyen Terminal API on the compiled daemon, against `posbridge simulate-terminal nexo`
+//! over real TLS: sales (credit with installments, debit, a decline), a reversal, posbridge
+//! killed mid-sale and the sale found by `TransactionStatus`, and a certificate for another
+//! environment refused.
+
+use std::process::Child;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+use crate::zvt_recovery::kill_mid_sale;
+
+const FINAL: Duration = Duration::from_secs(40);
+const POI_ID: &str = "P400Plus-275008565";
+
+/// An Adyen terminal simulator process with its own certificate, key and record.
+struct NexoTerminal {
+    child: Child,
+    url: String,
+    logs: Arc<Mutex<String>>,
+    dir: tempfile::TempDir,
+}
+
+impl NexoTerminal {
+    async fn start(extra: &[&str]) -> NexoTerminal {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("key"), "a test passphrase\n").expect("key");
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let mut args: Vec<String> = [
+            "simulate-terminal",
+            "nexo",
+            "--listen",
+            "https:127.0.0.1:0",
+            "--poi-id",
+            POI_ID,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for (option, name) in [
+            ("--passphrase-file", "key"),
+            ("--ca-out", "ca.pem"),
+            ("--record", "record.jsonl"),
+        ] {
+            args.extend([option.to_string(), path(name)]);
+        }
+        if !extra.contains(&"--approve-after-ms") {
+            args.extend(["--approve-after-ms".to_string(), "300".to_string()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let SimulatorProcess {
+            child,
+            logs,
+            first_line,
+        } = spawn_simulator(&args).await;
+        let url = first_line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line `{first_line}`"))
+            .to_string();
+        NexoTerminal {
+            child,
+            url,
+            logs,
+            dir,
+        }
+    }
+
+    /// lane-1's keys for this terminal, expecting a certificate of `environment`.
+    fn keys(&self, environment: &str) -> String {
+        let path = |name: &str| self.dir.path().join(name).display().to_string();
+        format!(
+            "protocol = \"nexo\"\nurl = \"{}\"\npoi_id = \"{POI_ID}\"\nsale_id = \"store-1-lane-1\"\nkey_identifier = \"posbridge\"\nkey_version = 1\npassphrase_file = \"{}\"\nca_file = \"{}\"\nenvironment = \"{environment}\"",
+            self.url,
+            path("key"),
+            path("ca.pem")
+        )
+    }
+
+    fn logs(&self) -> String {
+        self.logs.lock().expect("logs").clone()
+    }
+
+    /// The terminal's own record: one line per sale it took.
+    fn sales(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("record.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    async fn wait_state(&self, reference: &str, state: &str) -> bool {
+        let deadline = tokio::time::Instant::now() + FINAL;
+        while tokio::time::Instant::now() < deadline {
+            if self
+                .sales()
+                .iter()
+                .any(|s| s["reference"] == reference && s["state"] == state)
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+}
+
+impl Drop for NexoTerminal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn daemon_for(terminal: &NexoTerminal, environment: &str) -> Daemon {
+    Daemon::start(Options {
+        terminal_keys: Some(terminal.keys(environment)),
+        ..Options::default()
+    })
+    .await
+}
+
+fn body(id: &str, value: Value, method: &str, receiver: &CallbackReceiver) -> Value {
+    create_body(id, value, method, &receiver.url_for(id))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nexo_sales_approve_credit_with_installments_and_debit_decline_and_reverse() {
+    let terminal = NexoTerminal::start(&[]).await;
+    let daemon = daemon_for(&terminal, "test").await;
+    let receiver = CallbackReceiver::start(0).await;
+    let gateway = daemon.gateway();
+
+    let mut credit = body("nx-credit", json!(300), "Venda Direta Credito", &receiver);
+    credit["installments"] = json!(3);
+    start_charge(&gateway, &credit).await;
+    let done = gateway.poll_final(&credit, FINAL).await;
+    assert_eq!(done["status"], "approved", "{done}\n{}", terminal.logs());
+    assert_eq!(done["cardBrand"], "visa", "{done}");
+    assert_eq!(done["firstDigits"], "411111", "{done}");
+    assert_eq!(done["lastDigits"], "1111", "{done}");
+    assert!(
+        done["authorizationId"]
+            .as_str()
+            .is_some_and(|a| !a.is_empty()),
+        "{done}"
+    );
+    assert!(
+        done["nsu"].as_str().is_some_and(|n| !n.is_empty()),
+        "{done}"
+    );
+    assert_eq!(receiver.wait_for("nx-credit", FINAL).await[0].2, done);
+    assert!(
+        terminal
+            .logs()
+            .lines()
+            .any(|l| l.contains("sale taken payment_id=nx-credit") && l.contains("installments=3")),
+        "{}",
+        terminal.logs()
+    );
+
+    let debit = body("nx-debit", json!(20), "Venda Direta Debito", &receiver);
+    start_charge(&gateway, &debit).await;
+    let done = gateway.poll_final(&debit, FINAL).await;
+    assert_eq!(done["status"], "approved", "{done}");
+    assert!(
+        terminal
+            .logs()
+            .lines()
+            .any(|l| l.contains("sale taken payment_id=nx-debit") && l.contains("debit=true")),
+        "{}",
+        terminal.logs()
+    );
+
+    let declined = body(
+        "nx-declined",
+        json!(10.01),
+        "Venda Direta Credito",
+        &receiver,
+    );
+    start_charge(&gateway, &declined).await;
+    let done = gateway.poll_final(&declined, FINAL).await;
+    assert_eq!(done["status"], "denied", "{done}");
+
+    // Cancelling an approved payment reverses its POI transaction on the terminal.
+    let cancelled = gateway
+        .cancel_until_done("nx-debit", "cancel-nx-debit")
+        .await;
+    assert!(cancelled["cancellationId"].is_string(), "{cancelled}");
+    assert!(
+        terminal.wait_state("nx-debit", "reversed").await,
+        "{:?}",
+        terminal.sales()
+    );
+    assert!(terminal.wait_state("nx-credit", "approved").await);
+    // The shared key and the card numbers stay out of the daemon's logs.
+    let logs = daemon.logs();
+    for secret in ["a test passphrase", "4111111111111111", "5555555555554444"] {
+        assert!(!logs.contains(secret), "`{secret}` in the logs");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nexo_a_sale_posbridge_died_during_is_found_by_transaction_status() {
+    let terminal = NexoTerminal::start(&["--approve-after-ms", "3000"]).await;
+    let daemon = daemon_for(&terminal, "test").await;
+    let receiver = CallbackReceiver::start(0).await;
+    let sale = body("nx-killed", json!(42), "Venda Direta Credito", &receiver);
+    let daemon = kill_mid_sale(daemon, &sale).await.restart().await;
+    let done = daemon.gateway().poll_final(&sale, FINAL).await;
+    assert_eq!(
+        done["status"],
+        "approved",
+        "{done}\n{}\n{}",
+        daemon.logs(),
+        terminal.logs()
+    );
+    let taken: Vec<Value> = terminal
+        .sales()
+        .into_iter()
+        .filter(|s| s["reference"] == "nx-killed")
+        .collect();
+    assert_eq!(taken.len(), 1, "never sent twice: {taken:?}");
+    assert_eq!(taken[0]["state"], "approved", "{taken:?}");
+    assert!(
+        daemon
+            .logs()
+            .contains("recovery: the terminal reports the sale completed payment_id=nx-killed"),
+        "{}",
+        daemon.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nexo_a_test_certificate_on_a_live_setting_is_refused_and_nothing_charged() {
+    let terminal = NexoTerminal::start(&[]).await;
+    let daemon = daemon_for(&terminal, "live").await;
+    let receiver = CallbackReceiver::start(0).await;
+    let sale = body("nx-live", json!(15), "Venda Direta Credito", &receiver);
+    start_charge(&daemon.gateway(), &sale).await;
+    let done = daemon.gateway().poll_final(&sale, FINAL).await;
+    assert_eq!(done["status"], "denied", "{done}");
+    assert_eq!(done["code"], "terminal-offline", "{done}");
+    assert!(
+        daemon
+            .logs()
+            .contains(&format!("{POI_ID}.live.terminal.adyen.com")),
+        "the error names the certificate name expected: {}",
+        daemon.logs()
+    );
+    assert!(terminal.sales().is_empty(), "{:?}", terminal.sales());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nexo_a_lost_answer_is_settled_by_transaction_status_never_by_a_second_sale() {
+    let terminal = NexoTerminal::start(&["--fault", "drop-answer"]).await;
+    let daemon = daemon_for(&terminal, "test").await;
+    let receiver = CallbackReceiver::start(0).await;
+    let sale = body("nx-dropped", json!(33), "Venda Direta Credito", &receiver);
+    start_charge(&daemon.gateway(), &sale).await;
+    let done = daemon.gateway().poll_final(&sale, FINAL).await;
+    assert_eq!(done["status"], "approved", "{done}\n{}", terminal.logs());
+    assert!(terminal.logs().contains("fault drop-answer"));
+    assert!(
+        daemon
+            .logs()
+            .contains("TransactionStatus: the terminal reports the payment's result"),
+        "{}",
+        daemon.logs()
+    );
+    let taken = terminal.sales();
+    assert_eq!(taken.len(), 1, "never sent twice: {taken:?}");
+}
