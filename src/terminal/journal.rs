@@ -3,12 +3,19 @@
 //! crash is skipped, as a terminal skips a torn record.
 
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::DriverError;
+
+/// Where the `prefix` driver of `terminal_id` keeps its journal: beside the database, so that a
+/// backup of the database's folder holds both.
+pub fn path_beside(database: &Path, prefix: &str, terminal_id: &str) -> PathBuf {
+    let dir = database.parent().unwrap_or(Path::new("."));
+    dir.join(format!("{prefix}-{terminal_id}.journal"))
+}
 
 fn io_error(path: &Path, e: &std::io::Error) -> DriverError {
     DriverError::Disconnected(format!("journal {}: {e}", path.display()))

@@ -99,8 +99,7 @@ impl Simulator {
 
     /// Where the simulator of `terminal_id` keeps its journal, beside the database.
     pub fn journal_path(database: &Path, terminal_id: &str) -> PathBuf {
-        let dir = database.parent().unwrap_or(Path::new("."));
-        dir.join(format!("simulator-{terminal_id}.journal"))
+        super::journal::path_beside(database, "simulator", terminal_id)
     }
 
     fn read(&self) -> Result<Vec<Entry>, DriverError> {

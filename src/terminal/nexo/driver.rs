@@ -351,8 +351,7 @@ impl NexoDriver {
 
     /// Where the driver of `terminal_id` keeps its journal, beside the database.
     pub fn journal_path(database: &Path, terminal_id: &str) -> PathBuf {
-        let dir = database.parent().unwrap_or(Path::new("."));
-        dir.join(format!("nexo-{terminal_id}.journal"))
+        journal::path_beside(database, "nexo", terminal_id)
     }
 
     fn apply(&mut self, entry: Entry) {
@@ -533,24 +532,35 @@ impl NexoDriver {
         }
     }
 
-    /// Asks the terminal about the payment sent as `service_id`.
-    async fn ask_status(&self, service_id: &str) -> Result<Status, DriverError> {
+    /// Sends a `TransactionStatusRequest` for `reference` (under a ServiceID of its own).
+    async fn transaction_status(
+        &self,
+        reference: MessageReference,
+    ) -> Result<TransactionStatusResponse, DriverError> {
         let body = RequestBody::TransactionStatusRequest(TransactionStatusRequest {
-            message_reference: MessageReference::payment(&self.identity.sale_id, service_id),
+            message_reference: reference,
         });
-        let status = match self
+        match self
             .call(&self.service_id()?, body, SERVICE_TIMEOUT)
             .await
             .map_err(CallError::into_driver_error)?
             .body()
         {
-            Some(ResponseBody::TransactionStatus(status)) => status,
-            _ => {
-                return Err(DriverError::Protocol(
-                    "the terminal's answer to TransactionStatus is not a status".into(),
-                ));
-            }
-        };
+            Some(ResponseBody::TransactionStatus(status)) => Ok(status),
+            _ => Err(DriverError::Protocol(
+                "the terminal's answer to TransactionStatus is not a status".into(),
+            )),
+        }
+    }
+
+    /// Asks the terminal about the payment sent as `service_id`.
+    async fn ask_status(&self, service_id: &str) -> Result<Status, DriverError> {
+        let status = self
+            .transaction_status(MessageReference::payment(
+                &self.identity.sale_id,
+                service_id,
+            ))
+            .await?;
         match status.payment_status() {
             PaymentStatus::InProgress => Ok(Status::InProgress),
             PaymentStatus::NotFound => Ok(Status::NotFound),
@@ -828,25 +838,12 @@ impl NexoDriver {
 
     /// Asks the terminal about the reversal sent as `service_id`.
     async fn ask_reversal(&mut self, service_id: &str) -> Result<OperationQuery, DriverError> {
-        let body = RequestBody::TransactionStatusRequest(TransactionStatusRequest {
-            message_reference: MessageReference {
+        let status = self
+            .transaction_status(MessageReference {
                 message_category: MessageCategory::Reversal,
                 ..MessageReference::payment(&self.identity.sale_id, service_id)
-            },
-        });
-        let status: TransactionStatusResponse = match self
-            .call(&self.service_id()?, body, SERVICE_TIMEOUT)
-            .await
-            .map_err(CallError::into_driver_error)?
-            .body()
-        {
-            Some(ResponseBody::TransactionStatus(status)) => status,
-            _ => {
-                return Err(DriverError::Protocol(
-                    "the terminal's answer to TransactionStatus is not a status".into(),
-                ));
-            }
-        };
+            })
+            .await?;
         let reversal = status
             .repeated_message_response
             .as_ref()
@@ -930,7 +927,8 @@ impl TerminalDriver for NexoDriver {
             amount_minor: request.amount_minor,
             currency: currency.to_string(),
             at: self.clock.now_ms(),
-        })?;
+        })
+        .map_err(DriverError::not_journaled)?;
         crate::failpoint::hit("after-charge-intent");
         prompts.show(&request.reference, "Follow the terminal");
         tracing::info!(payment_id = %request.reference, terminal = %self.terminal_id, service_id, "payment sent to the terminal");

@@ -230,8 +230,7 @@ impl TefDialDriver {
 
     /// Where the driver of `terminal_id` keeps its journal, beside the database.
     pub fn journal_path(database: &Path, terminal_id: &str) -> PathBuf {
-        let dir = database.parent().unwrap_or(Path::new("."));
-        dir.join(format!("tef-dial-{terminal_id}.journal"))
+        journal::path_beside(database, "tef-dial", terminal_id)
     }
 
     fn apply(&mut self, entry: Entry) {

@@ -194,10 +194,7 @@ impl ZvtDriver {
 
     /// Where the driver of `terminal_id` keeps its journal, beside the database.
     pub fn journal_path(database: &Path, terminal_id: &str) -> PathBuf {
-        database
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(format!("zvt-{terminal_id}.journal"))
+        crate::terminal::journal::path_beside(database, "zvt", terminal_id)
     }
 
     fn load_journal(&mut self) {
