@@ -11,6 +11,9 @@ use crate::net::trusted_proxies::TrustedProxies;
 use crate::secret::Secret;
 use crate::terminal::setup::{PROTOCOLS, ProtocolSettings, ReadError};
 
+mod nats;
+pub use nats::{NatsConnection, NatsLogin, UplinkConfig};
+
 /// The embedded default configuration: a demo box (the simulator terminal, allowed), localhost,
 /// a local database.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/posbridge.toml");
@@ -37,6 +40,9 @@ pub struct Config {
     pub payment_app: PaymentAppConfig,
     #[serde(default)]
     pub rate_limits: RateLimitConfig,
+    /// The link to the relay tier, when this store is one of many behind it.
+    #[serde(default)]
+    pub uplink: Option<UplinkConfig>,
     /// The `[[terminals]]` entries as written, read into `terminals` by `parse` (an entry's
     /// keys are split between those every terminal has and its protocol's own).
     #[serde(default, rename = "terminals")]
@@ -369,6 +375,7 @@ impl Config {
         config
             .validate()
             .and_then(|()| config.read_terminals())
+            .and_then(|()| config.check_uplink_serials())
             .map_err(|(key, problem)| ConfigError::Invalid {
                 path: origin.to_string(),
                 line: line_of_key(text, &key),
@@ -376,6 +383,30 @@ impl Config {
                 problem,
             })?;
         Ok(config)
+    }
+
+    /// Behind the relay, each terminal's serial number is a key of the relay's serial → store
+    /// map (a NATS key-value bucket), whose keys allow fewer characters than a serial might have.
+    fn check_uplink_serials(&self) -> Result<(), (String, String)> {
+        if self.uplink.is_none() {
+            return Ok(());
+        }
+        for (index, terminal) in self.terminals.iter().enumerate() {
+            let serial = &terminal.serial_number;
+            let valid = serial
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_=/".contains(&b));
+            if !valid {
+                return Err((
+                    format!("terminals[{index}].serial_number"),
+                    format!(
+                        "`{serial}`: with [uplink], a serial number is letters, digits and - _ = / \
+                         (the relay finds the store by it)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// What to tell store IT when this is a demo box (`pos.allow_simulator`), else `None`.
@@ -826,6 +857,7 @@ mod tests {
                 "[rate_limits]",
                 "[store]",
                 "[server.tls]",
+                "[uplink]",
                 "[[terminals]]",
             ] {
                 if text.contains(table) {

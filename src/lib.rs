@@ -27,3 +27,4 @@ pub mod systemd;
 pub mod telemetry;
 pub mod terminal;
 pub mod tls;
+pub mod uplink;

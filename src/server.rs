@@ -123,6 +123,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ppp::error::PppError::bad("not-found", "no such route").into_response_404()
         });
     let app = crate::net::layer(app, &config.server);
+    if let Some(uplink) = &config.uplink {
+        let serials = config
+            .terminals
+            .iter()
+            .map(|t| t.serial_number.clone())
+            .collect();
+        crate::uplink::start(uplink, app.clone(), serials, &tasks, workers_stop.clone())
+            .await
+            .context("cannot start the uplink to the relay tier ([uplink])")?;
+    }
 
     let admin_tokens = config.admin.named_tokens();
     if !admin_tokens.is_empty() {

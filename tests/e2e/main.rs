@@ -28,5 +28,6 @@ mod spec_check;
 mod stale_feeds;
 mod status_page;
 mod tef_dial;
+mod uplink;
 mod zvt;
 mod zvt_recovery;

@@ -1,0 +1,240 @@
+//! One HTTP exchange as one NATS request and its reply. The method, the path and the HTTP headers
+//! travel as NATS headers and the body as the payload, untouched: the store answers a relayed
+//! request exactly as its own listener would, and the relay hands that answer on byte for byte.
+
+use async_nats::HeaderMap;
+use axum::body::Body;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+
+/// The request's method (`POST`).
+pub const METHOD: &str = "Posbridge-Method";
+/// The request's path and query (`/payments/p-1/cancellations`).
+pub const PATH: &str = "Posbridge-Path";
+/// The address the relay took the request from: the store's failure limits count by it.
+pub const CLIENT: &str = "Posbridge-Client";
+/// The answer's status code.
+pub const STATUS: &str = "Posbridge-Status";
+/// Prefix of the HTTP headers carried along, so that none can pose as one of the above.
+const HTTP_HEADER: &str = "Http-";
+
+/// Headers of one connection, not of the request: they do not cross.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+    "host",
+];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("the relayed message has no {0} header")]
+    Missing(&'static str),
+    #[error("the relayed message's {0} header is not valid: `{1}`")]
+    Invalid(&'static str, String),
+}
+
+/// What the relay sends: the HTTP request as NATS headers and payload.
+pub fn request_to_nats(
+    method: &Method,
+    path_and_query: &str,
+    http_headers: &http::HeaderMap,
+    client: Option<std::net::IpAddr>,
+) -> HeaderMap {
+    let mut headers = carry(http_headers);
+    headers.insert(METHOD, method.as_str());
+    headers.insert(PATH, path_and_query);
+    if let Some(client) = client {
+        headers.insert(CLIENT, client.to_string().as_str());
+    }
+    headers
+}
+
+/// What the store serves: the HTTP request rebuilt from a relayed message.
+pub fn request_from_nats(
+    headers: Option<&HeaderMap>,
+    payload: Bytes,
+) -> Result<(Request<Body>, Option<std::net::IpAddr>), WireError> {
+    let headers = headers.ok_or(WireError::Missing(METHOD))?;
+    let method = required(headers, METHOD)?;
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| WireError::Invalid(METHOD, method.to_string()))?;
+    let path = required(headers, PATH)?;
+    if !path.starts_with('/') {
+        return Err(WireError::Invalid(PATH, path.to_string()));
+    }
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .body(Body::from(payload))
+        .map_err(|_| WireError::Invalid(PATH, path.to_string()))?;
+    restore(headers, request.headers_mut());
+    let client = match headers.get(CLIENT) {
+        Some(value) => Some(
+            value
+                .as_str()
+                .parse()
+                .map_err(|_| WireError::Invalid(CLIENT, value.to_string()))?,
+        ),
+        None => None,
+    };
+    Ok((request, client))
+}
+
+/// What the store replies: the status and headers of its answer (its body is the payload).
+pub fn response_to_nats(response: &Response<Body>) -> HeaderMap {
+    let mut headers = carry(response.headers());
+    headers.insert(STATUS, response.status().as_u16().to_string().as_str());
+    headers
+}
+
+/// What the relay answers: the store's answer rebuilt from its reply.
+pub fn response_from_nats(
+    headers: Option<&HeaderMap>,
+    payload: Bytes,
+) -> Result<Response<Body>, WireError> {
+    let headers = headers.ok_or(WireError::Missing(STATUS))?;
+    let status = required(headers, STATUS)?;
+    let status = status
+        .parse::<u16>()
+        .ok()
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .ok_or_else(|| WireError::Invalid(STATUS, status.to_string()))?;
+    let mut response = Response::new(Body::from(payload));
+    *response.status_mut() = status;
+    restore(headers, response.headers_mut());
+    Ok(response)
+}
+
+fn required<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, WireError> {
+    headers
+        .get(name)
+        .map(|value| value.as_str())
+        .ok_or(WireError::Missing(name))
+}
+
+/// The end-to-end HTTP headers, prefixed. A value that is not text (HTTP allows bytes NATS
+/// headers do not) is left behind: nothing PPP or the Payment App reads is such a header.
+fn carry(http_headers: &http::HeaderMap) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in http_headers {
+        if HOP_BY_HOP.contains(&name.as_str()) {
+            continue;
+        }
+        if let Ok(value) = value.to_str() {
+            headers.append(format!("{HTTP_HEADER}{name}").as_str(), value);
+        }
+    }
+    headers
+}
+
+fn restore(headers: &HeaderMap, http_headers: &mut http::HeaderMap) {
+    for (name, values) in headers.iter() {
+        let Some(http_name) = strip_prefix_ignoring_case(name.as_ref(), HTTP_HEADER) else {
+            continue;
+        };
+        let Ok(http_name) = http::HeaderName::from_bytes(http_name.as_bytes()) else {
+            continue;
+        };
+        if HOP_BY_HOP.contains(&http_name.as_str()) {
+            continue;
+        }
+        for value in values {
+            if let Ok(value) = http::HeaderValue::from_str(value.as_str()) {
+                http_headers.append(http_name.clone(), value);
+            }
+        }
+    }
+}
+
+fn strip_prefix_ignoring_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(body: Body) -> Bytes {
+        axum::body::to_bytes(body, 1 << 20).await.expect("body")
+    }
+
+    #[tokio::test]
+    async fn a_request_crosses_with_its_method_path_headers_and_body_untouched() {
+        let mut http_headers = http::HeaderMap::new();
+        http_headers.insert("x-vtex-api-appkey", "key".parse().expect("value"));
+        http_headers.insert("content-type", "application/json".parse().expect("value"));
+        http_headers.insert("connection", "keep-alive".parse().expect("value"));
+        http_headers.insert("host", "relay.example.com".parse().expect("value"));
+        let headers = request_to_nats(
+            &Method::POST,
+            "/payments/p-1/cancellations?x=1",
+            &http_headers,
+            Some("198.51.100.7".parse().expect("ip")),
+        );
+        let body = Bytes::from_static(b"{\"paymentId\":\"p-1\"}");
+        let (request, client) =
+            request_from_nats(Some(&headers), body.clone()).expect("a valid message");
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(request.uri(), "/payments/p-1/cancellations?x=1");
+        assert_eq!(request.headers()["x-vtex-api-appkey"], "key");
+        assert_eq!(request.headers()["content-type"], "application/json");
+        assert!(request.headers().get("connection").is_none());
+        assert!(request.headers().get("host").is_none());
+        assert_eq!(client, Some("198.51.100.7".parse().expect("ip")));
+        assert_eq!(body_of(request.into_body()).await, body);
+    }
+
+    #[tokio::test]
+    async fn an_answer_crosses_with_its_status_headers_and_body_untouched() {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        response
+            .headers_mut()
+            .insert("retry-after", "5".parse().expect("value"));
+        let headers = response_to_nats(&response);
+        let back = response_from_nats(Some(&headers), Bytes::from_static(b"{\"code\":\"busy\"}"))
+            .expect("a valid reply");
+        assert_eq!(back.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(back.headers()["retry-after"], "5");
+        assert_eq!(body_of(back.into_body()).await, "{\"code\":\"busy\"}");
+    }
+
+    #[test]
+    fn an_http_header_cannot_pose_as_the_method_or_the_path() {
+        let mut http_headers = http::HeaderMap::new();
+        http_headers.insert("posbridge-method", "DELETE".parse().expect("value"));
+        let headers = request_to_nats(&Method::GET, "/manifest", &http_headers, None);
+        let (request, _) = request_from_nats(Some(&headers), Bytes::new()).expect("valid");
+        assert_eq!(request.method(), Method::GET);
+        assert_eq!(request.headers()["posbridge-method"], "DELETE");
+    }
+
+    #[test]
+    fn broken_messages_are_refused_by_name() {
+        assert_eq!(
+            request_from_nats(None, Bytes::new()).err(),
+            Some(WireError::Missing(METHOD))
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(METHOD, "GET");
+        headers.insert(PATH, "manifest");
+        assert_eq!(
+            request_from_nats(Some(&headers), Bytes::new()).err(),
+            Some(WireError::Invalid(PATH, "manifest".into()))
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(STATUS, "9999");
+        assert!(matches!(
+            response_from_nats(Some(&headers), Bytes::new()),
+            Err(WireError::Invalid(STATUS, _))
+        ));
+    }
+}
