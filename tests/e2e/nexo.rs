@@ -3,6 +3,7 @@
 //! killed mid-sale and the sale found by `TransactionStatus`, and a certificate for another
 //! environment refused.
 
+use std::path::Path;
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,8 +16,9 @@ use crate::zvt_recovery::kill_mid_sale;
 const FINAL: Duration = Duration::from_secs(40);
 const POI_ID: &str = "P400Plus-275008565";
 
-/// An Adyen terminal simulator process with its own certificate, key and record.
-struct NexoTerminal {
+/// An Adyen terminal simulator process with its own certificate, key and record; it goes on
+/// with a sale while the daemon is down. The proof suite's nexo row starts it too.
+pub struct NexoTerminal {
     child: Child,
     url: String,
     logs: Arc<Mutex<String>>,
@@ -24,7 +26,7 @@ struct NexoTerminal {
 }
 
 impl NexoTerminal {
-    async fn start(extra: &[&str]) -> NexoTerminal {
+    pub async fn start(extra: &[&str]) -> NexoTerminal {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("key"), "a test passphrase\n").expect("key");
         let path = |name: &str| dir.path().join(name).display().to_string();
@@ -69,24 +71,33 @@ impl NexoTerminal {
     }
 
     /// lane-1's keys for this terminal, expecting a certificate of `environment`.
-    fn keys(&self, environment: &str) -> String {
-        let path = |name: &str| self.dir.path().join(name).display().to_string();
+    pub fn keys(&self, environment: &str) -> String {
+        self.keys_with_passphrase(environment, &self.dir.path().join("key"))
+    }
+
+    /// lane-1's keys for this terminal, with the daemon's passphrase read from `passphrase_file`
+    /// (the terminal's own is "a test passphrase").
+    fn keys_with_passphrase(&self, environment: &str, passphrase_file: &Path) -> String {
         format!(
             "protocol = \"nexo\"\nurl = \"{}\"\npoi_id = \"{POI_ID}\"\nsale_id = \"store-1-lane-1\"\nkey_identifier = \"posbridge\"\nkey_version = 1\npassphrase_file = \"{}\"\nca_file = \"{}\"\nenvironment = \"{environment}\"",
             self.url,
-            path("key"),
-            path("ca.pem")
+            passphrase_file.display(),
+            self.dir.path().join("ca.pem").display()
         )
     }
 
-    fn logs(&self) -> String {
+    pub fn logs(&self) -> String {
         self.logs.lock().expect("logs").clone()
     }
 
-    /// The terminal's own record: one line per sale it took.
+    /// The terminal's own record (`--record`): one JSON line per sale it took, with its state.
+    pub fn record_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("record.jsonl")).unwrap_or_default()
+    }
+
+    /// The record's sales, as JSON.
     fn sales(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join("record.jsonl"))
-            .unwrap_or_default()
+        self.record_text()
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
