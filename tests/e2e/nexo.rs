@@ -3,6 +3,7 @@
 //! killed mid-sale and the sale found by `TransactionStatus`, and a certificate for another
 //! environment refused.
 
+use std::path::Path;
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,8 +16,9 @@ use crate::zvt_recovery::kill_mid_sale;
 const FINAL: Duration = Duration::from_secs(40);
 const POI_ID: &str = "P400Plus-275008565";
 
-/// An Adyen terminal simulator process with its own certificate, key and record.
-struct NexoTerminal {
+/// An Adyen terminal simulator process with its own certificate, key and record; it goes on
+/// with a sale while the daemon is down. The proof suite's nexo row starts it too.
+pub struct NexoTerminal {
     child: Child,
     url: String,
     logs: Arc<Mutex<String>>,
@@ -24,7 +26,7 @@ struct NexoTerminal {
 }
 
 impl NexoTerminal {
-    async fn start(extra: &[&str]) -> NexoTerminal {
+    pub async fn start(extra: &[&str]) -> NexoTerminal {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("key"), "a test passphrase\n").expect("key");
         let path = |name: &str| dir.path().join(name).display().to_string();
@@ -69,24 +71,33 @@ impl NexoTerminal {
     }
 
     /// lane-1's keys for this terminal, expecting a certificate of `environment`.
-    fn keys(&self, environment: &str) -> String {
-        let path = |name: &str| self.dir.path().join(name).display().to_string();
+    pub fn keys(&self, environment: &str) -> String {
+        self.keys_with_passphrase(environment, &self.dir.path().join("key"))
+    }
+
+    /// lane-1's keys for this terminal, with the daemon's passphrase read from `passphrase_file`
+    /// (the terminal's own is "a test passphrase").
+    fn keys_with_passphrase(&self, environment: &str, passphrase_file: &Path) -> String {
         format!(
             "protocol = \"nexo\"\nurl = \"{}\"\npoi_id = \"{POI_ID}\"\nsale_id = \"store-1-lane-1\"\nkey_identifier = \"posbridge\"\nkey_version = 1\npassphrase_file = \"{}\"\nca_file = \"{}\"\nenvironment = \"{environment}\"",
             self.url,
-            path("key"),
-            path("ca.pem")
+            passphrase_file.display(),
+            self.dir.path().join("ca.pem").display()
         )
     }
 
-    fn logs(&self) -> String {
+    pub fn logs(&self) -> String {
         self.logs.lock().expect("logs").clone()
     }
 
-    /// The terminal's own record: one line per sale it took.
+    /// The terminal's own record (`--record`): one JSON line per sale it took, with its state.
+    pub fn record_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("record.jsonl")).unwrap_or_default()
+    }
+
+    /// The record's sales, as JSON.
     fn sales(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join("record.jsonl"))
-            .unwrap_or_default()
+        self.record_text()
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
@@ -273,4 +284,112 @@ async fn nexo_a_lost_answer_is_settled_by_transaction_status_never_by_a_second_s
     );
     let taken = terminal.sales();
     assert_eq!(taken.len(), 1, "never sent twice: {taken:?}");
+}
+
+/// The Gateway cancels while the shopper is still at the terminal: posbridge sends an
+/// `AbortRequest` for the sale's `ServiceID`, then asks `TransactionStatus` what became of it,
+/// and reports it denied only once the terminal says it was aborted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nexo_a_cancel_while_charging_aborts_the_sale_on_the_terminal() {
+    // Longer than the test: only the abort can end this sale.
+    let terminal = NexoTerminal::start(&["--approve-after-ms", "60000"]).await;
+    let daemon = daemon_for(&terminal, "test").await;
+    let receiver = CallbackReceiver::start(0).await;
+    let gateway = daemon.gateway();
+    let sale = body("nx-abort", json!(27), "Venda Direta Credito", &receiver);
+    start_charge(&gateway, &sale).await;
+    assert!(
+        terminal.wait_state("nx-abort", "running").await,
+        "the terminal never took the sale: {}",
+        terminal.logs()
+    );
+    let cancelled = gateway
+        .cancel_until_done("nx-abort", "cancel-nx-abort")
+        .await;
+    assert_eq!(cancelled["requestId"], "cancel-nx-abort", "{cancelled}");
+    let done = gateway.poll_final(&sale, FINAL).await;
+    assert_eq!(done["status"], "denied", "{done}\n{}", daemon.logs());
+    let callbacks = receiver.wait_for("nx-abort", FINAL).await;
+    assert_eq!(callbacks.len(), 1, "{callbacks:?}");
+    assert_eq!(
+        callbacks[0].2, done,
+        "the callback carries the final answer"
+    );
+    // The terminal's own record: the one sale it took was aborted, never approved.
+    let taken = terminal.sales();
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(taken[0]["state"], "aborted", "{taken:?}");
+    assert_eq!(taken[0]["approved"], false, "{taken:?}");
+    // After the abort, posbridge asked the terminal about that very sale (its ServiceID).
+    let logs = terminal.logs();
+    let lines: Vec<&str> = logs.lines().collect();
+    let aborted_at = lines
+        .iter()
+        .position(|l| l.contains("abort of the running sale payment_id=nx-abort"))
+        .unwrap_or_else(|| panic!("no abort reached the terminal:\n{logs}"));
+    let service_id = taken[0]["service_id"].as_str().expect("service_id");
+    assert!(
+        lines[aborted_at + 1..]
+            .iter()
+            .any(|l| l.contains("nexo simulator: transaction status")
+                && l.contains(service_id)
+                && l.contains("result=Success")),
+        "no TransactionStatus for {service_id} after the abort:\n{logs}"
+    );
+}
+
+/// The daemon's passphrase is not the terminal's: the terminal refuses every request in clear
+/// (`Nexo Service: crypto error`) before doing anything with it, so the sale is denied as not
+/// sent, nothing is charged, and store IT is told to check the key on both sides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nexo_a_wrong_key_is_refused_by_the_terminal_and_shown_as_a_key_problem() {
+    let terminal = NexoTerminal::start(&[]).await;
+    let wrong = tempfile::tempdir().expect("tempdir");
+    let passphrase_file = wrong.path().join("key");
+    std::fs::write(&passphrase_file, "another passphrase\n").expect("key");
+    let daemon = Daemon::start(Options {
+        terminal_keys: Some(terminal.keys_with_passphrase("test", &passphrase_file)),
+        admin: true,
+        ..Options::default()
+    })
+    .await;
+    let receiver = CallbackReceiver::start(0).await;
+    let sale = body("nx-wrong-key", json!(18), "Venda Direta Credito", &receiver);
+    start_charge(&daemon.gateway(), &sale).await;
+    let done = daemon.gateway().poll_final(&sale, FINAL).await;
+    assert_eq!(done["status"], "denied", "{done}");
+    assert_eq!(done["code"], "terminal-offline", "not sent: {done}");
+    assert!(
+        terminal
+            .logs()
+            .contains("request does not decrypt or its HMAC does not match"),
+        "{}",
+        terminal.logs()
+    );
+    assert!(terminal.sales().is_empty(), "{:?}", terminal.sales());
+    let key_problem = "check key_identifier, key_version and the passphrase on both sides";
+    let logs = daemon.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("payment_id=nx-wrong-key")
+            && l.contains("Nexo Service: crypto error")
+            && l.contains(key_problem)),
+        "{logs}"
+    );
+    let (code, out) = daemon.terminals_cli(&["list", "--json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let list: Value = serde_json::from_str(out.trim()).expect("json");
+    let lane = &list["terminals"][0];
+    assert_eq!(lane["online"], false, "{lane}");
+    assert!(
+        lane["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("crypto error") && e.contains(key_problem)),
+        "{lane}"
+    );
+    let (code, out) = daemon.terminals_cli(&["probe", "lane-1"]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains(key_problem), "{out}");
+    for secret in ["a test passphrase", "another passphrase"] {
+        assert!(!logs.contains(secret), "`{secret}` in the logs");
+    }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 
 use crate::harness::{Daemon, Options};
+use crate::nexo::NexoTerminal;
 use crate::proof::record::TerminalRecord;
 use crate::tef_dial::TefClient;
 use crate::zvt::ZvtTerminal;
@@ -59,8 +60,26 @@ pub struct Driver {
     pub start: fn(Setup) -> Started,
     /// The simulator faults this row can inject (`Setup::faults`).
     pub faults: &'static [&'static str],
+    /// Simulator arguments for a fault on this row instead of the scenario's own, where this
+    /// protocol's timeouts differ (see [`Driver::fault_args`]).
+    pub fault_args: &'static [(&'static str, &'static [&'static str])],
     /// The replacements this row can simulate ([`TerminalUnderTest::replace`]).
     pub replacements: &'static [Replacement],
+}
+
+impl Driver {
+    /// The simulator arguments for the fault `kind` on this row: its own if it lists some,
+    /// else the scenario's `default`.
+    pub fn fault_args(
+        &self,
+        kind: &str,
+        default: &'static [&'static str],
+    ) -> &'static [&'static str] {
+        self.fault_args
+            .iter()
+            .find(|(listed, _)| *listed == kind)
+            .map_or(default, |(_, args)| args)
+    }
 }
 
 /// What the ZVT simulator injects on any line; serial framing adds its own.
@@ -87,6 +106,14 @@ const ZVT_SERIAL_FAULTS: &[&str] = &[
 /// guesses), which no scenario here can end — the simulator's own tests cover it.
 const TEF_FAULTS: &[&str] = &["offline", "slow-ack", "garbage-answer"];
 
+/// What the nexo simulator injects: each ends in a result its `TransactionStatus` gives, or
+/// in nothing sent.
+const NEXO_FAULTS: &[&str] = &["drop-answer", "bad-hmac", "offline", "slow"];
+
+/// A nexo payment waits for its answer up to the terminal's `result_timeout_s` (20 s in
+/// `terminal_faults`), not ZVT's completion timeout: "slower than every timeout" is past it.
+const NEXO_FAULT_ARGS: &[(&str, &[&str])] = &[("slow", &["--slow-ms", "25000"])];
+
 pub const DRIVERS: &[Driver] = &[
     Driver {
         name: "simulator",
@@ -94,6 +121,7 @@ pub const DRIVERS: &[Driver] = &[
             Box::pin(async move { Box::new(BuiltIn(setup)) as Box<dyn TerminalUnderTest> })
         },
         faults: &[],
+        fault_args: &[],
         // The built-in simulator lives in the daemon and its memory is the journal beside the
         // database: there is no terminal to swap or reset apart from the daemon's own files.
         replacements: &[],
@@ -102,23 +130,71 @@ pub const DRIVERS: &[Driver] = &[
         name: "zvt-tcp",
         start: |setup| Box::pin(Zvt::start(Line::Tcp, setup)),
         faults: ZVT_FAULTS,
+        fault_args: &[],
         replacements: &[Replacement::Swapped, Replacement::Reset],
     },
     Driver {
         name: "zvt-pty",
         start: |setup| Box::pin(Zvt::start(Line::Pty, setup)),
         faults: ZVT_SERIAL_FAULTS,
+        fault_args: &[],
         replacements: &[Replacement::Swapped, Replacement::Reset],
     },
     Driver {
         name: "tef-dial",
         start: |setup| Box::pin(Tef::start(setup)),
         faults: TEF_FAULTS,
+        fault_args: &[],
         // A TEF client keeps its own transaction store (and resolves what it holds pending
         // itself); replacing or reinstalling one is not simulated.
         replacements: &[],
     },
+    Driver {
+        name: "nexo",
+        start: |setup| Box::pin(Nexo::start(setup)),
+        faults: NEXO_FAULTS,
+        fault_args: NEXO_FAULT_ARGS,
+        // An Adyen terminal's transactions are kept in Adyen's platform as well: a swapped or
+        // reset one is settled there, which no simulator here can play honestly.
+        replacements: &[],
+    },
 ];
+
+/// `posbridge simulate-terminal nexo` over TLS: an Adyen terminal in a process of its own,
+/// which completes a sale whose register went away and tells it by `TransactionStatus`.
+struct Nexo(NexoTerminal);
+
+impl Nexo {
+    async fn start(setup: Setup) -> Box<dyn TerminalUnderTest> {
+        let mut args = vec![
+            "--approve-after-ms".to_string(),
+            setup.approve_after_ms.to_string(),
+        ];
+        for fault in &setup.faults {
+            args.extend(["--fault".to_string(), fault.to_string()]);
+        }
+        args.extend(setup.args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Box::new(Nexo(NexoTerminal::start(&args).await))
+    }
+}
+
+impl TerminalUnderTest for Nexo {
+    fn configure(&self, options: Options) -> Options {
+        Options {
+            terminal_keys: Some(self.0.keys("test")),
+            ..options
+        }
+    }
+
+    fn record(&self, _daemon: &Daemon) -> TerminalRecord {
+        TerminalRecord::from_nexo_record(&self.0.record_text())
+    }
+
+    fn logs(&self) -> String {
+        self.0.logs()
+    }
+}
 
 /// `posbridge simulate-terminal tef-dial`: a TEF client on two folders, in a process of its
 /// own that answers (and holds the approval pending) while the daemon is down.

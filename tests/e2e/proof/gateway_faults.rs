@@ -1,8 +1,9 @@
 //! Gateway faults: a callback target refusing, hanging past the timeout, or answering slowly;
 //! Create, cancel, settle and refund repeated concurrently and out of order, with and without
 //! kills. (A Gateway answering 500 for an hour is proven on a paused clock in `outbox`'s
-//! unit tests.) The callback path does not depend on the terminal: these run on the built-in
-//! simulator.
+//! unit tests.) The callback path does not depend on the terminal: those run on the built-in
+//! simulator. The concurrent requests do reach it (reversals racing settlements and refunds):
+//! every protocol row also goes through that storm once, with kills.
 
 use std::time::Duration;
 
@@ -10,15 +11,19 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 use crate::proof::crash_matrix::{approved_amount, run_all};
-use crate::proof::drivers::{DRIVERS, Setup};
+use crate::proof::drivers::{DRIVERS, Driver, Setup};
 use crate::proof::rig::Rig;
-use crate::proof::{Seed, invariants, scale};
+use crate::proof::{Seed, invariants, scale, selected};
 
 const FINAL: Duration = Duration::from_secs(60);
 
 async fn simulator_rig(scenario: &str, seed: Seed) -> Rig {
     let driver = &DRIVERS[0];
     assert_eq!(driver.name, "simulator");
+    rig_on(driver, scenario, seed).await
+}
+
+async fn rig_on(driver: &Driver, scenario: &str, seed: Seed) -> Rig {
     let setup = Setup {
         approve_after_ms: 300,
         ..Setup::default()
@@ -97,12 +102,17 @@ async fn a_slow_gateway_within_the_timeout_gets_each_callback_once() {
 
 /// Every request of a payment's life, fired at once and in a shuffled order, each several
 /// times (the same requestId, as the Gateway retries), while the daemon may be killed.
-async fn storm(mut seed: Seed, kills: usize) -> usize {
-    let mut rig = simulator_rig(&format!("concurrent requests, {kills} kills"), seed.clone()).await;
+async fn storm(driver: &'static Driver, mut seed: Seed, kills: usize) -> usize {
+    let scenario = format!("concurrent requests, {kills} kills");
+    let mut rig = rig_on(driver, &scenario, seed.clone()).await;
     let mut payments = Vec::new();
     for n in 0..4 {
         let (value, minor) = approved_amount(&mut seed);
-        let id = format!("storm-{kills}-{n}-{:x}", seed.value & 0xffff);
+        let id = format!(
+            "storm-{}-{kills}-{n}-{:x}",
+            driver.name,
+            seed.value & 0xffff
+        );
         payments.push((credit(&rig, &id, value), id, minor));
     }
     // Creates, all at once, several times each: the Gateway and the wait app polling.
@@ -198,7 +208,31 @@ async fn concurrent_out_of_order_requests_with_and_without_kills_keep_every_inva
             let seed = Seed::new(first ^ (0x5707 + kills as u64));
             (
                 format!("storm with {kills} kills (seed {:#x})", seed.value),
-                storm(seed, kills),
+                storm(&DRIVERS[0], seed, kills),
+            )
+        })
+        .collect();
+    run_all(cells).await;
+}
+
+/// The storm once on every protocol simulator's row, with both kills (the built-in simulator
+/// goes through every variant above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_out_of_order_requests_on_every_protocol_row_keep_every_invariant() {
+    let first = scale("POSBRIDGE_PROOF_SEED", 11);
+    let cells: Vec<_> = DRIVERS
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, driver)| selected(driver.name))
+        .map(|(d, driver)| {
+            let seed = Seed::new(first ^ (0x5707_0000 + d as u64));
+            (
+                format!(
+                    "{} × storm with 2 kills (seed {:#x})",
+                    driver.name, seed.value
+                ),
+                storm(driver, seed, 2),
             )
         })
         .collect();

@@ -119,6 +119,34 @@ impl TerminalRecord {
             .collect();
         TerminalRecord { charges }
     }
+
+    /// The nexo simulator's `--record` file: one line per payment it took, with its state. An
+    /// approved sale is a charge, a reversed one was given back whole (a reversal returns the
+    /// whole POI transaction); a declined or aborted one charged nothing. The record does not
+    /// say how a running sale will end, so it counts as a charge: a payment reported denied
+    /// while its sale still runs fails, as it should (posbridge may only deny what ended).
+    pub fn from_nexo_record(text: &str) -> TerminalRecord {
+        let charges = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["kind"] == "sale")
+            .filter_map(|e| {
+                let reversed = match e["state"].as_str()? {
+                    "approved" | "running" => false,
+                    "reversed" => true,
+                    _ => return None,
+                };
+                let amount_minor = e["amount_minor"].as_i64().unwrap_or(0);
+                Some(Charge {
+                    reference: e["reference"].as_str().map(str::to_string),
+                    amount_minor,
+                    reversed_minor: if reversed { amount_minor } else { 0 },
+                    refunded_minor: 0,
+                })
+            })
+            .collect();
+        TerminalRecord { charges }
+    }
 }
 
 #[cfg(test)]
@@ -171,5 +199,32 @@ mod tests {
             "running counts"
         );
         assert!(record.charges_of("d", 0).is_empty());
+    }
+
+    #[test]
+    fn a_nexo_sale_is_a_charge_unless_declined_or_aborted_and_running_counts() {
+        let text = [
+            r#"{"kind":"sale","reference":"a","service_id":"s1","amount_minor":100,"approved":true,"state":"approved"}"#,
+            r#"{"kind":"sale","reference":"b","service_id":"s2","amount_minor":200,"approved":true,"state":"reversed"}"#,
+            r#"{"kind":"sale","reference":"c","service_id":"s3","amount_minor":300,"approved":false,"state":"running"}"#,
+            r#"{"kind":"sale","reference":"d","service_id":"s4","amount_minor":400,"approved":false,"state":"declined"}"#,
+            r#"{"kind":"sale","reference":"e","service_id":"s5","amount_minor":500,"approved":false,"state":"aborted"}"#,
+        ]
+        .join("\n");
+        let record = TerminalRecord::from_nexo_record(&text);
+        assert_eq!(record.charges.len(), 3, "{record:?}");
+        assert_eq!(record.charges_of("a", 0)[0].net_minor(), 100);
+        assert_eq!(
+            record.charges_of("b", 0)[0].net_minor(),
+            0,
+            "reversed whole"
+        );
+        assert_eq!(
+            record.charges_of("c", 0)[0].net_minor(),
+            300,
+            "running may still charge"
+        );
+        assert!(record.charges_of("d", 0).is_empty(), "declined");
+        assert!(record.charges_of("e", 0).is_empty(), "aborted");
     }
 }

@@ -51,14 +51,16 @@ pub const FAULTS: &[Fault] = &[
         kind: "no-completion",
         args: &[],
     },
-    // The harness gives the daemon ack_timeout_ms = 3000 and completion_timeout_s = 5 here.
+    // The harness gives the daemon ack_timeout_ms = 3000 and completion_timeout_s = 5 here
+    // (ZVT); a row whose timeouts differ gives its own `--slow-ms` (`Driver::fault_args`).
     Fault {
         name: "a terminal slower than every timeout",
         kind: "slow",
         args: &["--slow-ms", "6000"],
     },
+    // TEF: the client never takes the request; nexo: the connection closes before TLS.
     Fault {
-        name: "a TEF client that never acknowledges",
+        name: "an offline terminal that takes nothing",
         kind: "offline",
         args: &[],
     },
@@ -74,6 +76,16 @@ pub const FAULTS: &[Fault] = &[
         args: &[],
     },
     Fault {
+        name: "an answer lost after the charge",
+        kind: "drop-answer",
+        args: &[],
+    },
+    Fault {
+        name: "an answer failing its HMAC",
+        kind: "bad-hmac",
+        args: &[],
+    },
+    Fault {
         name: "an approval after the register gave up",
         kind: "late-approval",
         args: &["--late-approval-ms", "7000"],
@@ -86,7 +98,11 @@ async fn run_fault(driver: &'static Driver, fault: &'static Fault, mut seed: See
     let setup = Setup {
         approve_after_ms: seed.between(300, 1200),
         faults: vec![fault.kind],
-        args: fault.args.iter().map(|a| a.to_string()).collect(),
+        args: driver
+            .fault_args(fault.kind, fault.args)
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
     };
     let options = Options {
         completion_timeout_s: 5,

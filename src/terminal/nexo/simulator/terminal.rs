@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use firmware_protocols::nexo::messages::{
     AbortRequest, AmountsResp, CardData, DiagnosisResponse, ErrorCondition, MaskedPan,
-    MessageHeader, MessageType, OutputContent, OutputText, PaymentAcquirerData,
+    MessageCategory, MessageHeader, MessageType, OutputContent, OutputText, PaymentAcquirerData,
     PaymentInstrumentData, PaymentReceipt, PaymentRequest, PaymentResponse, PaymentResult, PoiData,
     PoiStatus, RepeatedMessageResponse, RepeatedResponseMessageBody, Response, ResponseBody,
     ResponseStatus, ResultCode, ReversalRequest, ReversalResponse, TransactionIdentification,
@@ -93,6 +93,14 @@ struct Sale {
     outcome: watch::Sender<Option<PaymentResponse>>,
 }
 
+/// A `ReversalRequest` the terminal answered, kept so that `TransactionStatus` repeats it.
+struct Reversal {
+    sale_id: String,
+    service_id: String,
+    response_header: MessageHeader,
+    response: ReversalResponse,
+}
+
 /// What became of a `PaymentRequest`.
 pub(super) enum Taken {
     /// The sale runs: its task completes it at `plan`'s time, or at an abort.
@@ -137,6 +145,7 @@ pub(super) struct Terminal {
     record: Option<PathBuf>,
     pub(super) faults: Faults,
     sales: Vec<Sale>,
+    reversals: Vec<Reversal>,
     /// Numbers the terminal's transactions (sales and reversals).
     next_transaction: u64,
     /// When the simulator started (unix ms): makes its transaction IDs unique across runs.
@@ -150,6 +159,7 @@ impl Terminal {
             record,
             faults: Faults::new(faults),
             sales: Vec::new(),
+            reversals: Vec::new(),
             next_transaction: 1,
             started_ms: jiff::Timestamp::now().as_millisecond(),
         };
@@ -315,7 +325,7 @@ impl Terminal {
         }
     }
 
-    /// `TransactionStatus` of the payment the request names by its `ServiceID`.
+    /// `TransactionStatus` of the payment or reversal the request names by its `ServiceID`.
     pub(super) fn status(
         &self,
         header: &MessageHeader,
@@ -323,25 +333,46 @@ impl Terminal {
     ) -> Response {
         let reference = &request.message_reference;
         let sale_id = reference.sale_id.as_deref().unwrap_or(&header.sale_id);
-        let found = self.sales.iter().rev().find(|sale| {
-            Some(sale.service_id.as_str()) == reference.service_id.as_deref()
-                && sale.sale_id == sale_id
-        });
+        let names = |service_id: &str, of_sale: &str| {
+            Some(service_id) == reference.service_id.as_deref() && of_sale == sale_id
+        };
         let failure = |condition| ResponseStatus {
             result: ResultCode::Failure,
             error_condition: Some(condition),
             additional_response: None,
         };
-        let (response, repeated) = match found {
-            None => (failure(ErrorCondition::NotFound), None),
-            Some(sale) => match sale.outcome.borrow().clone() {
+        let success = ResponseStatus {
+            result: ResultCode::Success,
+            error_condition: None,
+            additional_response: None,
+        };
+        let found = self
+            .sales
+            .iter()
+            .rev()
+            .find(|sale| names(&sale.service_id, &sale.sale_id));
+        let reversal = self
+            .reversals
+            .iter()
+            .rev()
+            .find(|reversal| names(&reversal.service_id, &reversal.sale_id));
+        let (response, repeated) = match (reference.message_category, found, reversal) {
+            (MessageCategory::Reversal, _, None) => (failure(ErrorCondition::NotFound), None),
+            (MessageCategory::Reversal, _, Some(reversal)) => (
+                success,
+                Some(Box::new(RepeatedMessageResponse {
+                    message_header: reversal.response_header.clone(),
+                    repeated_response_message_body: RepeatedResponseMessageBody {
+                        payment_response: None,
+                        reversal_response: Some(reversal.response.clone()),
+                    },
+                })),
+            ),
+            (_, None, _) => (failure(ErrorCondition::NotFound), None),
+            (_, Some(sale), _) => match sale.outcome.borrow().clone() {
                 None => (failure(ErrorCondition::InProgress), None),
                 Some(payment) => (
-                    ResponseStatus {
-                        result: ResultCode::Success,
-                        error_condition: None,
-                        additional_response: None,
-                    },
+                    success,
                     Some(Box::new(RepeatedMessageResponse {
                         message_header: sale.response_header.clone(),
                         repeated_response_message_body: RepeatedResponseMessageBody {
@@ -424,9 +455,17 @@ impl Terminal {
             error_condition = ?response.error_condition,
             "nexo simulator: reversal"
         );
+        let response = ReversalResponse { response, poi_data };
+        // Kept whatever its answer, as a terminal keeps every transaction it answered.
+        self.reversals.push(Reversal {
+            sale_id: header.sale_id.clone(),
+            service_id: header.service_id.clone().unwrap_or_default(),
+            response_header: response_header(header),
+            response: response.clone(),
+        });
         Response {
             header: response_header(header),
-            body: ResponseBody::Reversal(ReversalResponse { response, poi_data }),
+            body: ResponseBody::Reversal(response),
         }
     }
 

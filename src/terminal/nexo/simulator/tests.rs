@@ -162,6 +162,20 @@ impl Client {
         }
     }
 
+    /// `TransactionStatus` of the reversal sent as `of`.
+    async fn reversal_status(&self, of: &str) -> TransactionStatusResponse {
+        let body = RequestBody::TransactionStatusRequest(TransactionStatusRequest {
+            message_reference: MessageReference {
+                message_category: MessageCategory::Reversal,
+                ..MessageReference::payment(SALE_ID, of)
+            },
+        });
+        match self.exchange(&format!("st{of}"), body).await.body {
+            ResponseBody::TransactionStatus(status) => status,
+            other => panic!("not a status answer: {other:?}"),
+        }
+    }
+
     /// Asks the status of `of` until it is no longer in progress (or, with `until_running`,
     /// until it is).
     async fn wait_status(&self, of: &str, until_running: bool) -> TransactionStatusResponse {
@@ -431,6 +445,34 @@ async fn reversal_reverses_an_approved_sale_once_and_is_refused_for_06_and_unkno
         [serde_json::json!("reversed"), serde_json::json!("approved")]
     );
     assert_eq!(simulator.record()[0]["approved"], true);
+}
+
+/// A reversal whose answer was lost is found by `TransactionStatus` under its own
+/// `ServiceID`, with the answer it had (posbridge never sends it twice blindly).
+#[tokio::test]
+async fn status_of_a_reversal_repeats_its_answer_by_its_service_id() {
+    let simulator = start(|_| {}).await;
+    let client = simulator.client();
+    let sale = client.pay("r5", 1000, CREDIT).await;
+    let reversed = client.reverse("rv5", &poi_transaction(&sale)).await;
+    let status = client.reversal_status("rv5").await;
+    assert_eq!(status.response.result, ResultCode::Success, "{status:?}");
+    let repeated = status.repeated_message_response.as_ref().unwrap();
+    assert_eq!(repeated.message_header.service_id.as_deref(), Some("rv5"));
+    assert_eq!(
+        repeated.repeated_response_message_body.reversal_response,
+        Some(reversed)
+    );
+    assert_eq!(
+        client.reversal_status("rv6").await.payment_status(),
+        PaymentStatus::NotFound,
+        "never sent"
+    );
+    assert_eq!(
+        client.status("rv5").await.payment_status(),
+        PaymentStatus::NotFound,
+        "a reversal is no payment"
+    );
 }
 
 #[tokio::test]
