@@ -118,6 +118,20 @@ enum Command {
         json: bool,
         level: String,
     },
+    /// For the relay tier's operator: issue a store's NATS login. Writes a new random password
+    /// to --password-file (mode 0600; never over an existing file) and prints the `users` entry
+    /// for the relay tier's nats-server.conf (the store limited to its own subjects) and the
+    /// store's `[uplink]` section.
+    IssueStoreCredentials {
+        /// The store's name on the relay tier (letters, digits, - and _).
+        store_id: String,
+        /// Where to write the password (copy it to the store, e.g. /etc/posbridge/uplink.password).
+        #[arg(long)]
+        password_file: PathBuf,
+        /// The NATS cluster the store dials, for the printed `[uplink]` section.
+        #[arg(long, default_value = "tls://nats.partner.example.com:4222")]
+        nats_url: String,
+    },
     /// Run a simulated payment terminal that speaks a real protocol (for tests and demos).
     SimulateTerminal {
         #[command(subcommand)]
@@ -685,6 +699,20 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::IssueStoreCredentials {
+            store_id,
+            password_file,
+            nats_url,
+        } => match crate::uplink::issue_store_credentials(&store_id, &password_file, &nats_url) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("posbridge: {e}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
         Command::SimulateTerminal { protocol } => {
             let _ = telemetry::init("info", LogFormat::Text, LogOutput::Stderr);
             let rt = match runtime() {

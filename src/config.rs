@@ -12,7 +12,7 @@ use crate::secret::Secret;
 use crate::terminal::setup::{PROTOCOLS, ProtocolSettings, ReadError};
 
 mod nats;
-pub use nats::{NatsConnection, NatsLogin, UplinkConfig};
+pub use nats::{NatsConnection, NatsLogin, UplinkConfig, check_store_id};
 
 /// The embedded default configuration: a demo box (the simulator terminal, allowed), localhost,
 /// a local database.
@@ -375,7 +375,6 @@ impl Config {
         config
             .validate()
             .and_then(|()| config.read_terminals())
-            .and_then(|()| config.check_uplink_serials())
             .map_err(|(key, problem)| ConfigError::Invalid {
                 path: origin.to_string(),
                 line: line_of_key(text, &key),
@@ -383,30 +382,6 @@ impl Config {
                 problem,
             })?;
         Ok(config)
-    }
-
-    /// Behind the relay, each terminal's serial number is a key of the relay's serial → store
-    /// map (a NATS key-value bucket), whose keys allow fewer characters than a serial might have.
-    fn check_uplink_serials(&self) -> Result<(), (String, String)> {
-        if self.uplink.is_none() {
-            return Ok(());
-        }
-        for (index, terminal) in self.terminals.iter().enumerate() {
-            let serial = &terminal.serial_number;
-            let valid = serial
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_=/".contains(&b));
-            if !valid {
-                return Err((
-                    format!("terminals[{index}].serial_number"),
-                    format!(
-                        "`{serial}`: with [uplink], a serial number is letters, digits and - _ = / \
-                         (the relay finds the store by it)"
-                    ),
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// What to tell store IT when this is a demo box (`pos.allow_simulator`), else `None`.

@@ -66,7 +66,7 @@ impl TryFrom<WrittenUplink> for UplinkConfig {
 
 /// A subject token (no `.`, `*`, `>` or spaces) that also reads well in logs and NATS user
 /// names: letters, digits, `-` and `_`, at most 64.
-fn check_store_id(id: &str) -> Result<(), String> {
+pub fn check_store_id(id: &str) -> Result<(), String> {
     let valid = !id.is_empty()
         && id.len() <= 64
         && id

@@ -3,8 +3,10 @@
 //! store arrives on the store's own subject and is served by the store's own router, in process,
 //! with the same limits, authentication and answers as on its listener; the answer goes back as
 //! the reply. The store also tells the relay which terminal serial numbers it has, so that the
-//! relay can route a payment to it once the Sales App names the terminal.
+//! relay can route a payment to it once the Sales App names the terminal. What a store's NATS
+//! user may do is [`permissions`]: its own subjects, its own key of the serial map, nothing else.
 
+pub mod permissions;
 mod serials;
 pub mod wire;
 
@@ -25,7 +27,8 @@ use tower::ServiceExt;
 
 use crate::config::{NatsConnection, NatsLogin, UplinkConfig};
 
-/// The relay's serial number → store map (a JetStream key-value bucket the relay tier creates).
+/// The relay's map of which store has which terminal serial numbers (a JetStream key-value
+/// bucket the relay tier creates): one key per store, its `store_id`, holding a JSON list.
 pub const SERIALS_BUCKET: &str = "posbridge_serials";
 
 /// Where the relay sends the requests of the store `store_id`'s payments.
@@ -225,6 +228,55 @@ async fn answer(client: Client, app: Router, message: Message) {
         // The relay's request times out and it answers the Gateway as for a store offline.
         tracing::warn!(error = %e, "cannot send an answer to the relay");
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("{0}")]
+    StoreId(String),
+    #[error("cannot make a password: {0}")]
+    Random(getrandom::Error),
+    #[error("cannot write {path} (it must not exist yet): {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// `posbridge issue-store-credentials`: a new random password for the store `store_id` written
+/// to `password_file` (created, mode 0600), and what to configure on both sides.
+pub fn issue_store_credentials(
+    store_id: &str,
+    password_file: &std::path::Path,
+    nats_url: &str,
+) -> Result<String, IssueError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    crate::config::check_store_id(store_id).map_err(IssueError::StoreId)?;
+    let password = crate::secret::random_token().map_err(IssueError::Random)?;
+    let write_error = |source| IssueError::Write {
+        path: password_file.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(password_file)
+        .map_err(write_error)?;
+    file.write_all(format!("{password}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(write_error)?;
+    Ok(format!(
+        "# The relay tier's nats-server.conf: add this entry to the posbridge account's users,\n\
+         # then reload nats-server (nats-server --signal reload).\n{}\n\n\
+         # The store's posbridge.toml (copy {} to the store, owner root, group posbridge, 0640):\n\
+         [uplink]\nnats_url = \"{nats_url}\"\nstore_id = \"{store_id}\"\nuser = \"{store_id}\"\n\
+         password_file = \"/etc/posbridge/uplink.password\"",
+        permissions::server_conf_user(store_id, &password),
+        password_file.display()
+    ))
 }
 
 fn json_error(status: http::StatusCode, code: &str, message: &str) -> Response<Body> {

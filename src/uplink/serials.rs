@@ -1,13 +1,12 @@
-//! The store's terminal serial numbers in the relay's serial → store map. A serial another store
-//! already holds is never taken over: two stores claiming one terminal is a mistake a person
-//! must settle, and the relay keeps routing that serial where it did.
+//! The store's terminal serial numbers in the relay's serial map: one key per store, its own
+//! `store_id`, holding the JSON list of its serials, written whole. A store's NATS user may write
+//! only that key, so no store can take over another's terminals; the relay reads every store's
+//! list and refuses a serial two stores claim.
 
 use std::time::Duration;
 
 use async_nats::Client;
-use async_nats::jetstream::kv::{CreateErrorKind, Store};
 use bytes::Bytes;
-use futures_util::TryStreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::SERIALS_BUCKET;
@@ -22,85 +21,43 @@ pub(super) async fn announce(
     stop: CancellationToken,
 ) {
     let jetstream = async_nats::jetstream::new(client);
+    let list = match serde_json::to_vec(&serials) {
+        Ok(list) => Bytes::from(list),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot write the terminal list for the relay");
+            return;
+        }
+    };
     let mut told = false;
-    let bucket = loop {
-        match jetstream.get_key_value(SERIALS_BUCKET).await {
-            Ok(bucket) => break bucket,
-            Err(e) => {
-                if !told {
-                    tracing::warn!(
-                        bucket = SERIALS_BUCKET,
-                        error = %e,
-                        "the relay tier's serial map is not there yet: the relay cannot route payments to this store until it is"
-                    );
-                    told = true;
-                }
+    loop {
+        let written = match jetstream.get_key_value(SERIALS_BUCKET).await {
+            Ok(bucket) => bucket
+                .put(store_id.as_str(), list.clone())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match written {
+            Ok(_) => {
+                tracing::info!(
+                    serials = %serials.join(", "),
+                    "terminals announced to the relay"
+                );
+                return;
             }
+            Err(e) if !told => {
+                tracing::warn!(
+                    bucket = SERIALS_BUCKET,
+                    error = %e,
+                    "cannot announce this store's terminals to the relay tier yet: it cannot route payments here until then; retrying"
+                );
+                told = true;
+            }
+            Err(_) => {}
         }
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(BUCKET_RETRY) => {}
-        }
-    };
-    for serial in &serials {
-        claim(&bucket, &store_id, serial).await;
-    }
-    release_others(&bucket, &store_id, &serials).await;
-}
-
-async fn claim(bucket: &Store, store_id: &str, serial: &str) {
-    let owner = Bytes::from(store_id.to_string());
-    match bucket.create(serial, owner.clone()).await {
-        Ok(_) => tracing::info!(serial, "terminal announced to the relay"),
-        Err(e) if e.kind() == CreateErrorKind::AlreadyExists => match bucket.get(serial).await {
-            Ok(Some(holder)) if holder == owner => {
-                tracing::info!(serial, "terminal already announced to the relay");
-            }
-            Ok(Some(holder)) => tracing::error!(
-                serial,
-                holder = %String::from_utf8_lossy(&holder),
-                "ALARM: another store holds this terminal's serial number on the relay: its \
-                 payments go there, not here; remove the serial from the store that does not \
-                 have the terminal"
-            ),
-            // Deleted between the two calls: the next start claims it.
-            Ok(None) => tracing::warn!(
-                serial,
-                "terminal's serial changed hands on the relay while announced: restart to claim it"
-            ),
-            Err(e) => tracing::warn!(serial, error = %e, "cannot read the relay's serial map"),
-        },
-        Err(e) => tracing::warn!(serial, error = %e, "cannot announce the terminal to the relay"),
-    }
-}
-
-/// Serials this store once announced and no longer has (a terminal moved or removed).
-async fn release_others(bucket: &Store, store_id: &str, kept: &[String]) {
-    let keys: Vec<String> = match bucket.keys().await {
-        Ok(keys) => match keys.try_collect().await {
-            Ok(keys) => keys,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list the relay's serial map");
-                return;
-            }
-        },
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot list the relay's serial map");
-            return;
-        }
-    };
-    for key in keys.iter().filter(|k| !kept.contains(k)) {
-        if let Ok(Some(holder)) = bucket.get(key.as_str()).await
-            && holder == store_id.as_bytes()
-        {
-            match bucket.delete(key).await {
-                Ok(()) => {
-                    tracing::info!(serial = %key, "terminal no longer here: released on the relay")
-                }
-                Err(e) => {
-                    tracing::warn!(serial = %key, error = %e, "cannot release a terminal on the relay")
-                }
-            }
         }
     }
 }

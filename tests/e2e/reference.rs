@@ -511,14 +511,23 @@ impl KeyWalker<'_> {
     }
 }
 
+/// Optional keys that exclude another one (`[uplink]` logs in with a `.creds` file or a user
+/// and password file): recorded as keys, then left unset.
+const LEFT_UNSET: &[&str] = &["uplink.user", "uplink.password_file"];
+
 /// A string every string-like field accepts: `String`, `PathBuf`, `Secret`, `SocketAddr`.
 const SAMPLE: &str = "127.0.0.1:1";
 
 /// The sample for the field at `path`: a list of networks (`trusted_proxies`, parsed when read)
-/// takes a bare address, not one with a port.
+/// takes a bare address, not one with a port; `[uplink]` is checked whole when read (a NATS
+/// URL, a store name, one way to log in).
 fn sample_at(path: &str) -> &'static str {
     if path.ends_with("trusted_proxies[]") {
         "127.0.0.1"
+    } else if path == "uplink.nats_url" {
+        "nats://127.0.0.1:1"
+    } else if path == "uplink.store_id" {
+        "store-1"
     } else {
         SAMPLE
     }
@@ -565,7 +574,11 @@ impl<'de> de::Deserializer<'de> for KeyWalker<'_> {
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, WalkError> {
-        visitor.visit_some(self)
+        if LEFT_UNSET.contains(&self.path.as_str()) {
+            visitor.visit_none()
+        } else {
+            visitor.visit_some(self)
+        }
     }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(

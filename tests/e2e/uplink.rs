@@ -9,11 +9,33 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::harness::*;
 
 const STORE: &str = "store-1";
+const OTHER_STORE: &str = "store-2";
+
+/// `posbridge issue-store-credentials`: the store's password file in `dir` and its `users`
+/// entry for nats-server.conf, as the relay tier's operator would paste it.
+fn issued_user(dir: &std::path::Path, store: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_posbridge"))
+        .args(["issue-store-credentials", store, "--password-file"])
+        .arg(dir.join(format!("{store}.password")))
+        .output()
+        .expect("posbridge issue-store-credentials");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let start = text.find("\n{\n").expect("a users entry") + 1;
+    let end = start + text[start..].find("\n}\n").expect("its end") + 2;
+    assert!(text.contains(&format!("store_id = \"{store}\"")), "{text}");
+    text[start..end].to_string()
+}
 
 /// A `nats-server` with JetStream on 127.0.0.1, one account for the relay and a store.
 pub struct NatsServer {
@@ -39,7 +61,11 @@ impl NatsServer {
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("store.password"), "store-secret\n").expect("password");
+        let users: Vec<String> = [STORE, OTHER_STORE]
+            .iter()
+            .map(|store| issued_user(dir.path(), store))
+            .collect();
+        std::fs::write(dir.path().join("users.conf"), users.join(",\n")).expect("users");
         let (child, port) = Self::spawn(dir.path(), "-1");
         Some(NatsServer { child, port, dir })
     }
@@ -54,11 +80,14 @@ jetstream {{ store_dir: "{}" }}
 accounts {{
   POSBRIDGE {{
     jetstream: enabled
-    users: [ {{ user: relay, password: relay-secret }}, {{ user: "{STORE}", password: store-secret }} ]
+    users: [ {{ user: relay, password: relay-secret }},
+{}
+    ]
   }}
 }}
 "#,
-                dir.join("jetstream").display()
+                dir.join("jetstream").display(),
+                std::fs::read_to_string(dir.join("users.conf")).expect("users")
             ),
         )
         .expect("config");
@@ -102,8 +131,19 @@ accounts {{
         format!(
             "\n[uplink]\nnats_url = \"{}\"\nstore_id = \"{STORE}\"\nuser = \"{STORE}\"\npassword_file = \"{}\"\n",
             self.url(),
-            self.dir.path().join("store.password").display()
+            self.dir.path().join(format!("{STORE}.password")).display()
         )
+    }
+
+    /// A store's own login, as its daemon has it.
+    pub async fn store(&self, store: &str) -> async_nats::Client {
+        let password = std::fs::read_to_string(self.dir.path().join(format!("{store}.password")))
+            .expect("password");
+        async_nats::ConnectOptions::with_user_and_password(store.into(), password.trim().into())
+            .custom_inbox_prefix(posbridge::uplink::inbox_prefix(store))
+            .connect(self.url())
+            .await
+            .expect("the store connects")
     }
 
     /// The relay's connection.
@@ -161,15 +201,6 @@ async fn reply_of(relay: &async_nats::Client, headers: HeaderMap, body: Bytes) -
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
-/// Where the relay finds the store of a terminal, `None` when no store announced it.
-async fn serial_holder(serials: &async_nats::jetstream::kv::Store, serial: &str) -> Option<String> {
-    serials
-        .get(serial)
-        .await
-        .expect("the serial map answers")
-        .map(|holder| String::from_utf8_lossy(&holder).into_owned())
-}
-
 /// The relay tier's serial map, made as the relay makes it. The key-value bucket's stream is
 /// created by hand: async-nats's `create_key_value` first reads the account's limits in a shape
 /// nats-server 2.9 (Debian's) does not send; reading and writing keys works with it.
@@ -204,11 +235,6 @@ async fn a_store_behind_the_relay_answers_relayed_requests_as_its_own_listener_d
     let relay = nats.relay().await;
     let jetstream = async_nats::jetstream::new(relay.clone());
     let serials = serial_map(&jetstream).await;
-    // Another store already holds the second terminal's serial.
-    serials
-        .put(SERIAL_2, Bytes::from_static(b"store-9"))
-        .await
-        .expect("put");
     let daemon = Daemon::start(Options {
         two_terminals: true,
         extra_config: nats.uplink(),
@@ -217,28 +243,44 @@ async fn a_store_behind_the_relay_answers_relayed_requests_as_its_own_listener_d
     .await;
     assert!(
         daemon
-            .wait_log("terminal announced to the relay", Duration::from_secs(10))
+            .wait_log("terminals announced to the relay", Duration::from_secs(10))
             .await,
         "{}",
         daemon.logs()
     );
+    let announced = serials
+        .get(STORE)
+        .await
+        .expect("read")
+        .expect("the store's entry");
     assert_eq!(
-        serial_holder(&serials, SERIAL).await.as_deref(),
-        Some(STORE)
-    );
-    assert!(
-        daemon
-            .wait_log("ALARM: another store holds", Duration::from_secs(10))
-            .await,
-        "{}",
-        daemon.logs()
-    );
-    assert_eq!(
-        serial_holder(&serials, SERIAL_2).await.as_deref(),
-        Some("store-9"),
-        "a serial another store holds is never taken over"
+        serde_json::from_slice::<Value>(&announced).expect("json"),
+        json!([SERIAL, SERIAL_2])
     );
 
+    // A store's login reaches nothing of another store: not its requests, not its entry.
+    let intruder = nats.store(OTHER_STORE).await;
+    let mut spying = intruder
+        .subscribe(posbridge::uplink::requests_subject(STORE))
+        .await
+        .expect("the client sends the subscription");
+    let intruder_map = async_nats::jetstream::new(intruder.clone())
+        .get_key_value(posbridge::uplink::SERIALS_BUCKET)
+        .await
+        .expect("a store may open the serial map");
+    assert!(
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            intruder_map.put(STORE, Bytes::from_static(b"[\"SIM-0001\"]"))
+        )
+        .await
+        .map_or(true, |put| put.is_err()),
+        "a store wrote another store's serials"
+    );
+    assert_eq!(
+        serials.get(STORE).await.expect("read").as_deref(),
+        Some(&announced[..])
+    );
     // The same Create, relayed and on the store's own listener: the same answer.
     let body = create_body(
         "relayed-1",
@@ -255,6 +297,12 @@ async fn a_store_behind_the_relay_answers_relayed_requests_as_its_own_listener_d
     assert_eq!(
         by_relay, direct,
         "a relayed answer is the store's exact answer"
+    );
+    // The other store's login saw none of it (the server refused its subscription).
+    let seen = tokio::time::timeout(Duration::from_millis(500), spying.next()).await;
+    assert!(
+        matches!(seen, Err(_) | Ok(None)),
+        "another store's login read this store's request"
     );
 
     // Wrong credentials: refused as on the listener, nothing created.
