@@ -37,6 +37,24 @@ fn issued_user(dir: &std::path::Path, store: &str) -> String {
     text[start..end].to_string()
 }
 
+/// Whether `nats-server` is here; `false` (with a visible message) where it is not, and under
+/// CI=true (`.ci/run` installs Debian's package) a failure instead.
+fn nats_server_installed() -> bool {
+    if Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "nats-server is missing and CI=true (.ci/run installs Debian's nats-server)"
+    );
+    eprintln!("SKIPPED: nats-server is not installed (apt-get install nats-server)");
+    false
+}
+
 /// A `nats-server` with JetStream on 127.0.0.1, one account for the relay and a store.
 pub struct NatsServer {
     child: Child,
@@ -48,16 +66,7 @@ impl NatsServer {
     /// `None` (with a visible message) where `nats-server` is not installed; under CI=true
     /// (`.ci/run` installs Debian's package) that fails the test instead.
     pub fn start() -> Option<NatsServer> {
-        if Command::new("nats-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "nats-server is missing and CI=true (.ci/run installs Debian's nats-server)"
-            );
-            eprintln!("SKIPPED: nats-server is not installed (apt-get install nats-server)");
+        if !nats_server_installed() {
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
@@ -363,5 +372,61 @@ async fn a_store_behind_the_relay_answers_relayed_requests_as_its_own_listener_d
         daemon
             .logs()
             .contains("lost the relay tier (NATS): reconnecting")
+    );
+}
+
+/// `config/nats-server.conf`, as shipped, with its certificate and data paths pointed at this
+/// test's files and two stores' entries from `posbridge issue-store-credentials` pasted where it
+/// says: `nats-server -t` accepts it.
+#[test]
+fn the_shipped_nats_server_conf_takes_issued_store_entries() {
+    if !nats_server_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let certificate = rcgen::CertificateParams::new(vec!["nats.partner.example.com".into()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    std::fs::write(dir.path().join("fullchain.pem"), certificate.pem()).expect("cert");
+    std::fs::write(dir.path().join("privkey.pem"), key.serialize_pem()).expect("key");
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/nats-server.conf"
+    ))
+    .expect("config/nats-server.conf");
+    let marker = "of the serial map only. Paste each below, then `nats-server --signal reload`.\n";
+    assert!(
+        shipped.contains(marker),
+        "the conf says where store entries go"
+    );
+    let entries = [STORE, OTHER_STORE]
+        .iter()
+        .map(|store| issued_user(dir.path(), store))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let conf = shipped
+        .replace("/etc/nats-server/tls", &dir.path().display().to_string())
+        .replace(
+            "/var/lib/nats-server/jetstream",
+            &dir.path().join("js").display().to_string(),
+        )
+        .replace(marker, &format!("{marker}{entries}\n"));
+    assert!(conf.contains("user: \"store-2\""));
+    let path = dir.path().join("nats-server.conf");
+    std::fs::write(&path, conf).expect("conf");
+    let out = Command::new("nats-server")
+        .arg("-t")
+        .arg("-c")
+        .arg(&path)
+        .env("RELAY_PASSWORD", "relay-secret")
+        .output()
+        .expect("nats-server -t");
+    assert!(
+        out.status.success(),
+        "nats-server refuses the shipped conf: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
