@@ -19,6 +19,7 @@ pub mod payment;
 pub mod payment_app;
 pub mod pos;
 pub mod ppp;
+pub mod relay;
 pub mod route_limits;
 pub mod secret;
 pub mod server;
