@@ -553,6 +553,7 @@ fn approved_payment(sale: &Sale, number: u64, psp: String) -> PaymentResponse {
         required_signature_flag: false,
         output_content: OutputContent {
             output_format: Some("Text".to_owned()),
+            predefined_content: None,
             output_text: [
                 format!("name={}&key=title", form_encode(title)),
                 "key=filler".to_owned(),
