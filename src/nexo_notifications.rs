@@ -21,8 +21,6 @@ use crate::route_limits::{Guarded, Limits, RouteLimits, Routes, TimeBudget};
 use crate::terminal::nexo::NotificationDesk;
 use crate::terminal::nexo::notifications::{Delivered, Refused};
 
-pub const PATH: &str = "/nexo/notifications";
-
 /// A sealed notification is one or two kilobytes; an event rejecting a message carries that
 /// message, still far below this.
 const BODY_BYTES: usize = 64 * 1024;
@@ -39,7 +37,7 @@ const ACCEPTED: &str = "[accepted]";
 pub fn router(desk: NotificationDesk, limits: &RouteLimits) -> Router {
     Routes::new(limits)
         .route(
-            PATH,
+            "/nexo/notifications",
             LIMITS,
             post(receive).layer(DefaultBodyLimit::max(BODY_BYTES)),
         )
