@@ -58,8 +58,16 @@ async fn receive(State(desk): State<NotificationDesk>, body: Bytes) -> Response 
                 Refused::UnknownTerminal => (StatusCode::FORBIDDEN, "unknown-terminal"),
                 Refused::BadSeal => (StatusCode::FORBIDDEN, "bad-seal"),
             };
-            tracing::warn!(code, reason = %refused, "nexo notification refused");
-            error(status, code, &refused.to_string())
+            // The parser's words may quote the request: only at debug, never in the answer.
+            let message = match &refused {
+                Refused::Malformed(detail) => {
+                    tracing::debug!(%detail, "nexo notification unreadable");
+                    "not a Terminal API notification".to_string()
+                }
+                other => other.to_string(),
+            };
+            tracing::warn!(code, reason = %message, "nexo notification refused");
+            error(status, code, &message)
         }
     }
 }
