@@ -1226,18 +1226,40 @@ pub struct EventNotification {
     pub event_details: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected_message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display_output: Option<DisplayOutput>,
+    /// An array in nexo's data dictionary, a single object in Adyen's own examples: either
+    /// reads.
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub display_output: Vec<DisplayOutput>,
+}
+
+/// A member that may be one object or an array of them.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<DisplayOutput>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(DisplayOutput),
+        Many(Vec<DisplayOutput>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(output) => vec![output],
+        OneOrMany::Many(outputs) => outputs,
+    })
 }
 
 impl EventNotification {
     /// The event as prompt lines: its display text, else its decoded details.
     pub fn prompt_lines(&self) -> Vec<String> {
-        let shown = self
+        let shown: Vec<String> = self
             .display_output
-            .as_ref()
-            .map(DisplayOutput::prompt_lines)
-            .unwrap_or_default();
+            .iter()
+            .flat_map(DisplayOutput::prompt_lines)
+            .collect();
         if !shown.is_empty() {
             return shown;
         }

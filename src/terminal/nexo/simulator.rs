@@ -655,7 +655,7 @@ impl Simulator {
                 event_to_notify: "Reject".to_owned(),
                 event_details: Some(format!("message={}", terminal::form_encode(why))),
                 rejected_message: None,
-                display_output: None,
+                display_output: Vec::new(),
             }),
         };
         match notification.to_json() {
