@@ -13,6 +13,7 @@ pub mod ids;
 pub mod locale;
 pub mod money;
 pub mod net;
+pub mod nexo_notifications;
 pub mod observability;
 pub mod outbox;
 pub mod payment;

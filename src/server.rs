@@ -53,6 +53,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let clock: SharedClock = Arc::new(SystemClock);
     let outbox = Outbox::new(store.clone());
     let terminals = open_terminals(&config, clock.clone())?;
+    let nexo_notifications = terminals.notifications.clone();
     let engine = Engine::new(
         &config,
         store.clone(),
@@ -119,6 +120,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .into_router()
         .merge(ppp::router(state))
         .merge(payment_app::router(payment_app_state))
+        .merge(crate::nexo_notifications::router(
+            nexo_notifications,
+            &limits,
+        ))
         .fallback(|| async {
             ppp::error::PppError::bad("not-found", "no such route").into_response_404()
         });

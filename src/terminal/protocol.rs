@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use super::nexo::NotificationDesk;
 use super::{PromptSink, TerminalHandle};
 use crate::clock::SharedClock;
 
@@ -76,4 +77,7 @@ pub struct Opening<'a> {
     pub database: &'a Path,
     pub clock: SharedClock,
     pub prompts: PromptSink,
+    /// Where a terminal that POSTs notifications to posbridge (nexo) is found by the route
+    /// that receives them.
+    pub notifications: &'a NotificationDesk,
 }

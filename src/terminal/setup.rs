@@ -103,6 +103,8 @@ pub struct OpenedTerminal {
 pub struct Terminals {
     pub opened: Vec<OpenedTerminal>,
     pub events: broadcast::Sender<TerminalEvent>,
+    /// The terminals whose notifications `POST /nexo/notifications` takes.
+    pub notifications: nexo::NotificationDesk,
 }
 
 impl Default for Terminals {
@@ -110,6 +112,7 @@ impl Default for Terminals {
         Self {
             opened: Vec::new(),
             events: broadcast::channel(4096).0,
+            notifications: nexo::NotificationDesk::default(),
         }
     }
 }
@@ -131,6 +134,7 @@ impl Terminals {
             database,
             clock,
             prompts: self.prompts(id),
+            notifications: &self.notifications,
         })?;
         self.opened.push(OpenedTerminal {
             handle,

@@ -57,6 +57,9 @@ pub struct Options {
     pub give_up_after_s: u64,
     /// The first terminal's id (its serial number stays `SERIAL`).
     pub terminal_id: &'static str,
+    /// `[server] listen`: fixed when something must know the daemon's address before it
+    /// starts (a terminal that notifies it).
+    pub listen: String,
 }
 
 impl Default for Options {
@@ -84,6 +87,7 @@ impl Default for Options {
             database_dir: None,
             give_up_after_s: 3600,
             terminal_id: "lane-1",
+            listen: "127.0.0.1:0".to_string(),
         }
     }
 }
@@ -108,7 +112,7 @@ impl Daemon {
         let mut text = format!(
             r#"
 [server]
-listen = "127.0.0.1:0"
+listen = "{listen}"
 max_body_bytes = {max_body}
 shutdown_grace_s = {grace}
 {server_extra}
@@ -146,6 +150,7 @@ serial_number = "{SERIAL}"
 result_timeout_s = {result_timeout}
 {terminal}
 "#,
+            listen = o.listen,
             max_body = o.max_body_bytes,
             grace = o.shutdown_grace_s,
             server_extra = o.server_extra,

@@ -393,3 +393,127 @@ async fn nexo_a_wrong_key_is_refused_by_the_terminal_and_shown_as_a_key_problem(
         assert!(!logs.contains(secret), "`{secret}` in the logs");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Display notifications: the terminal's prompts on the Payment App feed.
+
+mod notifications {
+    use firmware_protocols::nexo::crypto::{KeyIdentity, KeyMaterial};
+    use firmware_protocols::nexo::notification::Notification;
+    use firmware_protocols::nexo::seal_request;
+
+    use super::*;
+    use crate::payment_app::{APP, connect, read_all, start_with_app, ws_url};
+
+    /// A port free now, for a daemon the terminal must know before it starts.
+    fn free_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    }
+
+    /// A display notification for lane-1's terminal sealed under `passphrase`.
+    fn display(passphrase: &[u8], text: &str) -> Vec<u8> {
+        let notification =
+            Notification::display(POI_ID, "store-1-lane-1", None, "WAIT_FOR_PIN", text);
+        let identity = KeyIdentity {
+            key_identifier: "posbridge".to_string(),
+            key_version: 1,
+        };
+        seal_request(
+            &notification.into_request(),
+            &KeyMaterial::derive(passphrase),
+            &identity,
+        )
+        .expect("sealed")
+    }
+
+    /// POSTs `body`: the status and the answer's text.
+    async fn post(url: &str, body: Vec<u8>) -> (u16, String) {
+        let answer = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("posted");
+        let status = answer.status().as_u16();
+        (status, answer.text().await.expect("answer"))
+    }
+
+    /// The `code` of an error answer.
+    fn code(answer: &str) -> Option<String> {
+        let error: Value = serde_json::from_str(answer).ok()?;
+        error["code"].as_str().map(str::to_string)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nexo_display_notifications_show_on_the_feed_and_a_forged_one_is_refused() {
+        let port = free_port();
+        let notify_url = format!("http://127.0.0.1:{port}/nexo/notifications");
+        let terminal =
+            NexoTerminal::start(&["--notify-url", &notify_url, "--approve-after-ms", "1500"]).await;
+        let daemon = Daemon::start(Options {
+            terminal_keys: Some(terminal.keys("test")),
+            payment_app: Some(APP),
+            listen: format!("127.0.0.1:{port}"),
+            ..Options::default()
+        })
+        .await;
+        let receiver = CallbackReceiver::start(0).await;
+        let sale = body("nx-shown", json!(25), "Venda Direta Credito", &receiver);
+        let mut feed = connect(&ws_url(&start_with_app(&daemon.gateway(), &sale).await)).await;
+        assert!(terminal.wait_state("nx-shown", "running").await);
+
+        // While the sale runs: a notification under another key, and one in clear.
+        let (status, refused) =
+            post(&notify_url, display(b"not the terminal's key", "forged")).await;
+        assert_eq!(
+            (status, code(&refused).as_deref()),
+            (403, Some("bad-seal")),
+            "{refused}"
+        );
+        let clear = Notification::display(POI_ID, "store-1-lane-1", None, "X", "in clear")
+            .into_request()
+            .to_json()
+            .expect("json");
+        let (status, refused) = post(&notify_url, clear).await;
+        assert_eq!(
+            (status, code(&refused).as_deref()),
+            (400, Some("not-sealed")),
+            "{refused}"
+        );
+
+        let (events, _) = read_all(&mut feed, FINAL).await;
+        let prompts: Vec<&str> = events
+            .iter()
+            .filter(|e| e["type"] == "prompt")
+            .filter_map(|e| e["text"].as_str())
+            .collect();
+        let from_the_terminal: Vec<&str> = prompts
+            .iter()
+            .copied()
+            .filter(|p| *p != "Follow the terminal")
+            .collect();
+        assert_eq!(
+            from_the_terminal,
+            [
+                "insert, tap or swipe card",
+                "enter PIN",
+                "processing, please wait",
+                "approved"
+            ],
+            "{events:?}\n{}",
+            terminal.logs()
+        );
+        let done = daemon.gateway().poll_final(&sale, FINAL).await;
+        assert_eq!(done["status"], "approved", "{done}");
+        // Authentic but about no running sale: acknowledged as Adyen expects, shown nowhere.
+        let (status, answer) = post(&notify_url, display(b"a test passphrase", "late")).await;
+        assert_eq!((status, answer.as_str()), (200, "[accepted]"));
+        assert!(
+            daemon.logs().contains("nexo notification refused"),
+            "{}",
+            daemon.logs()
+        );
+    }
+}

@@ -624,8 +624,60 @@ fn form_decode(text: &str) -> String {
 pub struct OutputContent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_format: Option<String>,
+    /// A message the terminal names rather than spells: Adyen's display notifications carry
+    /// their `event` here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predefined_content: Option<PredefinedContent>,
     #[serde(default)]
     pub output_text: Vec<OutputText>,
+}
+
+/// A predefined message: Adyen writes its `ReferenceID` form-encoded, e.g.
+/// `TransactionID=oLkO001517998574000&TimeStamp=2018-02-07T10%3A16%3A14.000Z&event=WAIT_FOR_PIN`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PredefinedContent {
+    #[serde(rename = "ReferenceID")]
+    pub reference_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+}
+
+impl PredefinedContent {
+    /// The display event it names (`WAIT_FOR_PIN`): the `event` pair, or the whole reference
+    /// when it is not form-encoded.
+    pub fn event(&self) -> Option<String> {
+        if !self.reference_id.contains('=') {
+            let reference = self.reference_id.trim();
+            return (!reference.is_empty()).then(|| reference.to_owned());
+        }
+        form_pairs(&self.reference_id)
+            .into_iter()
+            .find(|(key, value)| key == "event" && !value.is_empty())
+            .map(|(_, value)| value)
+    }
+}
+
+/// A display event's name in words: `WAIT_FOR_PIN` → `Wait for PIN`.
+fn event_words(event: &str) -> String {
+    let words: Vec<String> = event
+        .split('_')
+        .filter(|word| !word.is_empty())
+        .enumerate()
+        .map(|(index, word)| match word {
+            "PIN" | "DCC" | "CVC" => word.to_owned(),
+            _ if index == 0 => {
+                let lower = word.to_lowercase();
+                let mut chars = lower.chars();
+                chars
+                    .next()
+                    .map(|first| first.to_uppercase().chain(chars).collect())
+                    .unwrap_or_default()
+            }
+            _ => word.to_lowercase(),
+        })
+        .collect();
+    words.join(" ")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -635,12 +687,23 @@ pub struct OutputText {
 }
 
 impl OutputContent {
-    /// The lines as shown: plain text as is.
+    /// The lines as shown: plain text as is; with no text, the predefined message's event in
+    /// words.
     pub fn plain_lines(&self) -> Vec<String> {
-        self.output_text
+        let lines: Vec<String> = self
+            .output_text
             .iter()
             .map(|line| line.text.clone())
-            .collect()
+            .filter(|text| !text.trim().is_empty())
+            .collect();
+        if !lines.is_empty() {
+            return lines;
+        }
+        self.predefined_content
+            .as_ref()
+            .and_then(PredefinedContent::event)
+            .map(|event| vec![event_words(&event)])
+            .unwrap_or_default()
     }
 }
 
@@ -1163,18 +1226,40 @@ pub struct EventNotification {
     pub event_details: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected_message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display_output: Option<DisplayOutput>,
+    /// An array in nexo's data dictionary, a single object in Adyen's own examples: either
+    /// reads.
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub display_output: Vec<DisplayOutput>,
+}
+
+/// A member that may be one object or an array of them.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<DisplayOutput>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(DisplayOutput),
+        Many(Vec<DisplayOutput>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(output) => vec![output],
+        OneOrMany::Many(outputs) => outputs,
+    })
 }
 
 impl EventNotification {
     /// The event as prompt lines: its display text, else its decoded details.
     pub fn prompt_lines(&self) -> Vec<String> {
-        let shown = self
+        let shown: Vec<String> = self
             .display_output
-            .as_ref()
-            .map(DisplayOutput::prompt_lines)
-            .unwrap_or_default();
+            .iter()
+            .flat_map(DisplayOutput::prompt_lines)
+            .collect();
         if !shown.is_empty() {
             return shown;
         }

@@ -6,11 +6,14 @@
 //!   the shared passphrase, AES-256-CBC, HMAC-SHA256).
 //! - [`messages`]: the clear messages (PascalCase JSON): the requests posbridge builds and the
 //!   answers and notifications it reads.
+//! - [`notification`]: the display and event notifications a terminal POSTs on its own, read
+//!   and authenticated under the key of the terminal they name.
 //!
 //! Behind the `nexo` cargo feature, so a ZVT-only build pulls no JSON or crypto.
 
 pub mod crypto;
 pub mod messages;
+pub mod notification;
 
 use crypto::{Direction, KeyIdentity, KeyMaterial, OpenError, SealError};
 use messages::{Incoming, MessageError, Request};

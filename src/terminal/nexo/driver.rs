@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{Connection, PostError};
+use super::notifications::RunningSale;
 use crate::clock::SharedClock;
 use crate::terminal::{
     Approval, CardFunction, DriverError, OperationOutcome, OperationQuery, OperationRequest,
@@ -270,6 +271,8 @@ pub struct NexoDriver {
     clock: SharedClock,
     exchanges: Vec<Exchange>,
     in_progress_poll: (Duration, Duration),
+    /// Told which payment runs, so the terminal's display notifications reach its feed.
+    running_sale: RunningSale,
 }
 
 /// What a request came to.
@@ -342,11 +345,19 @@ impl NexoDriver {
             clock,
             exchanges: Vec::new(),
             in_progress_poll: (IN_PROGRESS_POLL, IN_PROGRESS_POLL_MAX),
+            running_sale: RunningSale::default(),
         };
         for entry in journal::read::<Entry>(&driver.journal)? {
             driver.apply(entry);
         }
         Ok(driver)
+    }
+
+    /// Tells `running_sale` (the terminal's place at the notification desk) each payment it
+    /// runs.
+    pub(super) fn with_running_sale(mut self, running_sale: RunningSale) -> Self {
+        self.running_sale = running_sale;
+        self
     }
 
     /// Where the driver of `terminal_id` keeps its journal, beside the database.
@@ -930,6 +941,8 @@ impl TerminalDriver for NexoDriver {
         })
         .map_err(DriverError::not_journaled)?;
         crate::failpoint::hit("after-charge-intent");
+        // Until this sale returns, by any path, the terminal's notifications are about it.
+        let _running = self.running_sale.start(&request.reference, &service_id);
         prompts.show(&request.reference, "Follow the terminal");
         tracing::info!(payment_id = %request.reference, terminal = %self.terminal_id, service_id, "payment sent to the terminal");
         let answer = tokio::select! {

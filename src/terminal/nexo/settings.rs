@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::connection::{Connection, TlsSetupError};
 use super::driver::{NexoDriver, TerminalIdentity};
+use super::notifications::PoiIdTaken;
 use crate::secret::Secret;
 use crate::terminal::protocol::{InvalidSetting, OpenError, Opening, Protocol};
 use crate::terminal::{DriverError, TerminalHandle};
@@ -175,6 +176,8 @@ pub enum NexoOpenError {
     Tls(#[from] TlsSetupError),
     #[error(transparent)]
     Journal(#[from] DriverError),
+    #[error(transparent)]
+    PoiIdTaken(#[from] PoiIdTaken),
 }
 
 /// The key's passphrase: the file's content without its final line end (an editor adds one).
@@ -219,6 +222,16 @@ impl Protocol for NexoSettings {
         let roots = read_ca(&self.ca_file).map_err(|e| fail(NexoOpenError::Ca(e)))?;
         let connection = Connection::new(self.url.clone(), roots, &self.certificate_name())
             .map_err(|e| fail(e.into()))?;
+        let running_sale = terminal
+            .notifications
+            .register(
+                &self.poi_id,
+                terminal.id,
+                key.clone(),
+                self.key.clone(),
+                terminal.prompts.clone(),
+            )
+            .map_err(|e| fail(e.into()))?;
         let driver = NexoDriver::new(
             terminal.id,
             TerminalIdentity {
@@ -232,7 +245,8 @@ impl Protocol for NexoSettings {
             NexoDriver::journal_path(terminal.database, terminal.id),
             terminal.clock,
         )
-        .map_err(|e| fail(e.into()))?;
+        .map_err(|e| fail(e.into()))?
+        .with_running_sale(running_sale);
         Ok(crate::terminal::spawn(
             terminal.id,
             Self::NAME,

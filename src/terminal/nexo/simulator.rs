@@ -30,6 +30,12 @@
 //! Approvals charge a documented test card: `visa 411111 **** 1111` for credit,
 //! `mc 555555 **** 4444` when the request prefers debit.
 //!
+//! With `--notify-url`, it POSTs each step of a sale to that URL (repeatable) as a sealed
+//! display notification, as an Adyen terminal does to its display URLs: "insert, tap or swipe
+//! card", "enter PIN", "processing, please wait", then "approved", "declined" or "cancelled".
+//! Plain HTTP to a loopback address only. A notification that cannot be delivered is logged
+//! and skipped: the sale goes on.
+//!
 //! Like a real terminal, a sale runs on its own, whatever becomes of the HTTP connection that
 //! brought it: if posbridge goes away mid-sale the sale completes and is kept, so a later
 //! `TransactionStatus` for its `ServiceID` repeats its `PaymentResponse`. One sale at a time:
@@ -40,7 +46,7 @@ mod terminal;
 mod tests;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -54,15 +60,19 @@ use firmware_protocols::nexo::messages::{
     EventNotification, MessageCategory, MessageClass, MessageHeader, MessageType, PaymentRequest,
     Request, RequestBody, Response, ResponseBody,
 };
+use firmware_protocols::nexo::notification::Notification;
+use firmware_protocols::nexo::seal_request;
 use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::HeaderValue;
 use hyper::server::conn::http1;
 use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
+use reqwest::Url;
+use reqwest::header::CONTENT_TYPE;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::Deserialize;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use terminal::{Plan, Taken, Terminal};
@@ -73,6 +83,8 @@ const NEXO_PATH: &str = "/nexo";
 const MAX_REQUEST_BYTES: usize = 1 << 20;
 /// How long a `.04` sale takes.
 const SLOW_SALE: Duration = Duration::from_secs(20);
+/// How long one display notification may take to be delivered.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Faults to inject, each once, into the next request (or connection) it applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -153,6 +165,10 @@ pub struct SimulatorArgs {
     /// sale it took and its state.
     #[arg(long, value_name = "PATH")]
     pub record: Option<PathBuf>,
+    /// POST each step of a sale here as a sealed display notification (repeatable):
+    /// `http://127.0.0.1:PORT/nexo/notifications` (plain HTTP, loopback only).
+    #[arg(long = "notify-url", value_name = "URL")]
+    pub notify_urls: Vec<String>,
 }
 
 /// Everything [`serve`] needs; tests build it directly.
@@ -170,6 +186,8 @@ pub struct SimulatorOptions {
     /// How long a `.04` sale takes.
     pub slow_sale: Duration,
     pub record: Option<PathBuf>,
+    /// Where display notifications go (checked: plain HTTP, loopback).
+    pub notify_urls: Vec<Url>,
 }
 
 impl SimulatorOptions {
@@ -191,6 +209,7 @@ impl SimulatorOptions {
             slow_delay: Duration::from_secs(150),
             slow_sale: SLOW_SALE,
             record: None,
+            notify_urls: Vec::new(),
         }
     }
 
@@ -218,8 +237,14 @@ impl SimulatorOptions {
             "--passphrase-file {} is empty",
             args.passphrase_file.display()
         );
+        let notify_urls = args
+            .notify_urls
+            .iter()
+            .map(|url| notify_url(url))
+            .collect::<anyhow::Result<_>>()?;
         Ok(SimulatorOptions {
             listen,
+            notify_urls,
             key: KeyIdentity {
                 key_identifier: args.key_identifier.clone(),
                 key_version: args.key_version,
@@ -242,6 +267,22 @@ impl SimulatorOptions {
             self.environment.as_str()
         )
     }
+}
+
+/// A `--notify-url`: plain HTTP to a loopback address, so a test terminal never sends its
+/// notifications off the machine.
+fn notify_url(text: &str) -> anyhow::Result<Url> {
+    let url = Url::parse(text).with_context(|| format!("--notify-url `{text}`: not a URL"))?;
+    let loopback = url
+        .host_str()
+        .map(|host| host.trim_start_matches('[').trim_end_matches(']'))
+        .and_then(|host| host.parse::<IpAddr>().ok())
+        .is_some_and(|ip| ip.is_loopback());
+    anyhow::ensure!(
+        url.scheme() == "http" && loopback,
+        "--notify-url `{text}`: only http:// to 127.0.0.1 or [::1]"
+    );
+    Ok(url)
 }
 
 pub async fn run(args: SimulatorArgs) -> anyhow::Result<()> {
@@ -269,7 +310,8 @@ pub async fn serve(
     let local = listener
         .local_addr()
         .context("reading the listening address")?;
-    let simulator = Arc::new(Simulator::new(options));
+    let notifier = Notifier::start(options.notify_urls.clone())?;
+    let simulator = Arc::new(Simulator::new(options, notifier));
     tracing::info!(
         %local,
         poi_id = %simulator.options.poi_id,
@@ -355,6 +397,67 @@ struct Simulator {
     key: KeyMaterial,
     identity: KeyIdentity,
     terminal: Mutex<Terminal>,
+    /// Where its display notifications go, if anywhere.
+    notifier: Option<Notifier>,
+}
+
+/// Delivers the terminal's display notifications to every `--notify-url`, in the order the
+/// sale made them, one at a time; one that fails is logged and skipped.
+struct Notifier {
+    queue: mpsc::UnboundedSender<Delivery>,
+}
+
+struct Delivery {
+    body: Vec<u8>,
+    /// Told once every URL got it (or failed to).
+    delivered: Option<oneshot::Sender<()>>,
+}
+
+impl Notifier {
+    fn start(urls: Vec<Url>) -> anyhow::Result<Option<Notifier>> {
+        if urls.is_empty() {
+            return Ok(None);
+        }
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(NOTIFY_TIMEOUT)
+            .build()
+            .context("building the notification client")?;
+        let (queue, mut deliveries) = mpsc::unbounded_channel::<Delivery>();
+        tokio::spawn(async move {
+            while let Some(delivery) = deliveries.recv().await {
+                for url in &urls {
+                    deliver(&client, url, &delivery.body).await;
+                }
+                if let Some(delivered) = delivery.delivered {
+                    let _ = delivered.send(());
+                }
+            }
+        });
+        Ok(Some(Notifier { queue }))
+    }
+}
+
+async fn deliver(client: &reqwest::Client, url: &Url, body: &[u8]) {
+    let sent = client
+        .post(url.clone())
+        .header(CONTENT_TYPE, "application/json")
+        .body(body.to_vec())
+        .send()
+        .await;
+    match sent {
+        Ok(answer) if answer.status().is_success() => {
+            tracing::debug!(%url, "nexo simulator: display notification delivered");
+        }
+        Ok(answer) => tracing::warn!(
+            %url,
+            status = answer.status().as_u16(),
+            "nexo simulator: display notification refused"
+        ),
+        Err(error) => {
+            tracing::warn!(%url, %error, "nexo simulator: display notification not delivered");
+        }
+    }
 }
 
 /// What a request gets.
@@ -388,8 +491,9 @@ struct ClearParts {
 }
 
 impl Simulator {
-    fn new(options: SimulatorOptions) -> Simulator {
+    fn new(options: SimulatorOptions, notifier: Option<Notifier>) -> Simulator {
         Simulator {
+            notifier,
             key: KeyMaterial::derive(&options.passphrase),
             identity: options.key.clone(),
             terminal: Mutex::new(Terminal::new(
@@ -551,7 +655,7 @@ impl Simulator {
                 event_to_notify: "Reject".to_owned(),
                 event_details: Some(format!("message={}", terminal::form_encode(why))),
                 rejected_message: None,
-                display_output: None,
+                display_output: Vec::new(),
             }),
         };
         match notification.to_json() {
@@ -561,6 +665,34 @@ impl Simulator {
                 Answer::HangUp
             }
         }
+    }
+
+    /// Sends what the display shows during the sale at `index` as a display notification.
+    /// The returned receiver is told when it was delivered, or given up.
+    fn notify(&self, index: usize, event: &str, text: &str) -> Option<oneshot::Receiver<()>> {
+        let notifier = self.notifier.as_ref()?;
+        let (sale_id, service_id) = self.terminal().sale_ids(index)?;
+        let notification = Notification::display(
+            &self.options.poi_id,
+            &sale_id,
+            Some(&service_id),
+            event,
+            text,
+        );
+        let body = match seal_request(&notification.into_request(), &self.key, &self.identity) {
+            Ok(body) => body,
+            Err(error) => {
+                tracing::error!(%error, "nexo simulator: cannot seal a display notification");
+                return None;
+            }
+        };
+        let (delivered, done) = oneshot::channel();
+        let delivery = Delivery {
+            body,
+            delivered: Some(delivered),
+        };
+        notifier.queue.send(delivery).ok()?;
+        Some(done)
     }
 
     fn seal_response(&self, response: &Response) -> Answer {
@@ -589,19 +721,40 @@ impl Simulator {
     }
 }
 
-/// Runs a sale to its outcome at its plan's time, or until an abort stops it.
+/// Runs a sale to its outcome at its plan's time, or until an abort stops it, showing its
+/// steps as the other simulators do (a third of its time each).
 async fn run_sale(simulator: Arc<Simulator>, index: usize, plan: Plan, abort: CancellationToken) {
     let options = &simulator.options;
+    simulator.notify(index, "TENDER_CREATED", "insert, tap or swipe card");
     let aborted = match terminal::sale_duration(plan, options.approve_after, options.slow_sale) {
-        Some(duration) => tokio::select! {
-            () = tokio::time::sleep(duration) => false,
-            () = abort.cancelled() => true,
-        },
+        Some(duration) => {
+            let steps = async {
+                tokio::time::sleep(duration / 3).await;
+                simulator.notify(index, "WAIT_FOR_PIN", "enter PIN");
+                tokio::time::sleep(duration / 3).await;
+                simulator.notify(index, "PIN_ENTERED", "processing, please wait");
+                tokio::time::sleep(duration - 2 * (duration / 3)).await;
+            };
+            tokio::select! {
+                () = steps => false,
+                () = abort.cancelled() => true,
+            }
+        }
         None => {
             abort.cancelled().await;
             true
         }
     };
+    // The result is on the display before the answer leaves, as on a terminal: the sale it is
+    // about is still running for whoever shows it. A delivery that hangs does not hold the
+    // sale beyond the client's timeout.
+    if let Some(delivered) = simulator.notify(
+        index,
+        "TENDER_FINAL",
+        terminal::result_prompt(plan, aborted),
+    ) {
+        let _ = tokio::time::timeout(NOTIFY_TIMEOUT, delivered).await;
+    }
     simulator.terminal().complete(index, aborted);
 }
 

@@ -261,23 +261,17 @@ impl Terminal {
         let Some(sale) = self.sales.get_mut(index) else {
             return;
         };
-        let (state, response) = match (aborted, sale.plan) {
-            (true, _) => (
-                SaleState::Aborted,
-                failed_payment(ErrorCondition::Aborted, "message=Transaction%20aborted"),
+        let state = outcome_state(sale.plan, aborted);
+        let response = match (aborted, sale.plan) {
+            (true, _) => failed_payment(ErrorCondition::Aborted, "message=Transaction%20aborted"),
+            (false, Plan::Decline) => failed_payment(
+                ErrorCondition::Refusal,
+                "refusalReason=Refused&message=Declined%20by%20issuer",
             ),
-            (false, Plan::Decline) => (
-                SaleState::Declined,
-                failed_payment(
-                    ErrorCondition::Refusal,
-                    "refusalReason=Refused&message=Declined%20by%20issuer",
-                ),
-            ),
-            (false, Plan::ShopperCancels) => (
-                SaleState::Declined,
-                failed_payment(ErrorCondition::Cancel, "message=Cancelled%20by%20shopper"),
-            ),
-            (false, _) => (SaleState::Approved, approved_payment(sale, number, psp)),
+            (false, Plan::ShopperCancels) => {
+                failed_payment(ErrorCondition::Cancel, "message=Cancelled%20by%20shopper")
+            }
+            (false, _) => approved_payment(sale, number, psp),
         };
         let response = PaymentResponse {
             poi_data: Some(PoiData {
@@ -485,6 +479,14 @@ impl Terminal {
         }
     }
 
+    /// The sale ID and `ServiceID` of the payment at `index`: what its display notifications
+    /// name.
+    pub(super) fn sale_ids(&self, index: usize) -> Option<(String, String)> {
+        self.sales
+            .get(index)
+            .map(|sale| (sale.sale_id.clone(), sale.service_id.clone()))
+    }
+
     /// The header of the payment's answer, for a `PaymentResponse` sent now.
     pub(super) fn payment_header(&self, index: usize) -> Option<MessageHeader> {
         self.sales
@@ -545,6 +547,24 @@ impl Terminal {
 }
 
 /// How long the sale of `plan` takes before its outcome; `None`: it never completes.
+/// How a sale of `plan` ends (`aborted`: stopped by an abort first).
+fn outcome_state(plan: Plan, aborted: bool) -> SaleState {
+    match (aborted, plan) {
+        (true, _) => SaleState::Aborted,
+        (false, Plan::Decline | Plan::ShopperCancels) => SaleState::Declined,
+        (false, _) => SaleState::Approved,
+    }
+}
+
+/// What the terminal's display says as a sale of `plan` ends, as the other simulators say it.
+pub(super) fn result_prompt(plan: Plan, aborted: bool) -> &'static str {
+    match outcome_state(plan, aborted) {
+        SaleState::Approved => "approved",
+        SaleState::Declined => "declined",
+        SaleState::Aborted | SaleState::Running | SaleState::Reversed => "cancelled",
+    }
+}
+
 pub(super) fn sale_duration(
     plan: Plan,
     approve_after: Duration,
@@ -592,6 +612,7 @@ fn approved_payment(sale: &Sale, number: u64, psp: String) -> PaymentResponse {
         required_signature_flag: false,
         output_content: OutputContent {
             output_format: Some("Text".to_owned()),
+            predefined_content: None,
             output_text: [
                 format!("name={}&key=title", form_encode(title)),
                 "key=filler".to_owned(),

@@ -602,3 +602,21 @@ async fn a_request_it_does_not_serve_is_rejected_with_a_sealed_event() {
     };
     assert_eq!(event.event_to_notify, "Reject");
 }
+
+#[test]
+fn notifications_go_over_plain_http_to_loopback_only() {
+    for accepted in [
+        "http://127.0.0.1:8080/nexo/notifications",
+        "http://[::1]:8080/nexo/notifications",
+    ] {
+        assert!(notify_url(accepted).is_ok(), "{accepted}");
+    }
+    for refused in [
+        "https://127.0.0.1:8443/nexo/notifications",
+        "http://192.0.2.7:8080/nexo/notifications",
+        "http://localhost:8080/nexo/notifications",
+        "not a url",
+    ] {
+        assert!(notify_url(refused).is_err(), "{refused}");
+    }
+}
