@@ -270,7 +270,7 @@ pub fn issue_store_credentials(
         .map_err(write_error)?;
     Ok(format!(
         "# The relay tier's nats-server.conf: add this entry to the posbridge account's users,\n\
-         # then reload nats-server (nats-server --signal reload).\n{}\n\n\
+         # then reload nats-server (systemctl reload nats-server).\n{}\n\n\
          # The store's posbridge.toml (copy {} to the store, owner root, group posbridge, 0640):\n\
          [uplink]\nnats_url = \"{nats_url}\"\nstore_id = \"{store_id}\"\nuser = \"{store_id}\"\n\
          password_file = \"/etc/posbridge/uplink.password\"",

@@ -396,7 +396,7 @@ fn the_shipped_nats_server_conf_takes_issued_store_entries() {
         "/config/nats-server.conf"
     ))
     .expect("config/nats-server.conf");
-    let marker = "of the serial map only. Paste each below, then `nats-server --signal reload`.\n";
+    let marker = "of the serial map only. Paste each below, then `systemctl reload nats-server`.\n";
     assert!(
         shipped.contains(marker),
         "the conf says where store entries go"
