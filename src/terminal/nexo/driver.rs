@@ -24,7 +24,7 @@ use firmware_protocols::nexo::seal_request;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::connection::{Connection, PostError};
+use super::connection::{Answer, Connection, PostError};
 use super::notifications::RunningSale;
 use crate::clock::SharedClock;
 use crate::terminal::{
@@ -494,13 +494,7 @@ impl NexoDriver {
             Err(e @ PostError::NoAnswer(_)) => return Err(CallError::Unclear(e.to_string())),
         };
         if !answer.is_success() {
-            // The terminal answers a request it cannot decrypt (or a wrong path) in clear with
-            // an error status, before doing anything with it.
-            return Err(CallError::NotSent(format!(
-                "the terminal refused the request with HTTP {} ({}): check key_identifier, key_version and the passphrase on both sides",
-                answer.status,
-                printable(&answer.body)
-            )));
+            return Err(refusal_or_unclear(&answer));
         }
         if is_acknowledgement(&answer.body) {
             return Ok(Reply::Acknowledged);
@@ -1105,6 +1099,45 @@ impl TerminalDriver for NexoDriver {
             })
             .collect()
     }
+}
+
+/// What an error status from the terminal proves. The terminal refuses a request it cannot
+/// decrypt or read, before doing anything with it, in clear: a client-error status, or its error
+/// document (`{"errors": ["Nexo Service: crypto error (9)"]}`) whatever the status. Anything else
+/// (an empty 500, a proxy's 502 page) may have come after the sale started: unclear, for
+/// `TransactionStatus` to settle.
+fn refusal_or_unclear(answer: &Answer) -> CallError {
+    let errors: Vec<String> = serde_json::from_slice::<serde_json::Value>(&answer.body)
+        .ok()
+        .and_then(|document| {
+            document.get("errors")?.as_array().map(|errors| {
+                errors
+                    .iter()
+                    .filter_map(|e| e.as_str().map(str::to_string))
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    let refused = (400..500).contains(&answer.status) || !errors.is_empty();
+    if !refused {
+        return CallError::Unclear(format!(
+            "the terminal answered HTTP {} ({})",
+            answer.status,
+            printable(&answer.body)
+        ));
+    }
+    let key_problem =
+        errors.iter().any(|e| e.contains("crypto")) || matches!(answer.status, 401 | 403);
+    CallError::NotSent(format!(
+        "the terminal refused the request with HTTP {} ({}){}",
+        answer.status,
+        printable(&answer.body),
+        if key_problem {
+            ": check key_identifier, key_version and the passphrase on both sides"
+        } else {
+            ""
+        }
+    ))
 }
 
 #[cfg(test)]

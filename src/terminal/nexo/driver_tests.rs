@@ -654,7 +654,11 @@ async fn lost_answer_then_with(first: Act, then: Act) -> (Rig, Result<SaleOutcom
 
 #[tokio::test]
 async fn a_request_the_terminal_cannot_decrypt_is_not_sent_and_says_so() {
-    let rig = Rig::new(vec![Act::Refuse(500, "Nexo Service: crypto error")]).await;
+    let rig = Rig::new(vec![Act::Refuse(
+        500,
+        r#"{"errors":["Nexo Service: crypto error (9)"],"ServiceID":"-NULL-"}"#,
+    )])
+    .await;
     let mut driver = rig.driver();
     let error = charge(&mut driver, &sale("pay-1", CardFunction::Credit, None))
         .await
@@ -668,6 +672,44 @@ async fn a_request_the_terminal_cannot_decrypt_is_not_sent_and_says_so() {
     );
     assert!(rig.journal_text().contains("\"kind\":\"not-sent\""));
     assert!(driver.sent().expect("sent").is_empty());
+}
+
+#[tokio::test]
+async fn a_client_error_status_is_a_refusal_not_a_key_problem() {
+    let rig = Rig::new(vec![Act::Refuse(404, "no such endpoint")]).await;
+    let mut driver = rig.driver();
+    let error = charge(&mut driver, &sale("pay-1", CardFunction::Credit, None))
+        .await
+        .expect_err("refused");
+    let DriverError::NotSent(why) = &error else {
+        panic!("{error:?}");
+    };
+    assert!(
+        why.contains("HTTP 404") && !why.contains("passphrase"),
+        "{why}"
+    );
+    assert!(driver.sent().expect("sent").is_empty());
+}
+
+/// A server error that is not the terminal's own refusal may come after the sale started: the
+/// terminal is asked, never the sale called not sent.
+#[tokio::test]
+async fn a_server_error_without_the_terminals_error_document_is_asked_about() {
+    let rig = Rig::new(vec![
+        Act::Refuse(502, "<html>bad gateway</html>"),
+        status_found(approved_payment()),
+    ])
+    .await;
+    let mut driver = rig.driver();
+    let outcome = charge(&mut driver, &sale("pay-1", CardFunction::Credit, None)).await;
+    assert!(
+        matches!(outcome, Ok(SaleOutcome::Approved(_))),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        rig.terminal.categories(),
+        [MessageCategory::Payment, MessageCategory::TransactionStatus]
+    );
 }
 
 #[tokio::test]
