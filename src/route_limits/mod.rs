@@ -32,7 +32,8 @@ pub struct ClientAddr(pub IpAddr);
 pub enum Guarded {
     /// `/payments…`: wrong or missing app key / token (401).
     Credentials,
-    /// The submitUrl and the Payment App feed: wrong token (403).
+    /// The submitUrl and the Payment App feed: wrong token (403); `/nexo/notifications`: an
+    /// unknown terminal or a seal that does not open (403).
     Token,
     /// The configuration flow's pages: wrong code or authorization token (401, 403).
     Onboarding,
