@@ -248,6 +248,7 @@ impl<S: CallbackSender> OutboxWorker<S> {
         let Some(url) = callback.url.as_deref() else {
             return self.give_up_unreadable(&callback).await;
         };
+        let started = self.clock.now_ms();
         let result = self.sender.send(url, &callback.body).await;
         let now = self.clock.now_ms();
         let id = callback.id;
@@ -262,7 +263,14 @@ impl<S: CallbackSender> OutboxWorker<S> {
                     })
                     .await?;
                 crate::observability::callback_attempt("delivered");
-                tracing::info!("callback delivered");
+                // Where a callback's time went: queued (its result's commit → this attempt),
+                // the POST, and recording it delivered (the slot is held until then).
+                tracing::info!(
+                    queued_ms = started - callback.next_attempt_at.max(callback.created_at),
+                    send_ms = now - started,
+                    mark_ms = self.clock.now_ms() - now,
+                    "callback delivered"
+                );
             }
             Err(why) => {
                 let failures = callback.attempts + 1;
