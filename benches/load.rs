@@ -336,6 +336,7 @@ async fn run(settings: Settings) {
     let peak_rss = proc_status_kib(pid, "VmHWM");
     let cpu_total = cpu.total();
     let results = daemon.take_results();
+    let deliveries = daemon.take_deliveries();
     daemon.terminate();
     let database = database_bytes(&dir.path().join("posbridge.db"));
 
@@ -407,6 +408,16 @@ async fn run(settings: Settings) {
         from_commit,
         "",
     );
+    for (i, part) in [
+        "  of which queued (result committed → attempt started)",
+        "  of which the POST (attempt → receiver answered)",
+        "  of which recording it delivered (its slot held meanwhile)",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        print_spread(part, deliveries.iter().map(|d| d[i]).collect(), "");
+    }
     println!();
     println!(
         "startup to ready (spawn → /healthz 200): {:.1} ms  (target < 150 ms)",
@@ -606,6 +617,8 @@ struct Spawned {
     child: Child,
     base: String,
     results: Arc<Mutex<HashMap<String, f64>>>,
+    /// Each delivered callback's `[queued, send, mark]` ms from the daemon's log.
+    deliveries: Arc<Mutex<Vec<[f64; 3]>>>,
 }
 
 impl Spawned {
@@ -627,11 +640,14 @@ impl Spawned {
             }
         };
         let results = Arc::new(Mutex::new(HashMap::new()));
-        let sink = results.clone();
+        let deliveries = Arc::new(Mutex::new(Vec::new()));
+        let (sink, delivered) = (results.clone(), deliveries.clone());
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 if let Some((id, at)) = result_stored(&line) {
                     sink.lock().expect("results").insert(id, at);
+                } else if let Some(times) = delivery_times(&line) {
+                    delivered.lock().expect("deliveries").push(times);
                 }
             }
         });
@@ -639,11 +655,16 @@ impl Spawned {
             child,
             base,
             results,
+            deliveries,
         }
     }
 
     fn take_results(&self) -> HashMap<String, f64> {
         std::mem::take(&mut *self.results.lock().expect("results"))
+    }
+
+    fn take_deliveries(&self) -> Vec<[f64; 3]> {
+        std::mem::take(&mut *self.deliveries.lock().expect("deliveries"))
     }
 
     fn stop(&mut self) {
@@ -677,6 +698,21 @@ fn result_stored(line: &str) -> Option<(String, f64)> {
         .split_whitespace()
         .find_map(|field| field.strip_prefix("payment_id="))?;
     Some((id.to_string(), at.as_microsecond() as f64 / 1000.0))
+}
+
+/// `[queued, send, mark]` ms from the outbox's `callback delivered` line: result committed →
+/// attempt started, the POST, recording it delivered.
+fn delivery_times(line: &str) -> Option<[f64; 3]> {
+    if !line.contains("callback delivered") {
+        return None;
+    }
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))?
+            .parse::<f64>()
+            .ok()
+    };
+    Some([field("queued_ms")?, field("send_ms")?, field("mark_ms")?])
 }
 
 /// Every sale's completion time (unix ms) in the simulators' own journals, by reference.

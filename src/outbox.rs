@@ -146,16 +146,16 @@ pub struct OutboxWorker<S> {
 }
 
 /// Callback attempts in flight at once, over all targets.
-pub const MAX_ATTEMPTS_IN_FLIGHT: usize = 16;
+pub const MAX_ATTEMPTS_IN_FLIGHT: usize = 64;
 /// Callback attempts in flight at once to one `host:port`: a host that never answers takes at
-/// most this many, and the other targets keep the rest.
-pub const MAX_ATTEMPTS_PER_TARGET: usize = 4;
+/// most this many, and the other targets keep the rest. Sized for one Gateway: an attempt
+/// holds its place for the POST and the commit that records it (tens of ms under load), and at
+/// 4 places the callbacks of a busy store queued for seconds (docs/performance.md).
+pub const MAX_ATTEMPTS_PER_TARGET: usize = 32;
 /// Due callbacks read per query.
 const DUE_PAGE: u32 = 64;
 /// How often to look again while nothing is due (a safety net for missed wake-ups).
 const IDLE_POLL: Duration = Duration::from_secs(30);
-/// How often to look again while a due callback waits for its Create answer to be sent.
-const HELD_BACK_POLL: Duration = Duration::from_millis(50);
 /// The pause after a database error.
 const DATABASE_RETRY: Duration = Duration::from_secs(1);
 
@@ -189,20 +189,29 @@ impl<S: CallbackSender> OutboxWorker<S> {
     async fn start_due(self: &Arc<Self>, attempts: &mut Attempts) -> Result<Duration, StoreError> {
         let now = self.clock.now_ms();
         let mut after = outbox::FIRST_DUE;
-        let mut held_back = false;
+        // When the next callback not yet due falls due: read with each page, in the same trip
+        // through the writer (a look costs one trip, not two).
+        let mut next = None;
+        let mut looked = false;
         // Page on while there is room: callbacks queued behind a busy target's get their turn.
         while attempts.have_room() {
-            let page = self
+            let (page, next_due) = self
                 .outbox
                 .store()
-                .call(move |c| outbox::due(c, now, after, DUE_PAGE))
+                .call(move |c| {
+                    Ok((
+                        outbox::due(c, now, after, DUE_PAGE)?,
+                        outbox::next_due_after(c, now)?,
+                    ))
+                })
                 .await?;
+            (next, looked) = (next_due, true);
             let Some(last) = page.last() else { break };
             after = (last.next_attempt_at, last.id);
             let last_page = page.len() < DUE_PAGE as usize;
             for callback in page {
-                if self.outbox.gate().is_in_flight(&callback.payment_id) {
-                    held_back = true;
+                // Its payment's release wakes the worker (`InFlight::released`).
+                if self.outbox.gate().hold_back(&callback.payment_id) {
                     continue;
                 }
                 let target = callback.url.as_deref().map(target_of).unwrap_or_default();
@@ -219,15 +228,14 @@ impl<S: CallbackSender> OutboxWorker<S> {
                 break;
             }
         }
-        if held_back {
-            return Ok(HELD_BACK_POLL);
-        }
         // Due callbacks that could not start wait for an attempt to end, not for a timer.
-        let next = self
-            .outbox
-            .store()
-            .call(move |c| outbox::next_due_after(c, now))
-            .await?;
+        if !looked {
+            next = self
+                .outbox
+                .store()
+                .call(move |c| outbox::next_due_after(c, now))
+                .await?;
+        }
         let now = self.clock.now_ms();
         Ok(match next {
             Some(at) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(IDLE_POLL),
@@ -248,6 +256,7 @@ impl<S: CallbackSender> OutboxWorker<S> {
         let Some(url) = callback.url.as_deref() else {
             return self.give_up_unreadable(&callback).await;
         };
+        let started = self.clock.now_ms();
         let result = self.sender.send(url, &callback.body).await;
         let now = self.clock.now_ms();
         let id = callback.id;
@@ -262,7 +271,14 @@ impl<S: CallbackSender> OutboxWorker<S> {
                     })
                     .await?;
                 crate::observability::callback_attempt("delivered");
-                tracing::info!("callback delivered");
+                // Where a callback's time went: queued (its result's commit → this attempt),
+                // the POST, and recording it delivered (the slot is held until then).
+                tracing::info!(
+                    queued_ms = started - callback.next_attempt_at.max(callback.created_at),
+                    send_ms = now - started,
+                    mark_ms = self.clock.now_ms() - now,
+                    "callback delivered"
+                );
             }
             Err(why) => {
                 let failures = callback.attempts + 1;

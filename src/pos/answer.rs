@@ -102,6 +102,9 @@ impl PaymentAnswer {
 /// A payment as a Create (or a status request) finds it, and what its caller must do next.
 #[derive(Debug, Clone)]
 pub struct PaymentReply {
+    /// For a final payment answered from memory (`final_answers`), the row as it was when kept:
+    /// only its frozen answer (`next`) is the answer; what may change later (a cancellation, a
+    /// settlement) is not read from here.
     pub payment: Payment,
     pub next: NextStep,
 }

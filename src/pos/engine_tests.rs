@@ -492,3 +492,143 @@ async fn the_driver_is_told_once_per_committed_sale() {
         ]
     );
 }
+
+/// The answer a Create got for a final payment.
+fn final_answer(reply: &super::PaymentReply) -> super::PaymentAnswer {
+    match &reply.next {
+        super::NextStep::Final(answer) => answer.as_ref().clone(),
+        other => panic!("not a final answer: {other:?}"),
+    }
+}
+
+impl Rig {
+    /// Changes a stored final answer behind the engine's back (the daemon never does): a Create
+    /// that still answers the old one was answered from memory.
+    async fn change_stored_answer(&self, id: &str, answer: &super::PaymentAnswer) {
+        let (id, json) = (id.to_string(), answer.to_json().expect("json"));
+        self.engine
+            .store
+            .call(move |c| {
+                c.execute(
+                    "UPDATE payments SET final_answer = ?2 WHERE payment_id = ?1",
+                    rusqlite::params![id, json],
+                )?;
+                Ok(())
+            })
+            .await
+            .expect("changed");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn polls_of_a_final_payment_are_answered_from_memory_from_the_committed_result_on() {
+    let rig = rig().await;
+    rig.terminal
+        .answer_sale(SaleAnswer::Outcome(approval("memo")));
+    rig.start_sale("memo", 1_500).await;
+    let p = rig.until("memo", PaymentState::Approved).await;
+    let frozen = super::PaymentAnswer::final_of(&p).expect("final");
+    let mut changed = frozen.clone();
+    changed.message = Some("changed behind the engine".into());
+    rig.change_stored_answer("memo", &changed).await;
+    // Kept when the result was committed: the first poll is answered from memory already.
+    let poll = rig
+        .engine
+        .create(MERCHANT, create("memo", 1_500))
+        .await
+        .expect("poll");
+    assert_eq!(final_answer(&poll), frozen);
+    // Not the same request: the engine decides, as without the memory.
+    let mut other = create("memo", 1_500);
+    other.transaction_id = "tx-another".into();
+    let refused = rig.engine.create(MERCHANT, other).await;
+    assert!(
+        matches!(
+            refused,
+            Err(super::EngineError::Mismatch {
+                field: "transactionId",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    // Another merchant's paymentId is another payment.
+    let theirs = rig
+        .engine
+        .create("merchant-2", create("memo", 1_500))
+        .await
+        .expect("their create");
+    assert_eq!(theirs.next, super::NextStep::NameTerminal);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_final_payment_found_by_a_poll_is_kept_and_a_purged_one_never_served() {
+    let rig = rig().await;
+    rig.name_terminal("gone", 700).await;
+    // Cancelled before its charge: final through the cancel, kept by the next poll.
+    rig.engine
+        .cancel(MERCHANT, "gone", "rq-1")
+        .await
+        .expect("cancelled");
+    let poll = rig
+        .engine
+        .create(MERCHANT, create("gone", 700))
+        .await
+        .expect("poll");
+    let frozen = final_answer(&poll);
+    let mut changed = frozen.clone();
+    changed.message = Some("changed behind the engine".into());
+    rig.change_stored_answer("gone", &changed).await;
+    let kept = rig
+        .engine
+        .create(MERCHANT, create("gone", 700))
+        .await
+        .expect("poll");
+    assert_eq!(final_answer(&kept), frozen, "answered from memory");
+    // The retention purge deletes it: the next Create is a new payment, as without the memory.
+    let purged = rig
+        .engine
+        .store
+        .call(|c| {
+            c.execute(
+                "UPDATE outbox SET state = 'delivered', delivered_at = 0 WHERE payment_id = 'gone'",
+                [],
+            )?;
+            crate::store::maintenance::purge(c, i64::MAX)
+        })
+        .await
+        .expect("purged");
+    assert_eq!(purged.payments, 1);
+    let anew = rig
+        .engine
+        .create(MERCHANT, create("gone", 700))
+        .await
+        .expect("create");
+    assert_eq!(anew.next, super::NextStep::NameTerminal);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_approval_answers_approved_from_memory_as_the_database_does() {
+    let rig = rig().await;
+    rig.terminal
+        .answer_sale(SaleAnswer::Outcome(approval("undo")));
+    rig.start_sale("undo", 2_000).await;
+    rig.until("undo", PaymentState::Approved).await;
+    rig.engine
+        .cancel(MERCHANT, "undo", "rq-cancel")
+        .await
+        .expect("cancel");
+    let p = rig.until("undo", PaymentState::Cancelled).await;
+    let stored = super::PaymentAnswer::final_of(&p).expect("final");
+    assert_eq!(
+        stored.status,
+        PppStatus::Approved,
+        "the frozen answer stays"
+    );
+    let poll = rig
+        .engine
+        .create(MERCHANT, create("undo", 2_000))
+        .await
+        .expect("poll");
+    assert_eq!(final_answer(&poll), stored);
+}

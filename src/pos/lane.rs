@@ -461,7 +461,8 @@ impl Engine {
         let op_id = random_id("rv")?;
         let late_op_id = op_id.clone();
         let time = self.store_time.clone();
-        let (effect, state, verdict) = self
+        let before = self.final_answers.before();
+        let (effect, payment, verdict) = self
             .commit(lane, payment_id, "the terminal's result", move |c| {
                 let p = must_get(c, &id)?;
                 let mut effect = p.state.on_result(approved, p.cancel_requested_at.is_some());
@@ -527,10 +528,14 @@ impl Engine {
                     ResultEffect::Ignore => {}
                 }
                 let p = must_get(c, &id)?;
-                Ok((effect, p.state, verdict_on(&p, terminal_ref.as_deref())))
+                let verdict = verdict_on(&p, terminal_ref.as_deref());
+                Ok((effect, p, verdict))
             })
             .await?;
         crate::failpoint::hit("after-result-committed");
+        // Committed: the Gateway's next poll is answered without the writer.
+        self.final_answers.keep(before, &payment);
+        let state = payment.state;
         // Only now may a two-phase terminal confirm the sale (or undo it); the payment is
         // settled in the database either way, so a failure here is told, never acted on (the
         // driver asks again before its next sale, and at start through `unconfirmed`).

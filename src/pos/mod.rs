@@ -8,6 +8,7 @@ mod by_hand;
 #[cfg(test)]
 mod engine_tests;
 mod feed;
+mod final_answers;
 mod finish;
 mod journals;
 mod lane;
@@ -164,6 +165,8 @@ pub struct Engine {
     retain_days: u32,
     /// The store's time zone (`[store] timezone`), for what people read.
     store_time: crate::locale::StoreTime,
+    /// Final answers kept in memory: repeated Creates of a final payment without the writer.
+    final_answers: final_answers::FinalAnswers,
 }
 
 impl Engine {
@@ -199,7 +202,7 @@ impl Engine {
             pending.push((id, rx));
         }
         Ok(Arc::new(Self {
-            store,
+            store: store.clone(),
             clock,
             pos: config.pos.clone(),
             test_suite_cards: config.vtex.test_suite_cards,
@@ -213,6 +216,7 @@ impl Engine {
             heartbeats: AtomicU64::new(0),
             retain_days: config.storage.retain_days,
             store_time: crate::locale::StoreTime::new(config.store.timezone.as_deref())?,
+            final_answers: final_answers::FinalAnswers::new(store, final_answers::CAPACITY),
         }))
     }
 
@@ -410,7 +414,12 @@ impl Engine {
         if request.amount_minor <= 0 {
             return Err(EngineError::NotPositive);
         }
+        // A poll of a final payment: its frozen answer, without a trip through the writer.
+        if let Some(reply) = self.final_answers.get(merchant, &request) {
+            return Ok(reply);
+        }
         let new = self.new_payment(merchant, &request)?;
+        let before = self.final_answers.before();
         let merchant = merchant.to_string();
         let now = self.now();
         let time = self.store_time.clone();
@@ -420,7 +429,7 @@ impl Engine {
                 let (mut p, first_call, adopted) =
                     match find_for_merchant(c, &merchant, &new.payment_id)? {
                         Some(p) => {
-                            if let Some(mismatch) = mismatch(&p, &new) {
+                            if let Some(mismatch) = mismatch(&p, Terms::of_new(&new)) {
                                 return Ok(Err(mismatch));
                             }
                             (p, false, false)
@@ -460,6 +469,10 @@ impl Engine {
             tracing::info!(payment_id = %payment.payment_id, terminal = payment.terminal_id.as_deref().unwrap_or("-"), "charge queued on the terminal");
             self.publish(&payment.payment_id, payment.state);
             self.enqueue(&payment, LaneJob::Charge(payment.payment_id.clone()));
+        }
+        if !first_call {
+            // Committed, and found final by a repeat: every later repeat gets the same answer.
+            self.final_answers.keep(before, &payment);
         }
         Ok(PaymentReply::of(payment, first_call))
     }
@@ -724,9 +737,40 @@ fn insert_new(
     Ok((must_get(c, &new.payment_id)?, false))
 }
 
+/// What a repeated Create must repeat: the terms the payment was created with.
+struct Terms<'a> {
+    currency: &'a str,
+    amount_minor: i64,
+    method: &'a str,
+    installments: Option<i64>,
+    transaction_id: &'a str,
+}
+
+impl<'a> Terms<'a> {
+    fn of_new(new: &'a NewPayment) -> Self {
+        Self {
+            currency: &new.currency,
+            amount_minor: new.amount_minor,
+            method: &new.method,
+            installments: new.installments,
+            transaction_id: &new.transaction_id,
+        }
+    }
+
+    fn of_request(request: &'a CreatePayment) -> Self {
+        Self {
+            currency: request.currency.code(),
+            amount_minor: request.amount_minor,
+            method: &request.method,
+            installments: request.installments,
+            transaction_id: &request.transaction_id,
+        }
+    }
+}
+
 /// What differs between a repeated Create and the payment it repeats: a repeat must be the
 /// same request (the charge is for what was stored, never silently another amount).
-fn mismatch(stored: &Payment, repeat: &NewPayment) -> Option<EngineError> {
+fn mismatch(stored: &Payment, repeat: Terms<'_>) -> Option<EngineError> {
     let money = |currency: &str, minor: i64| {
         Currency::parse(currency)
             .map_or_else(|_| minor.to_string(), |c| c.to_decimal(minor).to_string())
@@ -739,35 +783,39 @@ fn mismatch(stored: &Payment, repeat: &NewPayment) -> Option<EngineError> {
             stored,
         })
     };
-    differs("currency", repeat.currency.clone(), stored.currency.clone())
-        .or_else(|| {
-            differs(
-                "value",
-                money(&repeat.currency, repeat.amount_minor),
-                money(&stored.currency, stored.amount_minor),
-            )
-        })
-        .or_else(|| {
-            differs(
-                "paymentMethod",
-                repeat.method.clone(),
-                stored.method.clone(),
-            )
-        })
-        .or_else(|| {
-            differs(
-                "installments",
-                installments(repeat.installments).to_string(),
-                installments(stored.installments).to_string(),
-            )
-        })
-        .or_else(|| {
-            differs(
-                "transactionId",
-                repeat.transaction_id.clone(),
-                stored.transaction_id.clone(),
-            )
-        })
+    differs(
+        "currency",
+        repeat.currency.to_string(),
+        stored.currency.clone(),
+    )
+    .or_else(|| {
+        differs(
+            "value",
+            money(repeat.currency, repeat.amount_minor),
+            money(&stored.currency, stored.amount_minor),
+        )
+    })
+    .or_else(|| {
+        differs(
+            "paymentMethod",
+            repeat.method.to_string(),
+            stored.method.clone(),
+        )
+    })
+    .or_else(|| {
+        differs(
+            "installments",
+            installments(repeat.installments).to_string(),
+            installments(stored.installments).to_string(),
+        )
+    })
+    .or_else(|| {
+        differs(
+            "transactionId",
+            repeat.transaction_id.to_string(),
+            stored.transaction_id.clone(),
+        )
+    })
 }
 
 /// The token of a payment's live feed: derived one-way from its random submit token, so it is

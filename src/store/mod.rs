@@ -18,6 +18,7 @@ pub mod payments;
 pub mod receipts;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use rusqlite::{Connection, TransactionBehavior};
@@ -89,6 +90,8 @@ enum Request {
 pub struct Store {
     mode: Arc<Mode>,
     path: PathBuf,
+    /// Payments deleted so far (see [`Store::payments_deleted`]).
+    payments_deleted: Arc<AtomicU64>,
 }
 
 enum Mode {
@@ -103,6 +106,7 @@ impl Store {
     /// Opens (creating and migrating) the database and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = open_connection(path)?;
+        let payments_deleted = count_deleted_payments(&conn, path)?;
         let (tx, rx) = mpsc::channel::<Request>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -114,20 +118,32 @@ impl Store {
         Ok(Self {
             mode: Arc::new(Mode::Writer(tx)),
             path: path.to_path_buf(),
+            payments_deleted,
         })
     }
 
     /// Opens the database for inline use (see [`Mode::Inline`]).
     pub fn open_inline(path: &Path) -> Result<Self, StoreError> {
         let conn = open_connection(path)?;
+        let payments_deleted = count_deleted_payments(&conn, path)?;
         Ok(Self {
             mode: Arc::new(Mode::Inline(Mutex::new(conn))),
             path: path.to_path_buf(),
+            payments_deleted,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How many payment rows this store has deleted since it was opened (the retention purge is
+    /// what deletes them), counted as each is deleted, before its commit. A memory of payment
+    /// rows reads it before the call that read a row and keeps what it learnt only while the
+    /// count is unchanged: it then holds nothing the database no longer has. A deletion rolled
+    /// back is counted too, which only makes such a memory forget more than it had to.
+    pub fn payments_deleted(&self) -> u64 {
+        self.payments_deleted.load(Ordering::SeqCst)
     }
 
     /// Runs `work` in a transaction and answers once it is committed (durably: WAL with
@@ -304,6 +320,30 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         schema::MigrateError::Failed(problem) => open_error(problem),
     })?;
     Ok(conn)
+}
+
+/// Counts every deleted payment row through a trigger on this connection (temporary: it lives
+/// and dies with the connection, outside the schema), so no way of deleting one is missed.
+fn count_deleted_payments(conn: &Connection, path: &Path) -> Result<Arc<AtomicU64>, StoreError> {
+    let counter = Arc::new(AtomicU64::new(0));
+    let counting = counter.clone();
+    conn.create_scalar_function(
+        "count_deleted_payment",
+        0,
+        rusqlite::functions::FunctionFlags::SQLITE_UTF8,
+        move |_| {
+            counting.fetch_add(1, Ordering::SeqCst);
+            Ok(0)
+        },
+    )
+    .and_then(|()| {
+        conn.execute_batch(
+            "CREATE TEMP TRIGGER count_deleted_payments AFTER DELETE ON main.payments
+             BEGIN SELECT count_deleted_payment(); END;",
+        )
+    })
+    .map_err(|e| opening_failed(path, e))?;
+    Ok(counter)
 }
 
 /// How many problems the start check names at most (the doctor shows them all).

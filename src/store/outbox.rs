@@ -57,7 +57,7 @@ pub fn due(
     after: DueCursor,
     limit: u32,
 ) -> Result<Vec<Callback>, StoreError> {
-    let mut stmt = c.prepare(
+    let mut stmt = c.prepare_cached(
         "SELECT *, open_url(url) AS url_clear FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1
             AND (next_attempt_at, id) > (?2, ?3)
          ORDER BY next_attempt_at, id LIMIT ?4",

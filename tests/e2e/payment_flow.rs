@@ -92,6 +92,28 @@ async fn credit_payment_approved_end_to_end() {
         1,
         "delivered once"
     );
+    // Polls of a final payment are answered from memory; after a restart that memory is empty
+    // and the database answers: byte for byte the same body.
+    let polled = create_text(&daemon, &body).await;
+    assert_eq!(serde_json::from_str::<Value>(&polled).expect("json"), done);
+    let daemon = daemon.restart().await;
+    assert_eq!(create_text(&daemon, &body).await, polled);
+}
+
+/// A Create's answer as the bytes the daemon sent.
+async fn create_text(daemon: &Daemon, body: &Value) -> String {
+    let response = daemon
+        .gateway()
+        .client
+        .post(format!("{}/payments", daemon.base))
+        .header("X-VTEX-API-AppKey", APP_KEY)
+        .header("X-VTEX-API-AppToken", APP_TOKEN)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(response.status(), 200);
+    response.text().await.expect("body")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
