@@ -52,6 +52,21 @@ pub struct Setup {
     pub args: Vec<String>,
 }
 
+impl Setup {
+    /// The command line of a simulator process (TEF client, nexo terminal) for this setup.
+    fn simulator_args(self) -> Vec<String> {
+        let mut args = vec![
+            "--approve-after-ms".to_string(),
+            self.approve_after_ms.to_string(),
+        ];
+        for fault in &self.faults {
+            args.extend(["--fault".to_string(), fault.to_string()]);
+        }
+        args.extend(self.args);
+        args
+    }
+}
+
 pub type Started = Pin<Box<dyn Future<Output = Box<dyn TerminalUnderTest>> + Send>>;
 
 /// One terminal protocol (and transport) under proof.
@@ -166,14 +181,7 @@ struct Nexo(NexoTerminal);
 
 impl Nexo {
     async fn start(setup: Setup) -> Box<dyn TerminalUnderTest> {
-        let mut args = vec![
-            "--approve-after-ms".to_string(),
-            setup.approve_after_ms.to_string(),
-        ];
-        for fault in &setup.faults {
-            args.extend(["--fault".to_string(), fault.to_string()]);
-        }
-        args.extend(setup.args);
+        let args = setup.simulator_args();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Box::new(Nexo(NexoTerminal::start(&args).await))
     }
@@ -202,14 +210,7 @@ struct Tef(TefClient);
 
 impl Tef {
     async fn start(setup: Setup) -> Box<dyn TerminalUnderTest> {
-        let mut args = vec![
-            "--approve-after-ms".to_string(),
-            setup.approve_after_ms.to_string(),
-        ];
-        for fault in &setup.faults {
-            args.extend(["--fault".to_string(), fault.to_string()]);
-        }
-        args.extend(setup.args);
+        let args = setup.simulator_args();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Box::new(Tef(TefClient::start(&args).await))
     }
