@@ -703,7 +703,11 @@ pub fn main() -> ExitCode {
             store_id,
             password_file,
             nats_url,
-        } => match crate::uplink::issue_store_credentials(&store_id, &password_file, &nats_url) {
+        } => match crate::uplink::permissions::issue_store_credentials(
+            &store_id,
+            &password_file,
+            &nats_url,
+        ) {
             Ok(text) => {
                 println!("{text}");
                 ExitCode::SUCCESS

@@ -10,7 +10,6 @@ pub mod permissions;
 mod serials;
 pub mod wire;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -195,7 +194,7 @@ async fn answer(client: Client, app: Router, message: Message) {
                     .extensions_mut()
                     .insert(ConnectInfo(SocketAddr::new(ip, 0)));
             }
-            let Ok(response) = app.oneshot(request).await.map_err(|e: Infallible| e);
+            let Ok(response) = app.oneshot(request).await;
             response
         }
         Err(e) => {
@@ -228,55 +227,6 @@ async fn answer(client: Client, app: Router, message: Message) {
         // The relay's request times out and it answers the Gateway as for a store offline.
         tracing::warn!(error = %e, "cannot send an answer to the relay");
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum IssueError {
-    #[error("{0}")]
-    StoreId(String),
-    #[error("cannot make a password: {0}")]
-    Random(getrandom::Error),
-    #[error("cannot write {path} (it must not exist yet): {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
-}
-
-/// `posbridge issue-store-credentials`: a new random password for the store `store_id` written
-/// to `password_file` (created, mode 0600), and what to configure on both sides.
-pub fn issue_store_credentials(
-    store_id: &str,
-    password_file: &std::path::Path,
-    nats_url: &str,
-) -> Result<String, IssueError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-
-    crate::config::check_store_id(store_id).map_err(IssueError::StoreId)?;
-    let password = crate::secret::random_token().map_err(IssueError::Random)?;
-    let write_error = |source| IssueError::Write {
-        path: password_file.display().to_string(),
-        source,
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(password_file)
-        .map_err(write_error)?;
-    file.write_all(format!("{password}\n").as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(write_error)?;
-    Ok(format!(
-        "# The relay tier's nats-server.conf: add this entry to the posbridge account's users,\n\
-         # then reload nats-server (systemctl reload nats-server).\n{}\n\n\
-         # The store's posbridge.toml (copy {} to the store, owner root, group posbridge, 0640):\n\
-         [uplink]\nnats_url = \"{nats_url}\"\nstore_id = \"{store_id}\"\nuser = \"{store_id}\"\n\
-         password_file = \"/etc/posbridge/uplink.password\"",
-        permissions::server_conf_user(store_id, &password),
-        password_file.display()
-    ))
 }
 
 fn json_error(status: http::StatusCode, code: &str, message: &str) -> Response<Body> {
