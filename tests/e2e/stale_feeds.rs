@@ -40,10 +40,30 @@ async fn plain_get(ws_url: &str) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-/// Makes a payment's feed look final for longer than its token lives.
+/// Makes a payment's feed look final for longer than its token lives. Waits for the feed's
+/// `result` event first: the Gateway's poll may see the final answer (kept in memory once the
+/// result is committed) before the feed has stored the event the token's life counts from.
 fn age_feed(daemon: &Daemon, payment_id: &str) {
     let db = rusqlite::Connection::open(daemon.db_path()).expect("db");
     db.busy_timeout(Duration::from_secs(5)).expect("busy");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let results: i64 = db
+            .query_row(
+                "SELECT COUNT(*) FROM payment_events WHERE payment_id = ?1 AND kind = 'result'",
+                [payment_id],
+                |row| row.get(0),
+            )
+            .expect("count the feed's results");
+        if results > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the feed of {payment_id} never stored its result"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let moved = db
         .execute(
             "UPDATE payment_events SET created_at = created_at - 601000 WHERE payment_id = ?1",
