@@ -281,6 +281,33 @@ pub enum OpenError {
     Crypto,
 }
 
+/// What an envelope says in clear, read before anyone knows whose key opens it: for routing
+/// (which terminal, which key, which ServiceID) and nothing else.
+#[derive(Debug, Clone)]
+pub struct ClearParts {
+    pub direction: Direction,
+    pub header: Option<MessageHeader>,
+    /// A `NexoBlob` is present: the message claims to be sealed.
+    pub sealed: bool,
+    pub trailer: Option<SecurityTrailer>,
+}
+
+/// Reads an envelope's clear parts without opening it.
+pub fn clear_parts(envelope: &[u8]) -> Result<ClearParts, OpenError> {
+    let outer: OuterIn = serde_json::from_slice(envelope)
+        .map_err(|error| OpenError::NotAnEnvelope(error.to_string()))?;
+    let (direction, body) = match outer {
+        OuterIn::Request(body) => (Direction::Request, body),
+        OuterIn::Response(body) => (Direction::Response, body),
+    };
+    Ok(ClearParts {
+        direction,
+        header: body.message_header,
+        sealed: body.nexo_blob.is_some(),
+        trailer: body.security_trailer,
+    })
+}
+
 /// Opens an envelope: checks its shape, decrypts the blob and verifies the HMAC (in constant
 /// time). The key identifier and version in the trailer are returned, not checked: the caller
 /// knows which key it expects.

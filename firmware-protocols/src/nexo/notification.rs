@@ -9,8 +9,6 @@
 //! clear), then [`Notification::open`] opens it under that terminal's key. A notification that
 //! does not open is refused the same way whatever the cause, as an answer would be.
 
-use serde::Deserialize;
-
 use super::crypto::{self, Direction, KeyIdentity, KeyMaterial, OpenError};
 use super::messages::{
     DisplayOutput, DisplayRequest, EventNotification, MessageCategory, MessageClass, MessageError,
@@ -178,27 +176,24 @@ impl Notification {
     }
 }
 
-#[derive(Deserialize)]
-struct ClearEnvelope {
-    #[serde(rename = "SaleToPOIRequest")]
-    request: ClearParts,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ClearParts {
-    message_header: MessageHeader,
-    nexo_blob: Option<serde::de::IgnoredAny>,
-}
-
 /// The `POIID` a sealed notification names in its clear header: whose key opens it. Nothing in
 /// the clear header is trusted beyond choosing that key. A notification sent in clear is
 /// refused: nothing would prove its sender.
 pub fn sender(body: &[u8]) -> Result<String, NotificationError> {
-    let envelope: ClearEnvelope = serde_json::from_slice(body)
-        .map_err(|error| NotificationError::NotAnEnvelope(error.to_string()))?;
-    if envelope.request.nexo_blob.is_none() {
+    let clear = crypto::clear_parts(body).map_err(|error| match error {
+        OpenError::NotAnEnvelope(why) => NotificationError::NotAnEnvelope(why),
+        other => NotificationError::NotAnEnvelope(other.to_string()),
+    })?;
+    if clear.direction != Direction::Request {
+        return Err(NotificationError::NotAnEnvelope(
+            "a SaleToPOIResponse is no notification".to_owned(),
+        ));
+    }
+    let header = clear.header.ok_or_else(|| {
+        NotificationError::NotAnEnvelope("missing field `MessageHeader`".to_owned())
+    })?;
+    if !clear.sealed {
         return Err(NotificationError::NotSealed);
     }
-    Ok(envelope.request.message_header.poi_id)
+    Ok(header.poi_id)
 }

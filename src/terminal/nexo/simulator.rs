@@ -53,9 +53,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use firmware_protocols::nexo::crypto::{
-    self, Direction, KeyIdentity, KeyMaterial, SecurityTrailer,
-};
+use firmware_protocols::nexo::crypto::{self, Direction, KeyIdentity, KeyMaterial};
 use firmware_protocols::nexo::messages::{
     EventNotification, MessageCategory, MessageClass, MessageHeader, MessageType, PaymentRequest,
     Request, RequestBody, Response, ResponseBody,
@@ -70,7 +68,6 @@ use hyper_util::rt::TokioIo;
 use reqwest::Url;
 use reqwest::header::CONTENT_TYPE;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use serde::Deserialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -476,20 +473,6 @@ enum Answer {
     HangUp,
 }
 
-/// The clear parts of an envelope, read before its key is known to be ours.
-#[derive(Deserialize)]
-struct ClearEnvelope {
-    #[serde(rename = "SaleToPOIRequest")]
-    request: ClearParts,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ClearParts {
-    message_header: Option<MessageHeader>,
-    security_trailer: Option<SecurityTrailer>,
-}
-
 impl Simulator {
     fn new(options: SimulatorOptions, notifier: Option<Notifier>) -> Simulator {
         Simulator {
@@ -512,7 +495,10 @@ impl Simulator {
 
     /// Checks the envelope as a terminal does (key, then HMAC) and serves what is inside.
     async fn answer(self: &Arc<Self>, body: &[u8]) -> Answer {
-        let Ok(ClearEnvelope { request: clear }) = serde_json::from_slice(body) else {
+        let Some(clear) = crypto::clear_parts(body)
+            .ok()
+            .filter(|clear| clear.direction == Direction::Request)
+        else {
             tracing::warn!("nexo simulator: not a SaleToPOIRequest envelope");
             return Answer::CryptoError {
                 code: 1,
@@ -520,10 +506,10 @@ impl Simulator {
             };
         };
         let service_id = clear
-            .message_header
+            .header
             .as_ref()
             .and_then(|header| header.service_id.clone());
-        let Some(trailer) = clear.security_trailer else {
+        let Some(trailer) = clear.trailer.filter(|_| clear.sealed) else {
             tracing::warn!(
                 service_id = service_id.as_deref().unwrap_or_default(),
                 "nexo simulator: request in clear refused"
