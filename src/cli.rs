@@ -118,6 +118,17 @@ enum Command {
         json: bool,
         level: String,
     },
+    /// Run one replica of the relay tier: one public Service URL for the Gateway in front of
+    /// many stores that dial out to its NATS cluster (`[uplink]`).
+    Relay {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Log filter: a level (info, debug, trace) or EnvFilter directives. RUST_LOG overrides.
+        #[arg(long, default_value = "info", env = "POSBRIDGE_LOG")]
+        log_level: String,
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
     /// For the relay tier's operator: issue a store's NATS login. Writes a new random password
     /// to --password-file (mode 0600; never over an existing file) and prints the `users` entry
     /// for the relay tier's nats-server.conf (the store limited to its own subjects) and the
@@ -696,6 +707,44 @@ pub fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("posbridge: {e}");
                     ExitCode::from(EXIT_NOT_ASKED)
+                }
+            }
+        }
+        Command::Relay {
+            config,
+            log_level,
+            log_format,
+        } => {
+            let config = match crate::config::RelayConfig::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("posbridge: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            if let Err(e) = telemetry::init(&log_level, log_format, LogOutput::Stdout) {
+                eprintln!("posbridge: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            tracing::trace!(config = ?config, "relay configuration as read");
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            let result = rt.block_on(async {
+                let shutdown = crate::server::shutdown_on_signals()?;
+                crate::relay::run(config, shutdown).await
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("fatal: {e:#}");
+                    eprintln!("posbridge: {e:#}");
+                    if e.downcast_ref::<crate::tls::TlsFileError>().is_some() {
+                        ExitCode::from(EXIT_USAGE)
+                    } else {
+                        ExitCode::FAILURE
+                    }
                 }
             }
         }

@@ -12,7 +12,9 @@ use crate::secret::Secret;
 use crate::terminal::setup::{PROTOCOLS, ProtocolSettings, ReadError};
 
 mod nats;
+mod relay;
 pub use nats::{NatsConnection, NatsLogin, UplinkConfig, check_store_id};
+pub use relay::{RelayConfig, RelayNats};
 
 /// The embedded default configuration: a demo box (the simulator terminal, allowed), localhost,
 /// a local database.
@@ -482,32 +484,7 @@ impl Config {
                 "must be at least 16".into(),
             );
         }
-        let vtex = &self.vtex;
-        for (key, value, what) in [
-            ("vtex.app_key", vtex.app_key.as_str(), GATEWAY_PAIR),
-            ("vtex.app_token", vtex.app_token.expose(), GATEWAY_PAIR),
-            (
-                "vtex.callback_app_key",
-                vtex.callback_app_key.as_str(),
-                PARTNER_PAIR,
-            ),
-            (
-                "vtex.callback_app_token",
-                vtex.callback_app_token.expose(),
-                PARTNER_PAIR,
-            ),
-        ] {
-            // The value is never echoed: it may be a real secret.
-            if value.is_empty() {
-                return bad(key, format!("is empty: set your VTEX credentials ({what})"));
-            }
-            if is_placeholder(value) && !self.pos.allow_simulator {
-                return bad(
-                    key,
-                    format!("is a placeholder: set your VTEX credentials ({what})"),
-                );
-            }
-        }
+        check_vtex_keys(&self.vtex, self.pos.allow_simulator)?;
         let pos = &self.pos;
         if pos.seconds_waiting == 0 {
             return bad("pos.seconds_waiting", "must be at least 1".into());
@@ -666,6 +643,38 @@ fn first_key(path: &serde_path_to_error::Path) -> Option<String> {
 const GATEWAY_PAIR: &str =
     "the key pair VTEX's Gateway sends in X-VTEX-API-AppKey / X-VTEX-API-AppToken";
 const PARTNER_PAIR: &str = "your partner account's key pair, sent with every callback";
+
+/// Both `[vtex]` key pairs are set (a placeholder only on a demo box): the store daemon's and
+/// the relay's, which has the same `[vtex]`.
+fn check_vtex_keys(vtex: &VtexConfig, allow_placeholders: bool) -> Result<(), (String, String)> {
+    let bad = |key: &str, problem: String| Err((key.to_string(), problem));
+    for (key, value, what) in [
+        ("vtex.app_key", vtex.app_key.as_str(), GATEWAY_PAIR),
+        ("vtex.app_token", vtex.app_token.expose(), GATEWAY_PAIR),
+        (
+            "vtex.callback_app_key",
+            vtex.callback_app_key.as_str(),
+            PARTNER_PAIR,
+        ),
+        (
+            "vtex.callback_app_token",
+            vtex.callback_app_token.expose(),
+            PARTNER_PAIR,
+        ),
+    ] {
+        // The value is never echoed: it may be a real secret.
+        if value.is_empty() {
+            return bad(key, format!("is empty: set your VTEX credentials ({what})"));
+        }
+        if is_placeholder(value) && !allow_placeholders {
+            return bad(
+                key,
+                format!("is a placeholder: set your VTEX credentials ({what})"),
+            );
+        }
+    }
+    Ok(())
+}
 
 /// The packaged configuration's `CHANGE-ME`, and the development default's `…-change-me`.
 fn is_placeholder(credential: &str) -> bool {

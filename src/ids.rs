@@ -43,3 +43,60 @@ pub fn problem(id: &str, max_chars: usize) -> Option<String> {
         None
     }
 }
+
+/// The public identity the relay tier gave a payment before its store knew it (`tid` and the
+/// submitUrl's token, both in the relay's first Create answer): the store adopts them when it
+/// creates the payment, so every later answer names the same `tid` and submitUrl. Only the
+/// uplink sets it, from the relay's message; a request on the listener cannot.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RelayAssigned {
+    pub tid: String,
+    pub submit_token: String,
+}
+
+impl RelayAssigned {
+    /// Both in the shapes posbridge makes them (`pb` and 20 hex digits; 64 hex digits), or
+    /// `None`: a store never adopts what it would not have made itself.
+    pub fn parse(tid: &str, submit_token: &str) -> Option<Self> {
+        let hex = |s: &str, len: usize| {
+            s.len() == len
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let tid_ok = tid.strip_prefix("pb").is_some_and(|rest| hex(rest, 20));
+        (tid_ok && hex(submit_token, 64)).then(|| Self {
+            tid: tid.to_string(),
+            submit_token: submit_token.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Debug for RelayAssigned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayAssigned")
+            .field("tid", &self.tid)
+            .field("submit_token", &"***")
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod relay_assigned_tests {
+    use super::RelayAssigned;
+
+    #[test]
+    fn only_identities_in_posbridges_own_shapes_are_adopted_and_the_token_never_prints() {
+        let token = "ab".repeat(32);
+        let assigned = RelayAssigned::parse("pb0123456789abcdef0123", &token).expect("valid");
+        assert!(!format!("{assigned:?}").contains(&token));
+        for (tid, token) in [
+            ("pb0123", token.as_str()),
+            ("xx0123456789abcdef0123", token.as_str()),
+            ("pb0123456789ABCDEF0123", token.as_str()),
+            ("pb0123456789abcdef0123", "short"),
+            ("pb0123456789abcdef0123", &"zz".repeat(32)),
+        ] {
+            assert!(RelayAssigned::parse(tid, token).is_none(), "{tid} {token}");
+        }
+    }
+}

@@ -195,6 +195,34 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         });
     }
     let grace = Duration::from_secs(config.server.shutdown_grace_s);
+    serve(listener, app, tls, &shutdown, grace).await?;
+    tracing::info!("stopping workers");
+    workers_stop.cancel();
+    tasks.close();
+    if tokio::time::timeout(Duration::from_secs(5), tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("workers did not stop in time");
+    }
+    // A clean stop leaves the database file complete on its own (nothing left in the -wal).
+    match store.checkpoint().await {
+        Ok(()) => tracing::info!("database checkpointed"),
+        Err(e) => tracing::warn!(error = %e, "cannot checkpoint the database at shutdown"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serves `app` on `listener` (HTTPS with `tls`) until `shutdown`; requests in flight then have
+/// `grace` to finish. The store daemon's listener and the relay's.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    tls: Option<Arc<crate::tls::Tls>>,
+    shutdown: &CancellationToken,
+    grace: Duration,
+) -> anyhow::Result<()> {
     // A bounded kernel send buffer per connection: a Payment App client that stops reading
     // fills it quickly, so its feed falls behind and is closed (1013) instead of piling up
     // megabytes in the kernel. Plenty for PPP answers.
@@ -241,21 +269,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             tracing::warn!("grace period over: exiting with requests still in flight");
         }
     }
-    tracing::info!("stopping workers");
-    workers_stop.cancel();
-    tasks.close();
-    if tokio::time::timeout(Duration::from_secs(5), tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("workers did not stop in time");
-    }
-    // A clean stop leaves the database file complete on its own (nothing left in the -wal).
-    match store.checkpoint().await {
-        Ok(()) => tracing::info!("database checkpointed"),
-        Err(e) => tracing::warn!(error = %e, "cannot checkpoint the database at shutdown"),
-    }
-    tracing::info!("stopped");
     Ok(())
 }
 

@@ -82,7 +82,7 @@ pub fn check_store_id(id: &str) -> Result<(), String> {
 }
 
 /// `nats://host:port` or `tls://host:port`, several separated by commas (one cluster).
-fn servers(text: &str, key: &str) -> Result<Vec<String>, String> {
+pub(super) fn servers(text: &str, key: &str) -> Result<Vec<String>, String> {
     let servers: Vec<String> = text
         .split(',')
         .map(str::trim)
@@ -107,7 +107,7 @@ fn servers(text: &str, key: &str) -> Result<Vec<String>, String> {
     Ok(servers)
 }
 
-fn login(
+pub(super) fn login(
     credentials_file: Option<PathBuf>,
     user: Option<String>,
     password_file: Option<PathBuf>,

@@ -97,6 +97,7 @@ fn create(id: &str, amount_minor: i64) -> CreatePayment {
         callback_url: "http://127.0.0.1:9/callback".into(),
         test_card: None,
         is_test_suite: false,
+        relay_assigned: None,
     }
 }
 

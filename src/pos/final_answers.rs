@@ -179,6 +179,7 @@ mod tests {
             callback_url: "http://127.0.0.1:9/another-callback".into(),
             test_card: None,
             is_test_suite: false,
+            relay_assigned: None,
         }
     }
 

@@ -113,6 +113,8 @@ pub struct CreatePayment {
     /// A card number on a Test Suite request (never stored).
     pub test_card: Option<CardNumber>,
     pub is_test_suite: bool,
+    /// The `tid` and submit token the relay tier already gave out (`[uplink]`), else made here.
+    pub relay_assigned: Option<crate::ids::RelayAssigned>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -487,8 +489,14 @@ impl Engine {
             currency: r.currency.code().to_string(),
             installments: r.installments,
             callback_url: r.callback_url.clone(),
-            submit_token: random_token()?,
-            tid: random_id("pb")?,
+            submit_token: match &r.relay_assigned {
+                Some(assigned) => assigned.submit_token.clone(),
+                None => random_token()?,
+            },
+            tid: match &r.relay_assigned {
+                Some(assigned) => assigned.tid.clone(),
+                None => random_id("pb")?,
+            },
             state: PaymentState::Received,
             terminal_id: None,
             delays: self.delays(),

@@ -7,9 +7,11 @@ pub mod create_answer;
 pub mod error;
 pub(crate) mod ids;
 mod manifest;
+pub use manifest::{manifest_body, payment_methods_body};
 pub mod onboarding;
 pub mod operations;
 mod payments;
+pub use payments::read_create;
 
 use std::sync::Arc;
 

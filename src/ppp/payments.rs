@@ -4,11 +4,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use http_body::{Frame, SizeHint};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -21,6 +21,7 @@ use super::body::{RawBody, lenient_int, object_or_none, parse};
 use super::error::PppError;
 use super::ids::check_id;
 use super::operations::{self, Operation};
+use crate::ids::RelayAssigned;
 use crate::money::{Amount, Currency};
 use crate::pos::{
     CreatePayment, DEBIT_METHOD, EngineError, InFlightGuard, OperationAnswer, PaymentReply, Reply,
@@ -84,16 +85,14 @@ pub async fn create(
     State(state): State<AppState>,
     Merchant(merchant): Merchant,
     headers: HeaderMap,
+    relay_assigned: Option<Extension<RelayAssigned>>,
     RawBody(bytes): RawBody,
 ) -> Response {
-    let body: CreateBody = match parse(&bytes) {
-        Ok(b) => b,
-        Err(message) => return PppError::bad("bad-request", message).into_response(),
-    };
-    let request = match validate_create(body, is_test_suite(&headers)) {
+    let mut request = match read_create(&headers, &bytes) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
+    request.relay_assigned = relay_assigned.map(|Extension(assigned)| assigned);
     let span = tracing::info_span!("create_payment", payment_id = %request.payment_id);
     let _enter = span.enter();
     // The callback for this payment waits until this answer has been sent.
@@ -117,6 +116,13 @@ pub async fn create(
         }
         Err(e) => engine_error(e).into_response(),
     }
+}
+
+/// A Create Payment request as the Gateway sent it, checked field by field (also what the
+/// relay tier checks before it keeps a Create for a store not known yet).
+pub fn read_create(headers: &HeaderMap, bytes: &[u8]) -> Result<CreatePayment, PppError> {
+    let body: CreateBody = parse(bytes).map_err(|message| PppError::bad("bad-request", message))?;
+    validate_create(body, is_test_suite(headers))
 }
 
 fn validate_create(body: CreateBody, is_test_suite: bool) -> Result<CreatePayment, PppError> {
@@ -169,6 +175,7 @@ fn validate_create(body: CreateBody, is_test_suite: bool) -> Result<CreatePaymen
         callback_url: body.callback_url,
         test_card: body.card.and_then(|c| c.number),
         is_test_suite,
+        relay_assigned: None,
     })
 }
 

@@ -3,6 +3,12 @@
 //! submits; a serial two stores claim goes to neither until a person removes it from one.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
 
 /// Where a submitted serial number leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +74,107 @@ impl Directory {
     /// The stores that announced themselves (for the relay's status).
     pub fn stores(&self) -> impl Iterator<Item = &str> {
         self.stores.keys().map(String::as_str)
+    }
+}
+
+/// The directory every request of one relay replica reads, kept by [`follow`].
+pub type SharedDirectory = Arc<RwLock<Directory>>;
+
+/// A serial map entry as a store writes it: its serial numbers.
+fn serials_of(entry: &kv::Entry) -> Option<Vec<String>> {
+    if entry.operation != kv::Operation::Put {
+        return None;
+    }
+    match serde_json::from_slice(&entry.value) {
+        Ok(serials) => Some(serials),
+        Err(e) => {
+            tracing::error!(store_id = %entry.key, error = %e, "a store's terminal list in the serial map cannot be read: its terminals are not routed");
+            None
+        }
+    }
+}
+
+fn apply(directory: &SharedDirectory, store_id: &str, serials: Option<Vec<String>>) {
+    log_routed(store_id, serials.as_deref());
+    let disputed = match directory.write() {
+        Ok(mut directory) => directory.apply(store_id, serials),
+        Err(_) => return,
+    };
+    for serial in disputed {
+        let claimants = directory
+            .read()
+            .map(|d| match d.lookup(&serial) {
+                Lookup::Disputed(stores) => stores.join(", "),
+                _ => String::new(),
+            })
+            .unwrap_or_default();
+        tracing::error!(serial = %serial, stores = %claimants, "ALARM: two stores claim one terminal serial number: payments naming it are refused until it is removed from all but one store's configuration");
+    }
+}
+
+fn log_routed(store_id: &str, serials: Option<&[String]>) {
+    match serials {
+        Some(serials) => {
+            tracing::info!(store_id = %store_id, serials = %serials.join(", "), "a store's terminals routed");
+        }
+        None => tracing::info!(
+            store_id,
+            "a store left the serial map: its terminals are no longer routed"
+        ),
+    }
+}
+
+/// Keeps `directory` equal to the serial map until `stop`: every entry at start, then every
+/// change; after a lost connection, read whole again. `loaded` is cancelled once the first
+/// full read is in: the replica serves only then, so no serial is refused for being unread.
+pub async fn follow(
+    bucket: kv::Store,
+    directory: SharedDirectory,
+    loaded: CancellationToken,
+    stop: CancellationToken,
+) {
+    const RETRY: Duration = Duration::from_secs(1);
+    loop {
+        // Changes are watched before the entries are read: none falls between the two (an
+        // entry is a store's whole list, so reading one twice changes nothing).
+        let read = async {
+            let mut changes = bucket.watch_all().await.map_err(|e| e.to_string())?;
+            let mut keys = bucket.keys().await.map_err(|e| e.to_string())?;
+            let mut fresh = Directory::default();
+            let mut disputed = Vec::new();
+            while let Some(store_id) = keys.next().await {
+                let store_id = store_id.map_err(|e| e.to_string())?;
+                if let Some(entry) = bucket.entry(&store_id).await.map_err(|e| e.to_string())? {
+                    let serials = serials_of(&entry);
+                    log_routed(&store_id, serials.as_deref());
+                    disputed.extend(fresh.apply(&store_id, serials));
+                }
+            }
+            if let Ok(mut shared) = directory.write() {
+                *shared = fresh;
+            }
+            for serial in disputed {
+                tracing::error!(serial = %serial, "ALARM: two stores claim one terminal serial number: payments naming it are refused until it is removed from all but one store's configuration");
+            }
+            loaded.cancel();
+            while let Some(change) = changes.next().await {
+                let change = change.map_err(|e| e.to_string())?;
+                apply(&directory, &change.key, serials_of(&change));
+            }
+            Ok::<(), String>(())
+        };
+        let why = tokio::select! {
+            () = stop.cancelled() => return,
+            result = read => match result {
+                Ok(()) => "the watch ended".to_string(),
+                Err(e) => e,
+            },
+        };
+        tracing::warn!(error = %why, "lost the serial map: reading it again");
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(RETRY) => {}
+        }
     }
 }
 

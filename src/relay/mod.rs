@@ -1,5 +1,181 @@
-//! The relay tier (`posbridge relay`): one public Service URL for the Gateway in front of many
-//! stores that only dial out (`uplink`). Built so far: the directory that routes a submitted
-//! terminal serial to its store. The relay's listener and routing are not built yet.
+//! The relay tier (`posbridge relay --config relay.toml`): one public Service URL for the
+//! Gateway in front of many stores that only dial out (`uplink`). A replica keeps nothing of
+//! its own: what it knows of payments (`payments`) and which store has which terminal
+//! (`directory`, from the serial map the stores write) is in JetStream on the tier's NATS
+//! cluster, so any replica behind a load balancer continues any payment. Requests for a
+//! payment whose store is known go to that store over NATS (`forward`); `routes` is the HTTP
+//! side.
 
 pub mod directory;
+mod forward;
+pub mod payments;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::RelayConfig;
+use crate::ppp::auth::Credentials;
+use crate::ppp::create_answer::PublicUrls;
+use crate::uplink::SERIALS_BUCKET;
+use payments::{PAYMENTS_BUCKET, Payments};
+use routes::RelayState;
+
+/// The relay's own reply inboxes: a prefix no store's NATS user may read (stores have
+/// `_INBOX.<store_id>.>` only), so no store can read another's answers.
+const RELAY_INBOX: &str = "_RELAY_INBOX";
+/// How long the relay tier remembers a payment (its route to its store).
+const PAYMENT_RECORDS_KEPT: Duration = Duration::from_secs(400 * 86_400);
+/// How long one JetStream call may take (the Gateway's budget is a few seconds).
+const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs one relay replica until `shutdown`.
+pub async fn run(config: RelayConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let tls = match &config.server.tls {
+        Some(files) => Some(crate::tls::Tls::load(files)?),
+        None => None,
+    };
+    let limits = crate::net::route_limits(&config.server, &config.rate_limits);
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let addr: SocketAddr = listener.local_addr().context("no local address")?;
+    let nats = crate::uplink::connect(&config.nats.connection, "posbridge relay", RELAY_INBOX)
+        .await
+        .context("cannot start the relay's NATS connection ([nats])")?;
+    let mut js = jetstream::new(nats.clone());
+    js.set_timeout(JETSTREAM_TIMEOUT);
+    let buckets = tokio::select! {
+        () = shutdown.cancelled() => None,
+        buckets = open_buckets(&js, config.nats.replicas) => Some(buckets),
+    };
+    let Some((payments_bucket, serials_bucket)) = buckets else {
+        return Ok(());
+    };
+
+    let tasks = TaskTracker::new();
+    let workers_stop = CancellationToken::new();
+    let directory = Arc::new(RwLock::new(directory::Directory::default()));
+    let loaded = CancellationToken::new();
+    tasks.spawn(directory::follow(
+        serials_bucket,
+        directory.clone(),
+        loaded.clone(),
+        workers_stop.clone(),
+    ));
+    tokio::select! {
+        () = shutdown.cancelled() => return Ok(()),
+        () = loaded.cancelled() => {}
+    }
+    let public_url = config
+        .server
+        .public_url
+        .clone()
+        .context("server.public_url is required")?;
+    let state = RelayState {
+        nats: nats.clone(),
+        payments: Payments::new(payments_bucket),
+        directory,
+        credentials: Credentials::new(
+            &config.vtex.app_key,
+            config.vtex.app_token.clone(),
+            Vec::new(),
+        ),
+        urls: PublicUrls::new(&public_url),
+        app_key: config.vtex.app_key.clone(),
+        app_token: config.vtex.app_token.clone(),
+        // Within the Gateway's budget, with room for the relay's own records.
+        store_timeout: Duration::from_millis(config.server.ppp_timeout_ms * 3 / 4),
+        max_body_bytes: config.server.max_body_bytes,
+    };
+    crate::observability::install();
+    let app = crate::net::layer(routes::router(state, &limits), &config.server);
+    if let Some(tls) = &tls {
+        tasks.spawn(tls.clone().watch(workers_stop.clone()));
+        tracing::info!(sha256 = %tls.fingerprint(), "serving TLS 1.2 and 1.3");
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%public_url, "relay listening on {scheme}://{addr}");
+    let notifier = crate::systemd::Notifier::from_env();
+    notifier.notify("READY=1");
+    let grace = Duration::from_secs(config.server.shutdown_grace_s);
+    let served = crate::server::serve(listener, app, tls, &shutdown, grace).await;
+    notifier.notify("STOPPING=1");
+    workers_stop.cancel();
+    tasks.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;
+    let _ = nats.flush().await;
+    tracing::info!("stopped");
+    served
+}
+
+/// The relay tier's two key-value buckets, made by the first replica that starts (the same
+/// settings every time, so a second replica finds them as they are). Waits for NATS.
+async fn open_buckets(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> (jetstream::kv::Store, jetstream::kv::Store) {
+    let mut told = false;
+    loop {
+        let opened = async {
+            let payments = bucket(js, PAYMENTS_BUCKET, replicas).await?;
+            let serials = bucket(js, SERIALS_BUCKET, replicas).await?;
+            Ok::<_, String>((payments, serials))
+        }
+        .await;
+        match opened {
+            Ok(buckets) => {
+                tracing::info!(replicas, "relay records open on NATS");
+                return buckets;
+            }
+            Err(e) if !told => {
+                tracing::warn!(error = %e, "cannot open the relay's records on NATS yet: retrying");
+                told = true;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A key-value bucket: its stream made by hand in the shape JetStream gives buckets (one value
+/// per key, writes refused when full rather than old values dropped), because async-nats's
+/// `create_key_value` asks the server for account details nats-server 2.9 (Debian's) does not
+/// send.
+async fn bucket(
+    js: &jetstream::Context,
+    name: &str,
+    replicas: usize,
+) -> Result<jetstream::kv::Store, String> {
+    // A payment's route is kept past any refund the Gateway may still ask for; a store's
+    // serial list for as long as the store is configured.
+    let max_age = if name == PAYMENTS_BUCKET {
+        PAYMENT_RECORDS_KEPT
+    } else {
+        Duration::ZERO
+    };
+    js.get_or_create_stream(jetstream::stream::Config {
+        max_age,
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        discard: jetstream::stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        num_replicas: replicas,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("bucket {name}: {e}"))?;
+    js.get_key_value(name)
+        .await
+        .map_err(|e| format!("bucket {name}: {e}"))
+}

@@ -13,6 +13,10 @@ pub const METHOD: &str = "Posbridge-Method";
 pub const PATH: &str = "Posbridge-Path";
 /// The address the relay took the request from: the store's failure limits count by it.
 pub const CLIENT: &str = "Posbridge-Client";
+/// The `tid` the relay gave a payment in its first Create answer (`RelayAssigned`).
+pub const TID: &str = "Posbridge-Tid";
+/// The submitUrl token the relay gave out with it.
+pub const SUBMIT_TOKEN: &str = "Posbridge-Submit-Token";
 /// The answer's status code.
 pub const STATUS: &str = "Posbridge-Status";
 /// Prefix of the HTTP headers carried along, so that none can pose as one of the above.
@@ -55,7 +59,14 @@ pub fn request_to_nats(
     headers
 }
 
-/// What the store serves: the HTTP request rebuilt from a relayed message.
+/// A Create the relay forwards carries the identity it already gave the payment out under.
+pub fn assign(headers: &mut HeaderMap, assigned: &crate::ids::RelayAssigned) {
+    headers.insert(TID, assigned.tid.as_str());
+    headers.insert(SUBMIT_TOKEN, assigned.submit_token.as_str());
+}
+
+/// What the store serves: the HTTP request rebuilt from a relayed message, with the identity
+/// the relay gave the payment (if it names one) as a request extension.
 pub fn request_from_nats(
     headers: Option<&HeaderMap>,
     payload: Bytes,
@@ -74,6 +85,16 @@ pub fn request_from_nats(
         .body(Body::from(payload))
         .map_err(|_| WireError::Invalid(PATH, path.to_string()))?;
     restore(headers, request.headers_mut());
+    match (headers.get(TID), headers.get(SUBMIT_TOKEN)) {
+        (None, None) => {}
+        (Some(tid), Some(token)) => {
+            let assigned = crate::ids::RelayAssigned::parse(tid.as_str(), token.as_str())
+                .ok_or_else(|| WireError::Invalid(TID, tid.to_string()))?;
+            request.extensions_mut().insert(assigned);
+        }
+        (None, Some(_)) => return Err(WireError::Missing(TID)),
+        (Some(_), None) => return Err(WireError::Missing(SUBMIT_TOKEN)),
+    }
     let client = match headers.get(CLIENT) {
         Some(value) => Some(
             value
@@ -215,6 +236,43 @@ mod tests {
         let (request, _) = request_from_nats(Some(&headers), Bytes::new()).expect("valid");
         assert_eq!(request.method(), Method::GET);
         assert_eq!(request.headers()["posbridge-method"], "DELETE");
+    }
+
+    #[test]
+    fn the_relays_identity_of_a_payment_crosses_as_an_extension_only_when_well_formed() {
+        let token = "0f".repeat(32);
+        let assigned =
+            crate::ids::RelayAssigned::parse("pb00112233445566778899", &token).expect("valid");
+        let mut headers =
+            request_to_nats(&Method::POST, "/payments", &http::HeaderMap::new(), None);
+        assign(&mut headers, &assigned);
+        let (request, _) = request_from_nats(Some(&headers), Bytes::new()).expect("valid");
+        assert_eq!(
+            request.extensions().get::<crate::ids::RelayAssigned>(),
+            Some(&assigned)
+        );
+        // An HTTP header of the same name is carried as a header, never as the identity.
+        let mut http_headers = http::HeaderMap::new();
+        http_headers.insert(
+            "posbridge-tid",
+            "pb00112233445566778899".parse().expect("v"),
+        );
+        let headers = request_to_nats(&Method::POST, "/payments", &http_headers, None);
+        let (request, _) = request_from_nats(Some(&headers), Bytes::new()).expect("valid");
+        assert!(
+            request
+                .extensions()
+                .get::<crate::ids::RelayAssigned>()
+                .is_none()
+        );
+        let mut headers =
+            request_to_nats(&Method::POST, "/payments", &http::HeaderMap::new(), None);
+        headers.insert(TID, "pb-not-ours");
+        headers.insert(SUBMIT_TOKEN, token.as_str());
+        assert!(matches!(
+            request_from_nats(Some(&headers), Bytes::new()),
+            Err(WireError::Invalid(TID, _))
+        ));
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct Options {
     /// `[server] listen`: fixed when something must know the daemon's address before it
     /// starts (a terminal that notifies it).
     pub listen: String,
+    /// The first terminal's serial number (the relay tier routes by it).
+    pub serial: &'static str,
 }
 
 impl Default for Options {
@@ -88,6 +90,7 @@ impl Default for Options {
             give_up_after_s: 3600,
             terminal_id: "lane-1",
             listen: "127.0.0.1:0".to_string(),
+            serial: SERIAL,
         }
     }
 }
@@ -146,7 +149,7 @@ code = "{ONBOARDING_CODE}"
 {payment_app}
 [[terminals]]
 id = "{terminal_id}"
-serial_number = "{SERIAL}"
+serial_number = "{serial}"
 result_timeout_s = {result_timeout}
 {terminal}
 "#,
@@ -168,6 +171,7 @@ result_timeout_s = {result_timeout}
             give_up = o.give_up_after_s,
             result_timeout = o.result_timeout_s,
             terminal_id = o.terminal_id,
+            serial = o.serial,
             admin = if o.admin {
                 format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n")
             } else {

@@ -22,6 +22,7 @@ mod payment_app;
 mod payment_flow;
 mod proof;
 mod reference;
+mod relay;
 mod runtime_blocking;
 mod secrets;
 mod spec_check;

@@ -66,11 +66,16 @@ impl NatsServer {
     /// `None` (with a visible message) where `nats-server` is not installed; under CI=true
     /// (`.ci/run` installs Debian's package) that fails the test instead.
     pub fn start() -> Option<NatsServer> {
+        Self::start_for(&[STORE, OTHER_STORE])
+    }
+
+    /// As [`NatsServer::start`], with a login for each of `stores`.
+    pub fn start_for(stores: &[&str]) -> Option<NatsServer> {
         if !nats_server_installed() {
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let users: Vec<String> = [STORE, OTHER_STORE]
+        let users: Vec<String> = stores
             .iter()
             .map(|store| issued_user(dir.path(), store))
             .collect();
@@ -137,10 +142,15 @@ accounts {{
 
     /// The `[uplink]` section of the store `STORE`.
     pub fn uplink(&self) -> String {
+        self.uplink_of(STORE)
+    }
+
+    /// The `[uplink]` section of `store`.
+    pub fn uplink_of(&self, store: &str) -> String {
         format!(
-            "\n[uplink]\nnats_url = \"{}\"\nstore_id = \"{STORE}\"\nuser = \"{STORE}\"\npassword_file = \"{}\"\n",
+            "\n[uplink]\nnats_url = \"{}\"\nstore_id = \"{store}\"\nuser = \"{store}\"\npassword_file = \"{}\"\n",
             self.url(),
-            self.dir.path().join(format!("{STORE}.password")).display()
+            self.dir.path().join(format!("{store}.password")).display()
         )
     }
 

@@ -1,0 +1,409 @@
+//! The relay tier end to end: a real `nats-server` with JetStream, two `posbridge relay`
+//! replicas and three store daemons (simulator terminals) that only dial out. The Gateway and
+//! the Sales App talk to the relays alone, alternating replicas; each payment reaches the store
+//! whose terminal the Sales App names, and every failure the tier promises to survive is played.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::harness::*;
+use crate::uplink::NatsServer;
+
+const STORES: [&str; 3] = ["store-1", "store-2", "store-3"];
+const SERIALS: [&str; 3] = ["SIM-A001", "SIM-B001", "SIM-C001"];
+
+/// One `posbridge relay` replica.
+struct Relay {
+    child: Child,
+    base: String,
+    logs: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Relay {
+    /// A replica on an ephemeral port, giving out [`PUBLIC_URL`].
+    fn start(nats: &NatsServer) -> Relay {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let password = dir.path().join("relay.password");
+        std::fs::write(&password, "relay-secret\n").expect("password");
+        let config = dir.path().join("relay.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[server]
+listen = "127.0.0.1:0"
+public_url = "{public_url}"
+
+[vtex]
+app_key = "{APP_KEY}"
+app_token = "{APP_TOKEN}"
+callback_app_key = "{CALLBACK_KEY}"
+callback_app_token = "{CALLBACK_TOKEN}"
+
+[nats]
+url = "{url}"
+user = "relay"
+password_file = "{password}"
+"#,
+                public_url = PUBLIC_URL,
+                url = nats.url(),
+                password = password.display(),
+            ),
+        )
+        .expect("config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_posbridge"))
+            .args(["relay", "--config"])
+            .arg(&config)
+            .args(["--log-level", "debug"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("posbridge relay");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let logs = logs.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(rest) = line.split("relay listening on http://").nth(1) {
+                        let address = rest.split_whitespace().next().unwrap_or_default();
+                        let _ = tx.send(address.to_string());
+                    }
+                    let mut logs = logs.lock().expect("logs");
+                    logs.push_str(&line);
+                    logs.push('\n');
+                }
+            });
+        }
+        let Ok(address) = rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            panic!("the relay did not start:\n{}", logs.lock().expect("logs"));
+        };
+        Relay {
+            child,
+            base: format!("http://{address}"),
+            logs,
+            _dir: dir,
+        }
+    }
+
+    fn gateway(&self) -> Gateway {
+        Gateway::new(&self.base, APP_KEY, APP_TOKEN)
+    }
+
+    fn logs(&self) -> String {
+        self.logs.lock().expect("logs").clone()
+    }
+
+    /// SIGKILL.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A store daemon behind the relay: its one terminal is `serial`, it has no inbound port the
+/// test uses, and it gives out the relay's address.
+async fn store(nats: &NatsServer, index: usize, public_url: &str, extra: &str) -> Daemon {
+    let daemon = Daemon::start(Options {
+        serial: SERIALS[index],
+        server_extra: format!("public_url = \"{public_url}\""),
+        extra_config: format!("{}{extra}", nats.uplink_of(STORES[index])),
+        ..Options::default()
+    })
+    .await;
+    assert!(
+        daemon
+            .wait_log("terminals announced to the relay", Duration::from_secs(20))
+            .await,
+        "{}",
+        daemon.logs()
+    );
+    daemon
+}
+
+/// The same URL on another replica (the Sales App's load balancer picked another one).
+fn on(relay: &Relay, url: &str) -> String {
+    let path = url.splitn(4, '/').nth(3).expect("a path");
+    format!("{}/{path}", relay.base)
+}
+
+/// Waits until `relay` routes each of `stores`' terminals (they announce themselves as they
+/// start; every replica follows the serial map).
+async fn until_routed(relay: &Relay, stores: &[&str]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let logs = relay.logs();
+        let routed = |store: &str| {
+            logs.lines()
+                .any(|l| l.contains("terminals routed") && l.contains(&format!("store_id={store}")))
+        };
+        if stores.iter().all(|store| routed(store)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stores not routed: {logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The Service URL the Gateway and the Sales App are given: a load balancer's name in
+/// production. Never dialled here: the test sends each request to the replica it picks.
+const PUBLIC_URL: &str = "http://relay.invalid";
+
+#[tokio::test]
+async fn many_stores_behind_two_relay_replicas_take_payments_through_either() {
+    let Some(nats) = NatsServer::start_for(&STORES) else {
+        return;
+    };
+    let receiver = CallbackReceiver::start(0).await;
+    // The replicas share nothing but NATS and the one public name.
+    let mut relay_a = Relay::start(&nats);
+    let relay_b = Relay::start(&nats);
+    let public_url = PUBLIC_URL;
+    let stores = [
+        store(&nats, 0, public_url, "").await,
+        store(&nats, 1, public_url, "").await,
+        store(&nats, 2, public_url, "").await,
+    ];
+    let (a, b) = (relay_a.gateway(), relay_b.gateway());
+    until_routed(&relay_a, &STORES).await;
+    until_routed(&relay_b, &STORES).await;
+
+    // The first Create: the relay keeps it and sends the Sales App to its own submitUrl.
+    let body = create_body(
+        "relay-pay-1",
+        json!(25.9),
+        "Venda Direta Credito",
+        &receiver.url_for("relay-pay-1"),
+    );
+    let first = a.create(&body).await;
+    assert_eq!(first["status"], "undefined", "{first}");
+    let url = submit_url(&first);
+    assert!(
+        url.starts_with(&format!(
+            "{PUBLIC_URL}/pos/payments/relay-pay-1/terminal?token="
+        )),
+        "{url}"
+    );
+    // The other replica answers the repeat with the same identity.
+    let again = b.create(&body).await;
+    assert_eq!(
+        (again["tid"].clone(), submit_url(&again)),
+        (first["tid"].clone(), url.clone())
+    );
+    // A serial no store has: 404, and the payment waits for a good one.
+    let (status, refused) =
+        submit_serial(&on(&relay_b, &url), "{\"serialNumber\":\"SIM-NONE\"}").await;
+    assert_eq!(
+        (status, refused["code"].clone()),
+        (404, json!("unknown-terminal")),
+        "{refused}"
+    );
+    // A wrong token: 403, as on a store.
+    let forged = url.replace("token=", "token=0");
+    let (status, _) =
+        submit_serial(&on(&relay_b, &forged), "{\"serialNumber\":\"SIM-B001\"}").await;
+    assert_eq!(status, 403);
+
+    // The Sales App names store-2's terminal on replica B: store-2 charges it.
+    let (status, bound) =
+        submit_serial(&on(&relay_b, &url), "{\"serialNumber\":\"SIM-B001\"}").await;
+    assert_eq!(status, 200, "{bound}");
+    assert_eq!(bound["status"], "bound", "{bound}");
+    // Polls alternate replicas until final; the tid never changes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    let last = loop {
+        n += 1;
+        let gateway = if n % 2 == 0 { &a } else { &b };
+        let answer = gateway.create(&body).await;
+        assert_eq!(answer["tid"], first["tid"], "{answer}");
+        if answer["status"] != "undefined" {
+            break answer;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never final: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(last["status"], "approved", "{last}");
+    // The store's own answer, relayed: the card fragments a store keeps.
+    assert!(last["lastDigits"].is_string(), "{last}");
+    assert_eq!(stores[1].charges_of("relay-pay-1"), 1);
+    for other in [&stores[0], &stores[2]] {
+        assert!(
+            !other.logs().contains("relay-pay-1"),
+            "another store saw the payment"
+        );
+    }
+    let callbacks = receiver
+        .wait_for("relay-pay-1", Duration::from_secs(20))
+        .await;
+    assert_eq!(callbacks.len(), 1);
+    assert_eq!(callbacks[0].2["status"], "approved");
+    assert_eq!(callbacks[0].2["tid"], first["tid"]);
+    // Settle through replica A: the store's answer.
+    let (status, settled) = a
+        .post(
+            "/payments/relay-pay-1/settlements",
+            &json!({ "requestId": "settle-1", "paymentId": "relay-pay-1", "value": 25.9 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{settled}");
+    assert!(settled["settleId"].is_string(), "{settled}");
+
+    // A cancel before any terminal was named: nothing can have been charged, the relay
+    // cancels it; the Create then says denied, and no submitUrl works for it any more.
+    let body2 = create_body(
+        "relay-pay-2",
+        json!(3),
+        "Venda Direta Debito",
+        &receiver.url_for("relay-pay-2"),
+    );
+    let url2 = submit_url(&b.create(&body2).await);
+    let (status, cancelled) = a
+        .post(
+            "/payments/relay-pay-2/cancellations",
+            &json!({ "requestId": "c-2" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{cancelled}");
+    let (_, repeated) = b
+        .post(
+            "/payments/relay-pay-2/cancellations",
+            &json!({ "requestId": "c-2" }),
+        )
+        .await;
+    assert_eq!(repeated["cancellationId"], cancelled["cancellationId"]);
+    assert_eq!(a.create(&body2).await["status"], "denied");
+    let (status, _) = submit_serial(&on(&relay_a, &url2), "{\"serialNumber\":\"SIM-A001\"}").await;
+    assert_eq!(status, 409);
+    assert!(!stores[0].logs().contains("relay-pay-2"));
+
+    // A replica killed mid-payment: the other continues it.
+    let body3 = create_body(
+        "relay-pay-3",
+        json!(7.5),
+        "Venda Direta Credito",
+        &receiver.url_for("relay-pay-3"),
+    );
+    let url3 = submit_url(&a.create(&body3).await);
+    let (status, _) = submit_serial(&on(&relay_a, &url3), "{\"serialNumber\":\"SIM-A001\"}").await;
+    assert_eq!(status, 200);
+    relay_a.kill();
+    let last = b.poll_final(&body3, Duration::from_secs(20)).await;
+    assert_eq!(last["status"], "approved", "{last}");
+    assert_eq!(stores[0].charges_of("relay-pay-3"), 1);
+    assert_eq!(
+        receiver
+            .wait_for("relay-pay-3", Duration::from_secs(20))
+            .await
+            .len(),
+        1
+    );
+}
+
+/// A store away: its payments' polls stay `undefined`, cancel / settle / refund get a
+/// retryable 503 `store-offline`, and once it is back the sale its terminal finished meanwhile
+/// is answered and called back. Two stores claiming one serial: refused, with an alarm.
+#[tokio::test]
+async fn a_store_offline_loses_nothing_and_a_disputed_serial_is_refused() {
+    let Some(nats) = NatsServer::start_for(&STORES) else {
+        return;
+    };
+    let receiver = CallbackReceiver::start(0).await;
+    let relay = Relay::start(&nats);
+    let public_url = PUBLIC_URL;
+    let extra_terminal = format!(
+        "\n[[terminals]]\nid = \"lane-9\"\nserial_number = \"{SERIAL_2}\"\nprotocol = \"simulator\"\napprove_after_ms = 200\n"
+    );
+    let store_1 = store(&nats, 0, public_url, &extra_terminal).await;
+    let mut store_3 = store(&nats, 2, public_url, &extra_terminal).await;
+    until_routed(&relay, &[STORES[0], STORES[2]]).await;
+    let gateway = relay.gateway();
+
+    // SERIAL_2 is claimed by store-1 and store-3: refused, and the relay raises an alarm.
+    let body = create_body(
+        "disputed-1",
+        json!(2),
+        "Venda Direta Credito",
+        &receiver.url_for("disputed-1"),
+    );
+    let url = submit_url(&gateway.create(&body).await);
+    let (status, refused) = submit_serial(
+        &on(&relay, &url),
+        &format!("{{\"serialNumber\":\"{SERIAL_2}\"}}"),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["code"].clone()),
+        (409, json!("disputed-terminal")),
+        "{refused}"
+    );
+    assert!(
+        relay
+            .logs()
+            .contains("ALARM: two stores claim one terminal serial number"),
+        "{}",
+        relay.logs()
+    );
+    assert!(!store_1.logs().contains("disputed-1") && !store_3.logs().contains("disputed-1"));
+
+    // store-3 charges, then dies before its terminal answers; the simulator goes on.
+    let body = create_body(
+        "offline-1",
+        json!(12),
+        "Venda Direta Credito",
+        &receiver.url_for("offline-1"),
+    );
+    let url = submit_url(&gateway.create(&body).await);
+    let (status, bound) = submit_serial(&on(&relay, &url), "{\"serialNumber\":\"SIM-C001\"}").await;
+    assert_eq!(status, 200, "{bound}");
+    store_3.kill();
+    let answer = gateway.create(&body).await;
+    assert_eq!(answer["status"], "undefined", "{answer}");
+    for (path, request) in [
+        ("cancellations", json!({ "requestId": "o-c" })),
+        ("settlements", json!({ "requestId": "o-s", "value": 12 })),
+        ("refunds", json!({ "requestId": "o-r", "value": 12 })),
+    ] {
+        let (status, refused) = gateway
+            .post(&format!("/payments/offline-1/{path}"), &request)
+            .await;
+        assert_eq!(
+            (status, refused["code"].clone()),
+            (503, json!("store-offline")),
+            "{path}: {refused}"
+        );
+    }
+    // Back: the sale the terminal finished while the store was down is answered and called back.
+    let store_3 = store_3.restart().await;
+    let last = gateway.poll_final(&body, Duration::from_secs(30)).await;
+    assert_eq!(last["status"], "approved", "{last}");
+    assert_eq!(store_3.charges_of("offline-1"), 1);
+    let callbacks = receiver
+        .wait_for("offline-1", Duration::from_secs(20))
+        .await;
+    assert_eq!(callbacks.len(), 1);
+    assert_eq!(callbacks[0].2["status"], "approved");
+}
