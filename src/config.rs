@@ -233,7 +233,10 @@ impl Default for StorageConfig {
 pub struct VtexConfig {
     pub app_key: String,
     pub app_token: Secret,
+    /// Not needed behind the relay tier (`[uplink]`): the relay posts the callbacks.
+    #[serde(default)]
     pub callback_app_key: String,
+    #[serde(default)]
     pub callback_app_token: Secret,
     #[serde(default)]
     pub test_suite_cards: bool,
@@ -484,7 +487,7 @@ impl Config {
                 "must be at least 16".into(),
             );
         }
-        check_vtex_keys(&self.vtex, self.pos.allow_simulator)?;
+        check_vtex_keys(&self.vtex, self.pos.allow_simulator, self.uplink.is_none())?;
         let pos = &self.pos;
         if pos.seconds_waiting == 0 {
             return bad("pos.seconds_waiting", "must be at least 1".into());
@@ -646,7 +649,12 @@ const PARTNER_PAIR: &str = "your partner account's key pair, sent with every cal
 
 /// Both `[vtex]` key pairs are set (a placeholder only on a demo box): the store daemon's and
 /// the relay's, which has the same `[vtex]`.
-fn check_vtex_keys(vtex: &VtexConfig, allow_placeholders: bool) -> Result<(), (String, String)> {
+/// Without `callback_pair`, the callback keys may be left out (a store behind the relay tier).
+fn check_vtex_keys(
+    vtex: &VtexConfig,
+    allow_placeholders: bool,
+    callback_pair: bool,
+) -> Result<(), (String, String)> {
     let bad = |key: &str, problem: String| Err((key.to_string(), problem));
     for (key, value, what) in [
         ("vtex.app_key", vtex.app_key.as_str(), GATEWAY_PAIR),
@@ -662,6 +670,9 @@ fn check_vtex_keys(vtex: &VtexConfig, allow_placeholders: bool) -> Result<(), (S
             PARTNER_PAIR,
         ),
     ] {
+        if !callback_pair && key.starts_with("vtex.callback_") && value.is_empty() {
+            continue;
+        }
         // The value is never echoed: it may be a real secret.
         if value.is_empty() {
             return bad(key, format!("is empty: set your VTEX credentials ({what})"));

@@ -145,6 +145,19 @@ pub struct OutboxWorker<S> {
     pub time: StoreTime,
 }
 
+impl<S> OutboxWorker<S> {
+    /// The same worker with another way to send (HTTP to the Gateway, or the relay tier).
+    pub fn with_sender<T>(self, sender: T) -> OutboxWorker<T> {
+        OutboxWorker {
+            outbox: self.outbox,
+            clock: self.clock,
+            config: self.config,
+            sender,
+            time: self.time,
+        }
+    }
+}
+
 /// Callback attempts in flight at once, over all targets.
 pub const MAX_ATTEMPTS_IN_FLIGHT: usize = 64;
 /// Callback attempts in flight at once to one `host:port`: a host that never answers takes at

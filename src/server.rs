@@ -69,20 +69,39 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tasks.spawn(hub.clone().run(workers_stop.clone()));
     engine.start(&tasks, workers_stop.clone()).await?;
 
-    let sender = HttpSender::new(
-        &config.vtex.callback_app_key,
-        config.vtex.callback_app_token.clone(),
-        Duration::from_secs(config.callbacks.request_timeout_s),
-    )
-    .context("cannot build the callback HTTP client")?;
-    let outbox_worker = OutboxWorker {
+    // Behind the relay tier the store's callbacks go to the relay's stream (the relay holds
+    // the partner's keys); otherwise straight to the Gateway.
+    let uplink = match &config.uplink {
+        Some(uplink) => Some(
+            crate::uplink::connect_store(uplink)
+                .await
+                .context("cannot start the uplink to the relay tier ([uplink])")?,
+        ),
+        None => None,
+    };
+    let worker = OutboxWorker {
         outbox: outbox.clone(),
         clock: clock.clone(),
         config: config.callbacks.clone(),
-        sender,
+        sender: (),
         time: engine.store_time().clone(),
     };
-    tasks.spawn(outbox_worker.run(workers_stop.clone()));
+    match (&config.uplink, &uplink) {
+        (Some(settings), Some(client)) => {
+            let sender =
+                crate::uplink::callbacks::RelayCallbacks::new(client.clone(), &settings.store_id);
+            tasks.spawn(worker.with_sender(sender).run(workers_stop.clone()));
+        }
+        _ => {
+            let sender = HttpSender::new(
+                &config.vtex.callback_app_key,
+                config.vtex.callback_app_token.clone(),
+                Duration::from_secs(config.callbacks.request_timeout_s),
+            )
+            .context("cannot build the callback HTTP client")?;
+            tasks.spawn(worker.with_sender(sender).run(workers_stop.clone()));
+        }
+    }
 
     if config.storage.retain_days > 0 {
         tasks.spawn(purge_old_data(
@@ -128,15 +147,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ppp::error::PppError::bad("not-found", "no such route").into_response_404()
         });
     let app = crate::net::layer(app, &config.server);
-    if let Some(uplink) = &config.uplink {
+    if let (Some(settings), Some(client)) = (&config.uplink, uplink) {
         let serials = config
             .terminals
             .iter()
             .map(|t| t.serial_number.clone())
             .collect();
-        crate::uplink::start(uplink, app.clone(), serials, &tasks, workers_stop.clone())
-            .await
-            .context("cannot start the uplink to the relay tier ([uplink])")?;
+        crate::uplink::start(
+            settings,
+            client,
+            app.clone(),
+            serials,
+            &tasks,
+            workers_stop.clone(),
+        )
+        .await
+        .context("cannot start the uplink to the relay tier ([uplink])")?;
     }
 
     let admin_tokens = config.admin.named_tokens();

@@ -7,7 +7,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::nats::{login, servers};
-use super::{ConfigError, NatsConnection, RateLimitConfig, ServerConfig, VtexConfig};
+use super::{
+    CallbackConfig, ConfigError, NatsConnection, RateLimitConfig, ServerConfig, VtexConfig,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,6 +20,9 @@ pub struct RelayConfig {
     pub nats: RelayNats,
     #[serde(default)]
     pub rate_limits: RateLimitConfig,
+    /// The stores' callbacks, delivered by the relay: the store daemon's `[callbacks]`.
+    #[serde(default)]
+    pub callbacks: CallbackConfig,
 }
 
 /// `[nats]`: the cluster, the relay's login, and how many copies JetStream keeps of what the
@@ -97,7 +102,7 @@ impl RelayConfig {
             problem,
         };
         // The relay answers the Gateway for every store: a placeholder key is never a demo here.
-        super::check_vtex_keys(&config.vtex, false).map_err(|(key, p)| invalid(&key, p))?;
+        super::check_vtex_keys(&config.vtex, false, true).map_err(|(key, p)| invalid(&key, p))?;
         if config.server.public_url.is_none() {
             return Err(invalid(
                 "server.public_url",

@@ -6,6 +6,7 @@
 //! payment whose store is known go to that store over NATS (`forward`); `routes` is the HTTP
 //! side.
 
+mod callbacks;
 pub mod directory;
 mod forward;
 pub mod payments;
@@ -56,7 +57,7 @@ pub async fn run(config: RelayConfig, shutdown: CancellationToken) -> anyhow::Re
         () = shutdown.cancelled() => None,
         buckets = open_buckets(&js, config.nats.replicas) => Some(buckets),
     };
-    let Some((payments_bucket, serials_bucket)) = buckets else {
+    let Some((payments_bucket, serials_bucket, callbacks)) = buckets else {
         return Ok(());
     };
 
@@ -68,6 +69,18 @@ pub async fn run(config: RelayConfig, shutdown: CancellationToken) -> anyhow::Re
         serials_bucket,
         directory.clone(),
         loaded.clone(),
+        workers_stop.clone(),
+    ));
+    let sender = crate::outbox::HttpSender::new(
+        &config.vtex.callback_app_key,
+        config.vtex.callback_app_token.clone(),
+        Duration::from_secs(config.callbacks.request_timeout_s),
+    )
+    .context("cannot build the callback HTTP client")?;
+    tasks.spawn(callbacks::deliver(
+        callbacks,
+        sender,
+        config.callbacks.clone(),
         workers_stop.clone(),
     ));
     tokio::select! {
@@ -116,18 +129,27 @@ pub async fn run(config: RelayConfig, shutdown: CancellationToken) -> anyhow::Re
     served
 }
 
-/// The relay tier's two key-value buckets, made by the first replica that starts (the same
-/// settings every time, so a second replica finds them as they are). Waits for NATS.
+/// The relay tier's two key-value buckets and the stores' callback stream, made by the first
+/// replica that starts (the same settings every time, so a second replica finds them as they
+/// are). Waits for NATS.
 async fn open_buckets(
     js: &jetstream::Context,
     replicas: usize,
-) -> (jetstream::kv::Store, jetstream::kv::Store) {
+) -> (
+    jetstream::kv::Store,
+    jetstream::kv::Store,
+    jetstream::stream::Stream,
+) {
     let mut told = false;
     loop {
         let opened = async {
             let payments = bucket(js, PAYMENTS_BUCKET, replicas).await?;
             let serials = bucket(js, SERIALS_BUCKET, replicas).await?;
-            Ok::<_, String>((payments, serials))
+            let callbacks = js
+                .get_or_create_stream(callbacks::stream_config(replicas))
+                .await
+                .map_err(|e| format!("the callback stream: {e}"))?;
+            Ok::<_, String>((payments, serials, callbacks))
         }
         .await;
         match opened {

@@ -6,6 +6,7 @@
 //! relay can route a payment to it once the Sales App names the terminal. What a store's NATS
 //! user may do is [`permissions`]: its own subjects, its own key of the serial map, nothing else.
 
+pub mod callbacks;
 pub mod permissions;
 mod serials;
 pub mod wire;
@@ -126,22 +127,27 @@ pub async fn connect(
         })
 }
 
+/// The store's connection to the relay tier, under its own name and inbox.
+pub async fn connect_store(config: &UplinkConfig) -> Result<Client, UplinkError> {
+    connect(
+        &config.nats,
+        &format!("posbridge store {}", config.store_id),
+        &inbox_prefix(&config.store_id),
+    )
+    .await
+}
+
 /// Serves the relay's requests for this store with `app` until `stop`, and keeps the relay's
 /// serial map naming this store for `serials`.
 pub async fn start(
     config: &UplinkConfig,
+    client: Client,
     app: Router,
     serials: Vec<String>,
     tasks: &TaskTracker,
     stop: CancellationToken,
 ) -> Result<(), UplinkError> {
     let store_id = config.store_id.clone();
-    let client = connect(
-        &config.nats,
-        &format!("posbridge store {store_id}"),
-        &inbox_prefix(&store_id),
-    )
-    .await?;
     let subject = requests_subject(&store_id);
     let requests = client
         .subscribe(subject.clone())

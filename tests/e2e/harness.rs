@@ -62,6 +62,8 @@ pub struct Options {
     pub listen: String,
     /// The first terminal's serial number (the relay tier routes by it).
     pub serial: &'static str,
+    /// No partner key pair in `[vtex]` (a store behind the relay tier, which holds it).
+    pub without_callback_keys: bool,
 }
 
 impl Default for Options {
@@ -91,6 +93,7 @@ impl Default for Options {
             terminal_id: "lane-1",
             listen: "127.0.0.1:0".to_string(),
             serial: SERIAL,
+            without_callback_keys: false,
         }
     }
 }
@@ -126,8 +129,7 @@ path = "{db}"
 [vtex]
 app_key = "{APP_KEY}"
 app_token = "{APP_TOKEN}"
-callback_app_key = "{CALLBACK_KEY}"
-callback_app_token = "{CALLBACK_TOKEN}"
+{callback_keys}
 test_suite_cards = {test_suite}
 
 [pos]
@@ -172,6 +174,13 @@ result_timeout_s = {result_timeout}
             result_timeout = o.result_timeout_s,
             terminal_id = o.terminal_id,
             serial = o.serial,
+            callback_keys = if o.without_callback_keys {
+                String::new()
+            } else {
+                format!(
+                    "callback_app_key = \"{CALLBACK_KEY}\"\ncallback_app_token = \"{CALLBACK_TOKEN}\""
+                )
+            },
             admin = if o.admin {
                 format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n")
             } else {

@@ -123,6 +123,7 @@ impl Drop for Relay {
 async fn store(nats: &NatsServer, index: usize, public_url: &str, extra: &str) -> Daemon {
     let daemon = Daemon::start(Options {
         serial: SERIALS[index],
+        without_callback_keys: true,
         server_extra: format!("public_url = \"{public_url}\""),
         extra_config: format!("{}{extra}", nats.uplink_of(STORES[index])),
         ..Options::default()
