@@ -104,11 +104,18 @@ impl RelayConfig {
         // The relay answers the Gateway for every store: a placeholder key is never a demo here.
         super::check_vtex_keys(&config.vtex, false, true).map_err(|(key, p)| invalid(&key, p))?;
         if config.server.public_url.is_none() {
-            return Err(invalid(
-                "server.public_url",
-                "is required: the stores' submitUrls and the Payment App feed point there"
+            // Missing: the line of its table, or the file's first.
+            let line = text
+                .lines()
+                .position(|l| l.trim() == "[server]")
+                .map_or(1, |i| i + 1);
+            return Err(ConfigError::Invalid {
+                path: origin.to_string(),
+                line,
+                key: "server.public_url".to_string(),
+                problem: "is required: the submitUrls and the Payment App feed the stores give out point there"
                     .to_string(),
-            ));
+            });
         }
         Ok(config)
     }
