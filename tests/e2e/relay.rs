@@ -408,3 +408,109 @@ async fn a_store_offline_loses_nothing_and_a_disputed_serial_is_refused() {
     assert_eq!(callbacks.len(), 1);
     assert_eq!(callbacks[0].2["status"], "approved");
 }
+
+/// What the Gateway's retries see: a 503 with a retryable code, or the answer.
+async fn until_answered(
+    gateway: &Gateway,
+    path: &str,
+    body: &serde_json::Value,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, answer) = gateway.post(path, body).await;
+        if status == 200 {
+            return answer;
+        }
+        assert_eq!(
+            status, 503,
+            "{path}: only a retryable answer while NATS is away: {answer}"
+        );
+        assert!(
+            ["relay-unavailable", "store-offline", "timeout"]
+                .contains(&answer["code"].as_str().unwrap_or_default()),
+            "{answer}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path}: never answered: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The NATS server restarts under a payment: the relay and the store reconnect by themselves,
+/// every request meanwhile gets a retryable answer (never a wrong one), and the payment ends
+/// approved, charged once and called back once.
+#[tokio::test]
+async fn the_nats_server_restarting_under_a_payment_loses_nothing() {
+    let Some(mut nats) = NatsServer::start_for(&STORES) else {
+        return;
+    };
+    let receiver = CallbackReceiver::start(0).await;
+    let relay = Relay::start(&nats);
+    let store_1 = Daemon::start(Options {
+        serial: SERIALS[0],
+        without_callback_keys: true,
+        // The sale outlasts the restart.
+        approve_after_ms: 3_000,
+        server_extra: format!("public_url = \"{PUBLIC_URL}\""),
+        extra_config: nats.uplink_of(STORES[0]),
+        ..Options::default()
+    })
+    .await;
+    until_routed(&relay, &STORES[..1]).await;
+    let gateway = relay.gateway();
+    let body = create_body(
+        "restart-1",
+        json!(19.9),
+        "Venda Direta Credito",
+        &receiver.url_for("restart-1"),
+    );
+    let url = submit_url(&gateway.create(&body).await);
+    let (status, bound) = submit_serial(&on(&relay, &url), "{\"serialNumber\":\"SIM-A001\"}").await;
+    assert_eq!(status, 200, "{bound}");
+
+    nats.restart();
+    // Polls while both sides find NATS again: undefined or a retryable 503, then approved.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let last = loop {
+        let answer = until_answered(&gateway, "/payments", &body).await;
+        if answer["status"] != "undefined" {
+            break answer;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never final: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(last["status"], "approved", "{last}");
+    assert_eq!(store_1.charges_of("restart-1"), 1);
+    let callbacks = receiver
+        .wait_for("restart-1", Duration::from_secs(30))
+        .await;
+    assert_eq!(callbacks.len(), 1, "one callback");
+    assert_eq!(callbacks[0].2, last);
+    assert!(
+        relay
+            .logs()
+            .contains("lost the relay tier (NATS): reconnecting"),
+        "{}",
+        relay.logs()
+    );
+
+    // And a new payment goes through the whole flow after the restart.
+    let body = create_body(
+        "restart-2",
+        json!(5),
+        "Venda Direta Debito",
+        &receiver.url_for("restart-2"),
+    );
+    let url = submit_url(&until_answered(&gateway, "/payments", &body).await);
+    let (status, bound) = submit_serial(&on(&relay, &url), "{\"serialNumber\":\"SIM-A001\"}").await;
+    assert_eq!(status, 200, "{bound}");
+    assert_eq!(
+        gateway.poll_final(&body, Duration::from_secs(20)).await["status"],
+        "approved"
+    );
+}
