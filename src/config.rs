@@ -827,6 +827,13 @@ mod tests {
             seen += 1;
             let shipped = std::fs::read_to_string(&path).expect("read");
             let origin = path.display().to_string();
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("relay"))
+            {
+                check_relay_example(&shipped, &origin);
+                continue;
+            }
             let text = match Config::parse(&shipped, &origin) {
                 Ok(_) => shipped,
                 Err(ConfigError::Invalid { key, problem, .. })
@@ -863,6 +870,27 @@ mod tests {
             }
         }
         assert!(seen >= 1, "no config files found");
+    }
+
+    /// The relay tier's example (`posbridge relay`): valid once its placeholders are set, and
+    /// strict in each table.
+    fn check_relay_example(shipped: &str, origin: &str) {
+        let filled = with_vtex_keys(shipped);
+        if let Err(e) = RelayConfig::parse(&filled, origin) {
+            panic!("valid once the [vtex] keys are set: {e}");
+        }
+        for table in [
+            "[server]",
+            "[server.tls]",
+            "[vtex]",
+            "[nats]",
+            "[callbacks]",
+        ] {
+            assert!(filled.contains(table), "{origin}: no {table}");
+            let strict = filled.replacen(table, &format!("{table}\nno_such_key = 1"), 1);
+            let err = RelayConfig::parse(&strict, "x").expect_err(table);
+            assert!(err.to_string().contains("no_such_key"), "{table}: {err}");
+        }
     }
 
     #[test]

@@ -1,13 +1,11 @@
 //! Wiring and lifecycle: open the database, start the terminals and the outbox, serve HTTP,
 //! and on shutdown stop accepting, let in-flight requests finish within the grace period.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,9 +22,6 @@ use crate::ppp::{self, AppState};
 use crate::route_limits::{Limits, Routes, TimeBudget};
 use crate::store::{Store, merchants};
 use crate::terminal::{OpenError, Terminals};
-
-/// Kernel send buffer of each connection on the PPP / Payment App listener.
-const SEND_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -147,6 +142,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ppp::error::PppError::bad("not-found", "no such route").into_response_404()
         });
     let app = crate::net::layer(app, &config.server);
+    let uplink_status = config
+        .uplink
+        .as_ref()
+        .zip(uplink.clone())
+        .map(|(settings, client)| crate::uplink::UplinkStatus::new(&settings.store_id, client));
     if let (Some(settings), Some(client)) = (&config.uplink, uplink) {
         let serials = config
             .terminals
@@ -179,6 +179,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             outbox.clone(),
             admin_tokens,
             shutdown.clone(),
+            uplink_status,
         );
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -221,7 +222,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         });
     }
     let grace = Duration::from_secs(config.server.shutdown_grace_s);
-    serve(listener, app, tls, &shutdown, grace).await?;
+    crate::net::serve(listener, app, tls, &shutdown, grace).await?;
     tracing::info!("stopping workers");
     workers_stop.cancel();
     tasks.close();
@@ -237,64 +238,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Err(e) => tracing::warn!(error = %e, "cannot checkpoint the database at shutdown"),
     }
     tracing::info!("stopped");
-    Ok(())
-}
-
-/// Serves `app` on `listener` (HTTPS with `tls`) until `shutdown`; requests in flight then have
-/// `grace` to finish. The store daemon's listener and the relay's.
-pub async fn serve(
-    listener: TcpListener,
-    app: axum::Router,
-    tls: Option<Arc<crate::tls::Tls>>,
-    shutdown: &CancellationToken,
-    grace: Duration,
-) -> anyhow::Result<()> {
-    // A bounded kernel send buffer per connection: a Payment App client that stops reading
-    // fills it quickly, so its feed falls behind and is closed (1013) instead of piling up
-    // megabytes in the kernel. Plenty for PPP answers.
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    let server = async {
-        match tls {
-            None => {
-                let listener = listener.tap_io(|tcp| {
-                    if let Err(e) =
-                        socket2::SockRef::from(&*tcp).set_send_buffer_size(SEND_BUFFER_BYTES)
-                    {
-                        tracing::debug!(error = %e, "cannot bound a connection's send buffer");
-                    }
-                });
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                    .await
-            }
-            Some(tls) => {
-                // The same bound, set in the acceptor before the handshake.
-                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
-                    axum_server::tls_rustls::RustlsConfig::from_config(tls.server_config()),
-                )
-                .acceptor(crate::tls::SendBufferAcceptor(SEND_BUFFER_BYTES));
-                let handle = axum_server::Handle::<SocketAddr>::new();
-                let stop = shutdown.clone();
-                let on_stop = handle.clone();
-                tokio::spawn(async move {
-                    stop.cancelled().await;
-                    // Stop accepting; the grace period below bounds the rest.
-                    on_stop.graceful_shutdown(None);
-                });
-                axum_server::Server::<SocketAddr>::from_listener(listener)
-                    .acceptor(acceptor)
-                    .handle(handle)
-                    .serve(app)
-                    .await
-            }
-        }
-    };
-    tokio::select! {
-        result = server => result.context("HTTP server failed")?,
-        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!("grace period over: exiting with requests still in flight");
-        }
-    }
     Ok(())
 }
 

@@ -44,6 +44,8 @@ pub struct AdminState {
     auth: AdminAuth,
     /// Cancelled when the daemon shuts down: every status socket closes with a close frame.
     sockets_stop: CancellationToken,
+    /// A store behind the relay tier: whether it is connected.
+    uplink: Option<crate::uplink::UplinkStatus>,
 }
 
 /// `tokens`: every admin token with its holder's name (`AdminConfig::named_tokens`).
@@ -53,6 +55,7 @@ pub fn router(
     outbox: Outbox,
     tokens: Vec<(String, Secret)>,
     sockets_stop: CancellationToken,
+    uplink: Option<crate::uplink::UplinkStatus>,
 ) -> Router {
     let auth = AdminAuth::new(tokens);
     let state = AdminState {
@@ -60,6 +63,7 @@ pub fn router(
         store,
         outbox,
         auth: auth.clone(),
+        uplink,
         sockets_stop,
     };
     let protected = Router::new()

@@ -132,6 +132,14 @@
     }
     $("alarms-empty").style.display = open.length ? "none" : "";
 
+    // A store behind the relay tier: the Gateway reaches it only while it is connected.
+    const relay = $("relay");
+    relay.hidden = !data.relay;
+    if (data.relay) {
+      relay.textContent = data.relay.connected
+        ? "Relay tier: connected as " + data.relay.storeId + "."
+        : "Relay tier: NOT connected (" + data.relay.storeId + "): payments through the relay wait until it is back.";
+    }
     fill("terminals", null, data.terminals, (row, t) => {
       row.dataset.terminal = t.id;
       cell(row, t.id);

@@ -244,6 +244,10 @@ pub(super) async fn snapshot(state: &AdminState) -> Result<Value, StoreError> {
         "alarmedPayments": alarmed.iter().map(payment_json).collect::<Vec<_>>(),
         "callbacks": callbacks,
         "alarms": alarms,
+        "relay": state.uplink.as_ref().map(|u| json!({
+            "storeId": u.store_id,
+            "connected": u.connected(),
+        })),
     }))
 }
 

@@ -8,7 +8,10 @@
 //! limit → each route's failure limit → its time limit → the route (body limits are per route,
 //! see `ppp::router`).
 
+mod serve;
 pub mod trusted_proxies;
+
+pub use serve::serve;
 
 use std::net::SocketAddr;
 use std::time::Duration;

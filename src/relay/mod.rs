@@ -119,7 +119,7 @@ pub async fn run(config: RelayConfig, shutdown: CancellationToken) -> anyhow::Re
     let notifier = crate::systemd::Notifier::from_env();
     notifier.notify("READY=1");
     let grace = Duration::from_secs(config.server.shutdown_grace_s);
-    let served = crate::server::serve(listener, app, tls, &shutdown, grace).await;
+    let served = crate::net::serve(listener, app, tls, &shutdown, grace).await;
     notifier.notify("STOPPING=1");
     workers_stop.cancel();
     tasks.close();

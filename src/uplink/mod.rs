@@ -127,6 +127,27 @@ pub async fn connect(
         })
 }
 
+/// What store IT sees of the uplink (the status page): the store's name, and whether it is
+/// connected to the relay tier now.
+#[derive(Clone)]
+pub struct UplinkStatus {
+    pub store_id: String,
+    client: Client,
+}
+
+impl UplinkStatus {
+    pub fn new(store_id: &str, client: Client) -> Self {
+        Self {
+            store_id: store_id.to_string(),
+            client,
+        }
+    }
+
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+}
+
 /// The store's connection to the relay tier, under its own name and inbox.
 pub async fn connect_store(config: &UplinkConfig) -> Result<Client, UplinkError> {
     connect(

@@ -336,6 +336,15 @@ fn debian_package_installs_upgrades_removes_and_purges() {
     );
     assert!(Path::new("/lib/systemd/system/posbridge.service").exists());
     assert!(Path::new("/usr/share/doc/posbridge/examples/60-posbridge-terminals.rules").exists());
+    // The relay tier's unit and examples, for a partner's server; never enabled by the package.
+    assert!(Path::new("/lib/systemd/system/posbridge-relay.service").exists());
+    for example in ["relay.toml", "nats-server.conf"] {
+        assert!(
+            Path::new("/usr/share/doc/posbridge/examples")
+                .join(example)
+                .exists()
+        );
+    }
     // The guides beside the README, where its links and the unit's Documentation= point.
     for doc in [
         "README.md",
@@ -375,13 +384,19 @@ fn debian_package_installs_upgrades_removes_and_purges() {
         .output()
         .is_ok()
     {
-        let verify = Command::new("systemd-analyze")
-            .args(["verify", "/lib/systemd/system/posbridge.service"])
-            .output()
-            .expect("verify");
-        let text = String::from_utf8_lossy(&verify.stderr).to_string()
-            + &String::from_utf8_lossy(&verify.stdout);
-        assert!(verify.status.success(), "systemd-analyze verify: {text}");
+        for unit in ["posbridge.service", "posbridge-relay.service"] {
+            let verify = Command::new("systemd-analyze")
+                .arg("verify")
+                .arg(Path::new("/lib/systemd/system").join(unit))
+                .output()
+                .expect("verify");
+            let text = String::from_utf8_lossy(&verify.stderr).to_string()
+                + &String::from_utf8_lossy(&verify.stdout);
+            assert!(
+                verify.status.success(),
+                "systemd-analyze verify {unit}: {text}"
+            );
+        }
     }
 
     // Unedited, it takes no payment: the service refuses to start (exit 64, which systemd

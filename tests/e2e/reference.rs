@@ -19,6 +19,7 @@ const CONFIGURATION_SECTION: &str = "## Configuration keys";
 const COMMANDS_SECTION: &str = "## Commands";
 const ROUTES_SECTION: &str = "## Routes";
 const METRICS_SECTION: &str = "## Metrics";
+const RELAY_SECTION: &str = "## The relay's configuration";
 
 fn repo_file(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -76,6 +77,41 @@ fn every_configuration_key_is_in_the_reference_and_no_other() {
         .map(str::to_string)
         .collect();
     check_both_ways("configuration keys", &in_code, &documented);
+}
+
+/// `relay.toml`'s own keys are in their section; its other tables are the daemon's (above).
+#[test]
+fn every_relay_key_is_in_the_reference_and_no_other() {
+    let mut paths = BTreeSet::new();
+    posbridge::config::RelayConfig::deserialize(KeyWalker {
+        path: String::new(),
+        paths: &mut paths,
+    })
+    .unwrap_or_else(|e| panic!("walking RelayConfig: {e}"));
+    let shared = ["server.", "vtex.", "rate_limits.", "callbacks."];
+    let daemon = configuration_keys();
+    let in_code: BTreeSet<String> = paths
+        .iter()
+        .filter(|p| !paths.iter().any(|q| q.starts_with(&format!("{p}."))))
+        .filter(|p| {
+            let is_shared = shared.iter().any(|prefix| p.starts_with(prefix));
+            assert!(
+                !is_shared || daemon.contains(*p),
+                "`{p}` is not the daemon's key"
+            );
+            !is_shared
+        })
+        .cloned()
+        .collect();
+    assert!(in_code.contains("nats.url"), "{in_code:?}");
+    let documented: BTreeSet<String> = section(&reference(), RELAY_SECTION)
+        .into_iter()
+        .filter(|l| l.starts_with("| `"))
+        .filter_map(|row| row.split('|').nth(1))
+        .flat_map(backticked)
+        .map(str::to_string)
+        .collect();
+    check_both_ways("relay.toml keys", &in_code, &documented);
 }
 
 #[test]
@@ -513,7 +549,12 @@ impl KeyWalker<'_> {
 
 /// Optional keys that exclude another one (`[uplink]` logs in with a `.creds` file or a user
 /// and password file): recorded as keys, then left unset.
-const LEFT_UNSET: &[&str] = &["uplink.user", "uplink.password_file"];
+const LEFT_UNSET: &[&str] = &[
+    "uplink.user",
+    "uplink.password_file",
+    "nats.user",
+    "nats.password_file",
+];
 
 /// A string every string-like field accepts: `String`, `PathBuf`, `Secret`, `SocketAddr`.
 const SAMPLE: &str = "127.0.0.1:1";
@@ -524,7 +565,7 @@ const SAMPLE: &str = "127.0.0.1:1";
 fn sample_at(path: &str) -> &'static str {
     if path.ends_with("trusted_proxies[]") {
         "127.0.0.1"
-    } else if path == "uplink.nats_url" {
+    } else if path == "uplink.nats_url" || path == "nats.url" {
         "nats://127.0.0.1:1"
     } else if path == "uplink.store_id" {
         "store-1"

@@ -453,12 +453,20 @@ async fn the_nats_server_restarting_under_a_payment_loses_nothing() {
         without_callback_keys: true,
         // The sale outlasts the restart.
         approve_after_ms: 3_000,
+        admin: true,
         server_extra: format!("public_url = \"{PUBLIC_URL}\""),
         extra_config: nats.uplink_of(STORES[0]),
         ..Options::default()
     })
     .await;
     until_routed(&relay, &STORES[..1]).await;
+    // What store IT sees: connected to the relay tier, under its name.
+    let status: serde_json::Value =
+        serde_json::from_str(&store_1.admin_get("/status/api").await).expect("status json");
+    assert_eq!(
+        status["relay"],
+        json!({ "storeId": "store-1", "connected": true })
+    );
     let gateway = relay.gateway();
     let body = create_body(
         "restart-1",
