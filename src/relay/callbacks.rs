@@ -12,9 +12,10 @@ use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::payments::Payments;
 use crate::config::CallbackConfig;
 use crate::outbox::{CallbackSender, retry_delay};
-use crate::uplink::callbacks::{ALL_CALLBACKS, CALLBACK_URL, CALLBACKS_STREAM};
+use crate::uplink::callbacks::{ALL_CALLBACKS, CALLBACKS_STREAM};
 
 /// The relay replicas' one consumer of the stream (they share its messages).
 const CONSUMER: &str = "relay-callbacks";
@@ -35,6 +36,7 @@ pub fn stream_config(replicas: usize) -> jetstream::stream::Config {
 /// Delivers until `stop`; after a lost connection, takes up the consumer again.
 pub async fn deliver<S: CallbackSender>(
     stream: jetstream::stream::Stream,
+    payments: Payments,
     sender: S,
     config: CallbackConfig,
     stop: CancellationToken,
@@ -65,9 +67,9 @@ pub async fn deliver<S: CallbackSender>(
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     break;
                 };
-                let (sender, config) = (sender.clone(), config.clone());
+                let (sender, config, payments) = (sender.clone(), config.clone(), payments.clone());
                 tokio::spawn(async move {
-                    deliver_one(&*sender, &config, message).await;
+                    deliver_one(&*sender, &config, &payments, message).await;
                     drop(slot);
                 });
             }
@@ -93,6 +95,7 @@ fn tried_for(config: &CallbackConfig, attempts: u32) -> Duration {
 async fn deliver_one<S: CallbackSender>(
     sender: &S,
     config: &CallbackConfig,
+    payments: &Payments,
     message: jetstream::Message,
 ) {
     let store_id = message
@@ -101,25 +104,43 @@ async fn deliver_one<S: CallbackSender>(
         .nth(2)
         .unwrap_or_default()
         .to_string();
-    let url = message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(CALLBACK_URL))
-        .map(|v| v.as_str().to_string());
     let body = std::str::from_utf8(&message.payload).ok();
     let payment_id = body
         .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
         .and_then(|v| {
             v.get("paymentId")
                 .and_then(|p| p.as_str().map(str::to_string))
-        })
-        .unwrap_or_default();
+        });
     let attempts = message
         .info()
         .map(|info| u32::try_from(info.delivered).unwrap_or(u32::MAX))
         .unwrap_or(1);
-    let (Some(url), Some(body)) = (url, body) else {
+    let (Some(body), Some(payment_id)) = (body, payment_id) else {
         tracing::error!(store_id = %store_id, "ALARM: a store's callback the relay cannot read: dropped; the store's own record of the payment is the truth");
+        let _ = message.ack_with(AckKind::Term).await;
+        return;
+    };
+    // Posted only where the Gateway asked for this payment, and only for the store that has it.
+    let url = match payments.get(&payment_id).await {
+        Ok(Some(found)) if found.payment.store.as_deref() == Some(store_id.as_str()) => {
+            serde_json::from_str::<serde_json::Value>(&found.payment.create)
+                .ok()
+                .and_then(|c| {
+                    c.get("callbackUrl")
+                        .and_then(|u| u.as_str().map(str::to_string))
+                })
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(payment_id = %payment_id, error = %e, "cannot read the payment's record: the callback waits");
+            let _ = message
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                .await;
+            return;
+        }
+    };
+    let Some(url) = url else {
+        tracing::error!(payment_id = %payment_id, store_id = %store_id, "ALARM: a store sent a callback for a payment the relay did not route to it: dropped, nothing posted");
         let _ = message.ack_with(AckKind::Term).await;
         return;
     };

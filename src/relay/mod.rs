@@ -77,8 +77,10 @@ pub async fn run(config: RelayConfig, shutdown: CancellationToken) -> anyhow::Re
         Duration::from_secs(config.callbacks.request_timeout_s),
     )
     .context("cannot build the callback HTTP client")?;
+    let payments = Payments::new(payments_bucket);
     tasks.spawn(callbacks::deliver(
         callbacks,
+        payments.clone(),
         sender,
         config.callbacks.clone(),
         workers_stop.clone(),
@@ -94,7 +96,7 @@ pub async fn run(config: RelayConfig, shutdown: CancellationToken) -> anyhow::Re
         .context("server.public_url is required")?;
     let state = RelayState {
         nats: nats.clone(),
-        payments: Payments::new(payments_bucket),
+        payments,
         directory,
         credentials: Credentials::new(
             &config.vtex.app_key,

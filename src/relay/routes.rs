@@ -300,12 +300,31 @@ fn new_record(body: &Bytes) -> Result<RelayedPayment, PppError> {
     Ok(RelayedPayment {
         tid: crate::secret::random_id("pb").map_err(random)?,
         submit_token: crate::secret::random_token().map_err(random)?,
-        // `read_create` accepted it: it is UTF-8.
-        create: String::from_utf8_lossy(body).into_owned(),
+        create: kept_create(body),
         store: None,
         delivered: false,
         cancellation_id: None,
     })
+}
+
+/// What the relay keeps of a Create: the fields a store reads, nothing else (no card, no
+/// shopper): what it hands over, and where the payment's callbacks may go.
+fn kept_create(body: &Bytes) -> String {
+    const KEPT: &[&str] = &[
+        "paymentId",
+        "transactionId",
+        "paymentMethod",
+        "value",
+        "currency",
+        "installments",
+        "callbackUrl",
+    ];
+    let sent: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let kept: serde_json::Map<String, Value> = KEPT
+        .iter()
+        .filter_map(|key| sent.get(*key).map(|v| ((*key).to_string(), v.clone())))
+        .collect();
+    Value::Object(kept).to_string()
 }
 
 /// Best effort: a Create handed over twice is answered by the store as a repeat.
@@ -523,6 +542,36 @@ async fn submit_serial(
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_relay_keeps_what_a_store_reads_of_a_create_and_no_card_or_shopper() {
+        let body = Bytes::from(
+            json!({
+                "paymentId": "p-1", "transactionId": "T-1", "paymentMethod": "Venda Direta Credito",
+                "value": 10.5, "currency": "BRL", "installments": 1,
+                "callbackUrl": "https://gw/cb?X-VTEX-signature=s",
+                "card": { "number": "4111111111111111", "csc": "123" },
+                "miniCart": { "buyer": { "email": "ana@example.com" } },
+            })
+            .to_string(),
+        );
+        let kept = kept_create(&body);
+        assert!(
+            !kept.contains("4111111111111111") && !kept.contains("ana@example.com"),
+            "{kept}"
+        );
+        let request =
+            crate::ppp::read_create(&HeaderMap::new(), kept.as_bytes()).expect("readable");
+        assert_eq!(
+            (request.amount_minor, request.payment_id.as_str()),
+            (1050, "p-1")
+        );
+    }
 }
 
 #[derive(Deserialize)]

@@ -260,9 +260,57 @@ async fn many_stores_behind_two_relay_replicas_take_payments_through_either() {
     let callbacks = receiver
         .wait_for("relay-pay-1", Duration::from_secs(20))
         .await;
+    // The store has no partner keys: a relay posted the callback with them (the receiver
+    // refuses a callback without), once, equal to the final Create answer.
     assert_eq!(callbacks.len(), 1);
     assert_eq!(callbacks[0].2["status"], "approved");
     assert_eq!(callbacks[0].2["tid"], first["tid"]);
+    assert_eq!(
+        callbacks[0].2, last,
+        "the callback agrees with the final Create answer"
+    );
+    let delivered_by = |relay: &Relay| {
+        relay
+            .logs()
+            .lines()
+            .any(|l| l.contains("callback delivered") && l.contains("payment_id=relay-pay-1"))
+    };
+    assert!(
+        delivered_by(&relay_a) ^ delivered_by(&relay_b),
+        "one replica delivered it"
+    );
+    // Another store's login hands in a callback for this payment: the relay posts nothing
+    // (it posts only for the store a payment was routed to, to the URL it kept) and says so.
+    let intruder = async_nats::jetstream::new(nats.store(STORES[0]).await);
+    intruder
+        .publish(
+            posbridge::uplink::callbacks::callbacks_subject(STORES[0]),
+            json!({ "paymentId": "relay-pay-1", "status": "denied" })
+                .to_string()
+                .into(),
+        )
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+    let refused = |relay: &Relay| {
+        relay
+            .logs()
+            .contains("a store sent a callback for a payment the relay did not route to it")
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !(refused(&relay_a) || refused(&relay_b)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the forged callback was not refused"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        receiver.for_payment("relay-pay-1").len(),
+        1,
+        "nothing more was posted"
+    );
     // Settle through replica A: the store's answer.
     let (status, settled) = a
         .post(
