@@ -1,8 +1,10 @@
 //! What the Sales App's Payment Apps call: the terminal-connector-app's submitUrl, which names
 //! the terminal that will take the payment, and, for a custom Payment App, the live feed of
-//! the payment over WebSocket (`hub`, `socket`) and the reference page that shows it.
+//! the payment over WebSocket (`hub`, `socket`) — or by long polling through the relay tier
+//! (`polling`) — and the reference page that shows it.
 
 pub mod hub;
+mod polling;
 pub(crate) mod socket;
 
 pub use hub::Hub;
@@ -79,6 +81,20 @@ fn routes(limits: &RouteLimits) -> Routes<PaymentAppState> {
                     .allow_origin(Any)
                     .allow_methods([Method::GET]),
             ),
+        )
+        .route(
+            "/payment-app/events/{payment_id}",
+            TOKEN,
+            get(polling::events).layer(
+                CorsLayer::new()
+                    .allow_origin(Any)
+                    .allow_methods([Method::GET]),
+            ),
+        )
+        .route(
+            "/payment-app/cancel/{payment_id}",
+            TOKEN,
+            post(polling::cancel),
         )
         .route("/payment-app", OPEN, get(socket::to_page))
         .route("/payment-app/", OPEN, get(socket::page))
@@ -183,6 +199,8 @@ mod tests {
             [
                 ("/pos/payments/{payment_id}/terminal", TOKEN),
                 ("/payment-app/ws/{payment_id}", TOKEN),
+                ("/payment-app/events/{payment_id}", TOKEN),
+                ("/payment-app/cancel/{payment_id}", TOKEN),
                 ("/payment-app", OPEN),
                 ("/payment-app/", OPEN),
                 ("/payment-app/app.js", OPEN),

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::hub::{Denied, FeedEvent, Hub};
-use super::{PaymentAppState, error};
+use super::PaymentAppState;
+use super::hub::{FeedEvent, Hub};
 
 /// Largest message a client may send (a cancel is 17 bytes).
 const MAX_CLIENT_MESSAGE: usize = 4096;
@@ -72,36 +72,18 @@ pub async fn upgrade(
     Query(query): Query<FeedQuery>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    if let Some(problem) = crate::ids::problem(&payment_id, crate::ids::MAX_KEY_CHARS) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad-request",
-            &format!("field `paymentId` {problem}"),
-        );
-    }
-    let after = match query.after.as_deref().map(str::parse::<i64>) {
-        None => None,
-        Some(Ok(n)) if n >= 0 => Some(n),
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                "after must be a sequence number (0 or more)",
-            );
-        }
+    let after = match super::polling::admit(
+        &state,
+        &payment_id,
+        &query.token,
+        query.after.as_deref(),
+    )
+    .await
+    {
+        Ok(after) => after,
+        Err(refused) => return refused,
     };
     let hub = state.hub.clone();
-    if let Err(denied) = hub.authorize(&payment_id, &query.token).await {
-        tracing::warn!(payment_id = %payment_id, reason = %denied, "payment app: feed refused");
-        let (status, code) = match denied {
-            Denied::BadToken => (StatusCode::FORBIDDEN, "bad-token"),
-            // Not a guess at a token (it matched): 410 is not counted by the failure limit,
-            // so a stale page cannot lock the store's address out.
-            Denied::Expired => (StatusCode::GONE, "expired-token"),
-            Denied::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error"),
-        };
-        return error(status, code, &denied.to_string());
-    }
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
@@ -203,6 +185,12 @@ fn on_client_text(hub: &Arc<Hub>, payment_id: &str, text: &str, cancel_running: 
         tracing::debug!(payment_id = %payment_id, "payment app: ignored a client message");
         return;
     }
+    start_cancel(hub, payment_id, cancel_running);
+}
+
+/// Cancels from the Payment App (a socket's message, or the relay's request), one at a time
+/// per `cancel_running`; what the terminal cannot do is told on the feed as an `error` event.
+pub(super) fn start_cancel(hub: &Arc<Hub>, payment_id: &str, cancel_running: &Arc<AtomicBool>) {
     if cancel_running.swap(true, Ordering::AcqRel) {
         return; // one cancel at a time per socket
     }

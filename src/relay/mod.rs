@@ -8,6 +8,7 @@
 
 mod callbacks;
 pub mod directory;
+mod feed;
 mod forward;
 pub mod payments;
 mod routes;
@@ -109,6 +110,7 @@ pub async fn run(config: RelayConfig, shutdown: CancellationToken) -> anyhow::Re
         // Within the Gateway's budget, with room for the relay's own records.
         store_timeout: Duration::from_millis(config.server.ppp_timeout_ms * 3 / 4),
         max_body_bytes: config.server.max_body_bytes,
+        stop: shutdown.clone(),
     };
     crate::observability::install();
     let app = crate::net::layer(routes::router(state, &limits), &config.server);

@@ -44,6 +44,8 @@ pub struct RelayState {
     /// How long a store may take to answer (within the route's own time budget).
     pub store_timeout: Duration,
     pub max_body_bytes: usize,
+    /// Cancelled when the relay stops: its Payment App sockets close with 1001.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 const PAYMENTS: Limits = Limits {
@@ -104,6 +106,15 @@ pub fn router(state: RelayState, limits: &RouteLimits) -> Router {
             "/payments/{payment_id}/inbound-request/{action}",
             PAYMENTS,
             post(by_payment),
+        )
+        .route(
+            "/payment-app/ws/{payment_id}",
+            TOKEN,
+            get(super::feed::upgrade).layer(
+                CorsLayer::new()
+                    .allow_origin(Any)
+                    .allow_methods([Method::GET]),
+            ),
         )
         .route(
             "/pos/payments/{payment_id}/terminal",

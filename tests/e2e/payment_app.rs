@@ -14,7 +14,7 @@ use crate::harness::*;
 
 pub const APP: &str = "acme.pos-feed";
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 pub async fn feed_daemon(approve_after_ms: u64) -> Daemon {
     Daemon::start(Options {
@@ -86,7 +86,7 @@ pub async fn read_all(socket: &mut Socket, limit: Duration) -> (Vec<Value>, Opti
 }
 
 /// Reads until an event satisfies `want`; returns every event read.
-async fn read_until(socket: &mut Socket, want: impl Fn(&Value) -> bool) -> Vec<Value> {
+pub async fn read_until(socket: &mut Socket, want: impl Fn(&Value) -> bool) -> Vec<Value> {
     let mut events = Vec::new();
     loop {
         let next = tokio::time::timeout(Duration::from_secs(15), socket.next())

@@ -570,3 +570,116 @@ async fn the_nats_server_restarting_under_a_payment_loses_nothing() {
         "approved"
     );
 }
+
+/// A custom Payment App's live feed through the relay: the `wsUrl` the store gives out is the
+/// relay's; the events arrive in order as the store sends them, the socket closes 1000 after
+/// the result, `?after=` resumes exactly, a wrong token is refused before the upgrade, and a
+/// cancel from the app aborts the sale on the store's terminal.
+#[tokio::test]
+async fn the_payment_app_feed_works_through_the_relay() {
+    use crate::payment_app::{APP, connect, read_all, read_until};
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let Some(nats) = NatsServer::start_for(&STORES) else {
+        return;
+    };
+    let relay = Relay::start(&nats);
+    let store_1 = Daemon::start(Options {
+        serial: SERIALS[0],
+        without_callback_keys: true,
+        approve_after_ms: 1_200,
+        payment_app: Some(APP),
+        server_extra: format!("public_url = \"{PUBLIC_URL}\""),
+        extra_config: nats.uplink_of(STORES[0]),
+        ..Options::default()
+    })
+    .await;
+    until_routed(&relay, &STORES[..1]).await;
+    let gateway = relay.gateway();
+    let ws_of = |answer: &serde_json::Value| {
+        assert_eq!(answer["paymentAppData"]["appName"], APP, "{answer}");
+        let payload: serde_json::Value = serde_json::from_str(
+            answer["paymentAppData"]["payload"]
+                .as_str()
+                .expect("payload"),
+        )
+        .expect("json");
+        let url = payload["wsUrl"].as_str().expect("wsUrl").to_string();
+        let path = url
+            .strip_prefix("ws://relay.invalid")
+            .unwrap_or_else(|| panic!("the store gives out the relay's address: {url}"))
+            .to_string();
+        format!("{}{path}", relay.base.replacen("http://", "ws://", 1))
+    };
+    let start = |id: &'static str, value: serde_json::Value| {
+        let gateway = &gateway;
+        let relay = &relay;
+        async move {
+            let body = create_body(id, value, "Venda Direta Credito", "http://127.0.0.1:9/cb");
+            let url = submit_url(&gateway.create(&body).await);
+            let (status, _) =
+                submit_serial(&on(relay, &url), "{\"serialNumber\":\"SIM-A001\"}").await;
+            assert_eq!(status, 200);
+            (body.clone(), gateway.create(&body).await)
+        }
+    };
+
+    let (body, answer) = start("feed-1", json!(12)).await;
+    let url = ws_of(&answer);
+    let mut socket = connect(&url).await;
+    let (events, code) = read_all(&mut socket, Duration::from_secs(20)).await;
+    assert_eq!(code, Some(1000), "{events:?}");
+    let result = events.last().expect("events");
+    assert_eq!(result["type"], "result", "{events:?}");
+    assert_eq!(result["status"], "approved");
+    let seqs: Vec<i64> = events
+        .iter()
+        .map(|e| e["seq"].as_i64().expect("seq"))
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "contiguous: {seqs:?}"
+    );
+    assert_eq!(gateway.create(&body).await["status"], "approved");
+    // Resumed after the first event: exactly the rest, then 1000.
+    let mut resumed = connect(&format!("{url}&after={}", seqs[0])).await;
+    let (rest, code) = read_all(&mut resumed, Duration::from_secs(10)).await;
+    assert_eq!((rest.as_slice(), code), (&events[1..], Some(1000)));
+    // After the result: nothing more, 1000 at once.
+    let last = seqs.last().copied().expect("last");
+    let mut done = connect(&format!("{url}&after={last}")).await;
+    assert_eq!(
+        read_all(&mut done, Duration::from_secs(10)).await,
+        (vec![], Some(1000))
+    );
+    // A wrong token: refused before the upgrade (the store's 403), nothing sent.
+    let forged = url.replace("token=", "token=0");
+    match tokio_tungstenite::connect_async(&forged).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("a wrong token was let in: {:?}", other.map(|_| ())),
+    }
+
+    // .04: a slow sale (20 s) that honours an abort; the app's cancel reaches the terminal.
+    let (body, answer) = start("feed-2", json!(30.04)).await;
+    let mut socket = connect(&ws_of(&answer)).await;
+    read_until(&mut socket, |e| e["type"] == "prompt").await;
+    socket
+        .send(Message::text(r#"{"type":"cancel"}"#))
+        .await
+        .expect("cancel");
+    let (events, code) = read_all(&mut socket, Duration::from_secs(15)).await;
+    assert_eq!(code, Some(1000), "{events:?}");
+    let result = events.last().expect("result");
+    assert_eq!(
+        (result["status"].clone(), result["state"].clone()),
+        (json!("denied"), json!("cancelled"))
+    );
+    assert_eq!(
+        gateway.poll_final(&body, Duration::from_secs(5)).await["status"],
+        "denied"
+    );
+    assert_eq!(store_1.journal_entries("feed-2", "aborted"), 1);
+}
