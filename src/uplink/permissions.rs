@@ -9,9 +9,8 @@ use super::{SERIALS_BUCKET, inbox_prefix};
 pub fn publish(store_id: &str) -> Vec<String> {
     vec![
         format!("posbridge.store.{store_id}.>"),
-        // Its own entry of the serial map, and reading that map's stream to find it.
+        // Its own entry of the serial map.
         format!("$KV.{SERIALS_BUCKET}.{store_id}"),
-        format!("$JS.API.STREAM.INFO.KV_{SERIALS_BUCKET}"),
     ]
 }
 
@@ -79,7 +78,7 @@ pub fn issue_store_credentials(
         .and_then(|()| file.sync_all())
         .map_err(write_error)?;
     Ok(format!(
-        "# The relay tier's nats-server.conf: add this entry to the posbridge account's users,\n\
+        "# The relay tier's nats-server.conf: add this entry to the STORES account's users,\n\
          # then reload nats-server (systemctl reload nats-server).\n{}\n\n\
          # The store's posbridge.toml (copy {} to the store, owner root, group posbridge, 0640):\n\
          [uplink]\nnats_url = \"{nats_url}\"\nstore_id = \"{store_id}\"\nuser = \"{store_id}\"\n\
@@ -134,10 +133,7 @@ mod tests {
         assert!(entry.contains("allow_responses: true"));
         // No wildcard reaches past the store's own name.
         for subject in publish("store-0042").iter().chain(&subscribe("store-0042")) {
-            assert!(
-                subject.contains("store-0042") || subject.starts_with("$JS.API.STREAM.INFO."),
-                "{subject}"
-            );
+            assert!(subject.contains("store-0042"), "{subject}");
             assert!(!subject.contains('*'), "{subject}");
         }
     }

@@ -20,7 +20,10 @@ pub(super) async fn announce(
     serials: Vec<String>,
     stop: CancellationToken,
 ) {
+    // A plain JetStream publish to the entry's subject (what a key-value put is): the store's
+    // account has no JetStream of its own, only this subject of the relay's.
     let jetstream = async_nats::jetstream::new(client);
+    let subject = format!("$KV.{SERIALS_BUCKET}.{store_id}");
     let list = match serde_json::to_vec(&serials) {
         Ok(list) => Bytes::from(list),
         Err(e) => {
@@ -30,11 +33,8 @@ pub(super) async fn announce(
     };
     let mut told = false;
     loop {
-        let written = match jetstream.get_key_value(SERIALS_BUCKET).await {
-            Ok(bucket) => bucket
-                .put(store_id.as_str(), list.clone())
-                .await
-                .map_err(|e| e.to_string()),
+        let written = match jetstream.publish(subject.clone(), list.clone()).await {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match written {

@@ -55,7 +55,25 @@ fn nats_server_installed() -> bool {
     false
 }
 
-/// A `nats-server` with JetStream on 127.0.0.1, one account for the relay and a store.
+/// The accounts of the shipped `config/nats-server.conf` (the relay's, the stores'), with
+/// `users` (issued store entries) pasted where it says: the tests run on the tier's own
+/// accounts and permissions.
+fn shipped_accounts(users: &str) -> String {
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/nats-server.conf"
+    ))
+    .expect("config/nats-server.conf");
+    let accounts = &shipped[shipped.find("\naccounts {").expect("an accounts block")..];
+    let marker = "of the serial map only. Paste each below, then `systemctl reload nats-server`.\n";
+    assert!(
+        accounts.contains(marker),
+        "the conf says where store entries go"
+    );
+    accounts.replace(marker, &format!("{marker}{users}\n"))
+}
+
+/// A `nats-server` with JetStream on 127.0.0.1, with the shipped accounts.
 pub struct NatsServer {
     child: Child,
     pub port: u16,
@@ -89,25 +107,16 @@ impl NatsServer {
         std::fs::write(
             &config,
             format!(
-                r#"listen: "127.0.0.1:{port}"
-jetstream {{ store_dir: "{}" }}
-accounts {{
-  POSBRIDGE {{
-    jetstream: enabled
-    users: [ {{ user: relay, password: relay-secret }},
-{}
-    ]
-  }}
-}}
-"#,
+                "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: \"{}\" }}\n{}",
                 dir.join("jetstream").display(),
-                std::fs::read_to_string(dir.join("users.conf")).expect("users")
+                shipped_accounts(&std::fs::read_to_string(dir.join("users.conf")).expect("users"))
             ),
         )
         .expect("config");
         let mut child = Command::new("nats-server")
             .arg("-c")
             .arg(&config)
+            .env("RELAY_PASSWORD", "relay-secret")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -283,18 +292,34 @@ async fn a_store_behind_the_relay_answers_relayed_requests_as_its_own_listener_d
         .subscribe(posbridge::uplink::requests_subject(STORE))
         .await
         .expect("the client sends the subscription");
-    let intruder_map = async_nats::jetstream::new(intruder.clone())
-        .get_key_value(posbridge::uplink::SERIALS_BUCKET)
-        .await
-        .expect("a store may open the serial map");
+    // It may write its own entry only (as its daemon does: a JetStream publish to the
+    // entry's subject; its account has no JetStream of its own, nor the relay's API).
+    let intruder_js = async_nats::jetstream::new(intruder.clone());
+    let forged = async {
+        intruder_js
+            .publish(
+                format!("$KV.{}.{STORE}", posbridge::uplink::SERIALS_BUCKET),
+                Bytes::from_static(b"[\"SIM-0001\"]"),
+            )
+            .await?
+            .await
+            .map(|_| ())
+            .map_err(async_nats::Error::from)
+    };
     assert!(
-        tokio::time::timeout(
-            Duration::from_secs(5),
-            intruder_map.put(STORE, Bytes::from_static(b"[\"SIM-0001\"]"))
-        )
-        .await
-        .map_or(true, |put| put.is_err()),
+        tokio::time::timeout(Duration::from_secs(5), forged)
+            .await
+            .map_or(true, |put| put.is_err()),
         "a store wrote another store's serials"
+    );
+    let reaches_api = tokio::time::timeout(
+        Duration::from_secs(5),
+        intruder_js.get_key_value(posbridge::uplink::SERIALS_BUCKET),
+    )
+    .await;
+    assert!(
+        !matches!(reaches_api, Ok(Ok(_))),
+        "a store reached the relay's JetStream API"
     );
     assert_eq!(
         serials.get(STORE).await.expect("read").as_deref(),
