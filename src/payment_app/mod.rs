@@ -4,6 +4,7 @@
 //! (`polling`) — and the reference page that shows it.
 
 pub mod hub;
+pub mod page;
 mod polling;
 pub(crate) mod socket;
 
@@ -96,9 +97,9 @@ fn routes(limits: &RouteLimits) -> Routes<PaymentAppState> {
             TOKEN,
             post(polling::cancel),
         )
-        .route("/payment-app", OPEN, get(socket::to_page))
-        .route("/payment-app/", OPEN, get(socket::page))
-        .route("/payment-app/app.js", OPEN, get(socket::script))
+        .route("/payment-app", OPEN, get(page::to_page))
+        .route("/payment-app/", OPEN, get(page::page))
+        .route("/payment-app/app.js", OPEN, get(page::script))
 }
 
 #[derive(Deserialize)]

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -28,36 +27,6 @@ pub const GOING_AWAY: u16 = 1001;
 pub const TOO_BIG: u16 = 1009;
 pub const INTERNAL: u16 = 1011;
 pub const TRY_AGAIN_LATER: u16 = 1013;
-
-const PAGE: &str = include_str!("page.html");
-const SCRIPT: &str = include_str!("app.js");
-
-pub async fn to_page() -> Redirect {
-    Redirect::permanent("/payment-app/")
-}
-
-pub async fn page() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                // http(s): the page asks a refused feed why with a GET of the same URL.
-                "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src ws: wss: http: https:",
-            ),
-        ],
-        PAGE,
-    )
-        .into_response()
-}
-
-pub async fn script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        SCRIPT,
-    )
-        .into_response()
-}
 
 #[derive(Deserialize)]
 pub struct FeedQuery {

@@ -60,7 +60,8 @@ const TOKEN: Limits = Limits {
     failures: Some(Guarded::Token),
     time: TimeBudget::Request,
 };
-const HEALTH: Limits = Limits {
+/// Nothing to get wrong (`/healthz`, the reference page): the request budget only.
+const PLAIN: Limits = Limits {
     failures: None,
     time: TimeBudget::Request,
 };
@@ -74,7 +75,7 @@ pub fn router(state: RelayState, limits: &RouteLimits) -> Router {
         .allow_headers(Any);
     let body_limit = axum::extract::DefaultBodyLimit::max(state.max_body_bytes);
     Routes::new(limits)
-        .route("/healthz", HEALTH, get(health))
+        .route("/healthz", PLAIN, get(health))
         .route(
             "/manifest",
             OPEN,
@@ -115,6 +116,18 @@ pub fn router(state: RelayState, limits: &RouteLimits) -> Router {
                     .allow_origin(Any)
                     .allow_methods([Method::GET]),
             ),
+        )
+        // The reference page is static; its socket is the relayed feed above.
+        .route(
+            "/payment-app",
+            PLAIN,
+            get(crate::payment_app::page::to_page),
+        )
+        .route("/payment-app/", PLAIN, get(crate::payment_app::page::page))
+        .route(
+            "/payment-app/app.js",
+            PLAIN,
+            get(crate::payment_app::page::script),
         )
         .route(
             "/pos/payments/{payment_id}/terminal",

@@ -338,7 +338,11 @@ fn debian_package_installs_upgrades_removes_and_purges() {
     assert!(Path::new("/usr/share/doc/posbridge/examples/60-posbridge-terminals.rules").exists());
     // The relay tier's unit and examples, for a partner's server; never enabled by the package.
     assert!(Path::new("/lib/systemd/system/posbridge-relay.service").exists());
-    for example in ["relay.toml", "nats-server.conf"] {
+    for example in [
+        "relay.toml",
+        "nats-server.conf",
+        "nats-server-posbridge.conf",
+    ] {
         assert!(
             Path::new("/usr/share/doc/posbridge/examples")
                 .join(example)
