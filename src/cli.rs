@@ -727,26 +727,7 @@ pub fn main() -> ExitCode {
                 return ExitCode::from(EXIT_USAGE);
             }
             tracing::trace!(config = ?config, "relay configuration as read");
-            let rt = match runtime() {
-                Ok(rt) => rt,
-                Err(code) => return code,
-            };
-            let result = rt.block_on(async {
-                let shutdown = crate::server::shutdown_on_signals()?;
-                crate::relay::run(config, shutdown).await
-            });
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!("fatal: {e:#}");
-                    eprintln!("posbridge: {e:#}");
-                    if e.downcast_ref::<crate::tls::TlsFileError>().is_some() {
-                        ExitCode::from(EXIT_USAGE)
-                    } else {
-                        ExitCode::FAILURE
-                    }
-                }
-            }
+            until_signalled(|shutdown| crate::relay::run(config, shutdown))
         }
         Command::IssueStoreCredentials {
             store_id,
@@ -812,38 +793,46 @@ pub fn main() -> ExitCode {
             // What the daemon understood, for a support case; its secrets print as `***`
             // (the end-to-end secret scan runs at trace level and reads this line).
             tracing::trace!(config = ?config, "configuration as read");
-            let rt = match runtime() {
-                Ok(rt) => rt,
-                Err(code) => return code,
-            };
-            let result = rt.block_on(async {
-                let shutdown = crate::server::shutdown_on_signals()?;
-                crate::server::run(config, shutdown).await
-            });
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!("fatal: {e:#}");
-                    eprintln!("posbridge: {e:#}");
-                    // An unusable certificate or key file is a configuration problem.
-                    if e.downcast_ref::<crate::tls::TlsFileError>().is_some() {
-                        ExitCode::from(EXIT_USAGE)
-                    } else if matches!(
-                        e.downcast_ref::<crate::pos::EngineError>(),
-                        Some(crate::pos::EngineError::JournalsAhead(_))
-                    ) || matches!(
-                        e.downcast_ref::<crate::store::StoreError>(),
-                        Some(
-                            crate::store::StoreError::NewerSchema { .. }
-                                | crate::store::StoreError::Damaged { .. }
-                                | crate::store::StoreError::ReadOnly { .. }
-                        )
-                    ) {
-                        ExitCode::from(EXIT_DATA)
-                    } else {
-                        ExitCode::FAILURE
-                    }
-                }
+            until_signalled(|shutdown| crate::server::run(config, shutdown))
+        }
+    }
+}
+
+/// Runs `serve` (the daemon or a relay replica) until SIGTERM or SIGINT; its exit code.
+fn until_signalled<F>(serve: impl FnOnce(tokio_util::sync::CancellationToken) -> F) -> ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let result = rt.block_on(async {
+        let shutdown = crate::server::shutdown_on_signals()?;
+        serve(shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("fatal: {e:#}");
+            eprintln!("posbridge: {e:#}");
+            // An unusable certificate or key file is a configuration problem.
+            if e.downcast_ref::<crate::tls::TlsFileError>().is_some() {
+                ExitCode::from(EXIT_USAGE)
+            } else if matches!(
+                e.downcast_ref::<crate::pos::EngineError>(),
+                Some(crate::pos::EngineError::JournalsAhead(_))
+            ) || matches!(
+                e.downcast_ref::<crate::store::StoreError>(),
+                Some(
+                    crate::store::StoreError::NewerSchema { .. }
+                        | crate::store::StoreError::Damaged { .. }
+                        | crate::store::StoreError::ReadOnly { .. }
+                )
+            ) {
+                ExitCode::from(EXIT_DATA)
+            } else {
+                ExitCode::FAILURE
             }
         }
     }

@@ -356,27 +356,12 @@ pub enum ConfigError {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::parse(&read_text(path)?, &path.display().to_string())
     }
 
     /// Parses and validates `text`; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| {
-            let (line, key) = match e.span() {
-                Some(span) => locate(text, span.start),
-                None => (0, String::from("(file)")),
-            };
-            ConfigError::Invalid {
-                path: origin.to_string(),
-                line,
-                key,
-                problem: e.message().trim().to_string(),
-            }
-        })?;
+        let mut config: Config = toml::from_str(text).map_err(|e| toml_error(text, origin, &e))?;
         config
             .validate()
             .and_then(|()| config.read_terminals())
@@ -646,6 +631,28 @@ fn first_key(path: &serde_path_to_error::Path) -> Option<String> {
 const GATEWAY_PAIR: &str =
     "the key pair VTEX's Gateway sends in X-VTEX-API-AppKey / X-VTEX-API-AppToken";
 const PARTNER_PAIR: &str = "your partner account's key pair, sent with every callback";
+
+/// A configuration file's text (the daemon's or the relay's).
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// A TOML or type error as the file, line and key it is at.
+fn toml_error(text: &str, origin: &str, e: &toml::de::Error) -> ConfigError {
+    let (line, key) = match e.span() {
+        Some(span) => locate(text, span.start),
+        None => (0, String::from("(file)")),
+    };
+    ConfigError::Invalid {
+        path: origin.to_string(),
+        line,
+        key,
+        problem: e.message().trim().to_string(),
+    }
+}
 
 /// Both `[vtex]` key pairs are set (a placeholder only on a demo box): the store daemon's and
 /// the relay's, which has the same `[vtex]`.

@@ -25,16 +25,12 @@ use crate::terminal::{OpenError, Terminals};
 
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    // Certificate problems are configuration problems: before anything else (exit 64).
-    let tls = match &config.server.tls {
-        Some(files) => Some(crate::tls::Tls::load(files)?),
-        None => None,
-    };
+    let crate::net::Bound {
+        listener,
+        tls,
+        addr,
+    } = crate::net::Bound::from_config(&config.server).await?;
     let limits = crate::net::route_limits(&config.server, &config.rate_limits);
-    let listener = TcpListener::bind(config.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-    let addr = listener.local_addr().context("no local address")?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let public_url = config
         .server

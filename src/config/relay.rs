@@ -75,26 +75,12 @@ impl TryFrom<WrittenNats> for RelayNats {
 
 impl RelayConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text, &path.display().to_string())
+        Self::parse(&super::read_text(path)?, &path.display().to_string())
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: RelayConfig = toml::from_str(text).map_err(|e| {
-            let (line, key) = match e.span() {
-                Some(span) => super::locate(text, span.start),
-                None => (0, String::from("(file)")),
-            };
-            ConfigError::Invalid {
-                path: origin.to_string(),
-                line,
-                key,
-                problem: e.message().trim().to_string(),
-            }
-        })?;
+        let config: RelayConfig =
+            toml::from_str(text).map_err(|e| super::toml_error(text, origin, &e))?;
         let invalid = |key: &str, problem: String| ConfigError::Invalid {
             path: origin.to_string(),
             line: super::line_of_key(text, key),

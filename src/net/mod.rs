@@ -11,7 +11,7 @@
 mod serve;
 pub mod trusted_proxies;
 
-pub use serve::serve;
+pub use serve::{Bound, serve};
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -10,6 +10,32 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// The public listener as `[server]` configures it: bound, with its TLS loaded (a certificate
+/// problem is a configuration problem: before anything else, exit 64).
+pub struct Bound {
+    pub listener: TcpListener,
+    pub tls: Option<Arc<crate::tls::Tls>>,
+    pub addr: SocketAddr,
+}
+
+impl Bound {
+    pub async fn from_config(server: &crate::config::ServerConfig) -> anyhow::Result<Self> {
+        let tls = match &server.tls {
+            Some(files) => Some(crate::tls::Tls::load(files)?),
+            None => None,
+        };
+        let listener = TcpListener::bind(server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", server.listen))?;
+        let addr = listener.local_addr().context("no local address")?;
+        Ok(Self {
+            listener,
+            tls,
+            addr,
+        })
+    }
+}
+
 /// Kernel send buffer of each connection on the PPP / Payment App listener.
 const SEND_BUFFER_BYTES: usize = 64 * 1024;
 

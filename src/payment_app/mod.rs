@@ -3,6 +3,7 @@
 //! the payment over WebSocket (`hub`, `socket`) — or by long polling through the relay tier
 //! (`polling`) — and the reference page that shows it.
 
+mod admission;
 pub mod hub;
 pub mod page;
 mod polling;

@@ -17,7 +17,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::hub::{Denied, FeedEvent};
+use super::admission::{admit, start_cancel};
+use super::hub::FeedEvent;
 use super::{PaymentAppState, error};
 
 /// The longest wait of one poll: well within the request's time budget.
@@ -29,45 +30,6 @@ pub struct PollQuery {
     token: String,
     after: Option<String>,
     wait_ms: Option<u64>,
-}
-
-/// The token and `after` checks a socket makes before its upgrade, with the same answers.
-pub(super) async fn admit(
-    state: &PaymentAppState,
-    payment_id: &str,
-    token: &str,
-    after: Option<&str>,
-) -> Result<Option<i64>, Response> {
-    if let Some(problem) = crate::ids::problem(payment_id, crate::ids::MAX_KEY_CHARS) {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            "bad-request",
-            &format!("field `paymentId` {problem}"),
-        ));
-    }
-    let after = match after.map(str::parse::<i64>) {
-        None => None,
-        Some(Ok(n)) if n >= 0 => Some(n),
-        Some(_) => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                "after must be a sequence number (0 or more)",
-            ));
-        }
-    };
-    if let Err(denied) = state.hub.authorize(payment_id, token).await {
-        tracing::warn!(payment_id = %payment_id, reason = %denied, "payment app: feed refused");
-        let (status, code) = match denied {
-            Denied::BadToken => (StatusCode::FORBIDDEN, "bad-token"),
-            // Not a guess at a token (it matched): 410 is not counted by the failure limit,
-            // so a stale page cannot lock the store's address out.
-            Denied::Expired => (StatusCode::GONE, "expired-token"),
-            Denied::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error"),
-        };
-        return Err(error(status, code, &denied.to_string()));
-    }
-    Ok(after)
 }
 
 pub async fn events(
@@ -139,7 +101,7 @@ pub async fn cancel(
     if let Err(refused) = admit(&state, &payment_id, &query.token, None).await {
         return refused;
     }
-    super::socket::start_cancel(&state.hub, &payment_id, &Arc::new(AtomicBool::new(false)));
+    start_cancel(&state.hub, &payment_id, &Arc::new(AtomicBool::new(false)));
     (
         StatusCode::ACCEPTED,
         Json(json!({ "status": "cancelling" })),

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -15,6 +15,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use super::PaymentAppState;
+use super::admission::{admit, start_cancel};
 use super::hub::{FeedEvent, Hub};
 
 /// Largest message a client may send (a cancel is 17 bytes).
@@ -41,14 +42,7 @@ pub async fn upgrade(
     Query(query): Query<FeedQuery>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let after = match super::polling::admit(
-        &state,
-        &payment_id,
-        &query.token,
-        query.after.as_deref(),
-    )
-    .await
-    {
+    let after = match admit(&state, &payment_id, &query.token, query.after.as_deref()).await {
         Ok(after) => after,
         Err(refused) => return refused,
     };
@@ -155,36 +149,6 @@ fn on_client_text(hub: &Arc<Hub>, payment_id: &str, text: &str, cancel_running: 
         return;
     }
     start_cancel(hub, payment_id, cancel_running);
-}
-
-/// Cancels from the Payment App (a socket's message, or the relay's request), one at a time
-/// per `cancel_running`; what the terminal cannot do is told on the feed as an `error` event.
-pub(super) fn start_cancel(hub: &Arc<Hub>, payment_id: &str, cancel_running: &Arc<AtomicBool>) {
-    if cancel_running.swap(true, Ordering::AcqRel) {
-        return; // one cancel at a time per socket
-    }
-    let (hub, payment_id, running) = (hub.clone(), payment_id.to_string(), cancel_running.clone());
-    tokio::spawn(async move {
-        match hub.engine().cancel_from_payment_app(&payment_id).await {
-            Ok(answer) if answer.http_status == 200 => {}
-            Ok(answer) if answer.is_final => {
-                let field = |k: &str| answer.body[k].as_str().unwrap_or_default().to_string();
-                hub.report_error(&payment_id, &field("code"), &field("message"));
-            }
-            Ok(_) => {
-                tracing::info!(payment_id = %payment_id, "payment app: cancel still in progress on the terminal")
-            }
-            Err(e) => {
-                tracing::error!(payment_id = %payment_id, error = %e, "payment app: cancel failed");
-                hub.report_error(
-                    &payment_id,
-                    "cancel-failed",
-                    "the cancel could not be started",
-                );
-            }
-        }
-        running.store(false, Ordering::Release);
-    });
 }
 
 /// Sends a close frame (after whatever is still buffered) and waits briefly for the client's

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use std::time::Duration;
 
 use super::forward::{self, Relayed};
-use super::routes::RelayState;
+use super::state::RelayState;
 use crate::error_body;
 
 const NORMAL: u16 = 1000;

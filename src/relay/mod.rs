@@ -12,14 +12,13 @@ mod feed;
 mod forward;
 pub mod payments;
 mod routes;
+mod state;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::jetstream;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,7 +27,7 @@ use crate::ppp::auth::Credentials;
 use crate::ppp::create_answer::PublicUrls;
 use crate::uplink::SERIALS_BUCKET;
 use payments::{PAYMENTS_BUCKET, Payments};
-use routes::RelayState;
+use state::RelayState;
 
 /// The relay's own reply inboxes: a prefix no store's NATS user may read (stores have
 /// `_INBOX.<store_id>.>` only), so no store can read another's answers.
@@ -40,15 +39,12 @@ const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs one relay replica until `shutdown`.
 pub async fn run(config: RelayConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let tls = match &config.server.tls {
-        Some(files) => Some(crate::tls::Tls::load(files)?),
-        None => None,
-    };
+    let crate::net::Bound {
+        listener,
+        tls,
+        addr,
+    } = crate::net::Bound::from_config(&config.server).await?;
     let limits = crate::net::route_limits(&config.server, &config.rate_limits);
-    let listener = TcpListener::bind(config.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-    let addr: SocketAddr = listener.local_addr().context("no local address")?;
     let nats = crate::uplink::connect(&config.nats.connection, "posbridge relay", RELAY_INBOX)
         .await
         .context("cannot start the relay's NATS connection ([nats])")?;

@@ -4,9 +4,6 @@
 //! Sales App names a terminal, routes by that terminal's serial, and says so when a store is
 //! away (a Create poll stays `undefined`; anything else gets a retryable 503 `store-offline`).
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
@@ -19,34 +16,16 @@ use serde_json::{Value, json};
 use tower_http::cors::{Any, CorsLayer};
 use tracing::Instrument;
 
-use super::directory::{Lookup, SharedDirectory};
+use super::directory::Lookup;
 use super::forward::{self, Offline, Relayed};
-use super::payments::{Found, Payments, RecordError, RelayedPayment};
+use super::payments::{Found, RecordError, RelayedPayment};
+use super::state::RelayState;
 use crate::config::PosConfig;
 use crate::error_body;
-use crate::ppp::auth::Credentials;
-use crate::ppp::create_answer::{PublicUrls, TERMINAL_CONNECTOR_APP};
+use crate::ppp::create_answer::TERMINAL_CONNECTOR_APP;
 use crate::ppp::error::PppError;
 use crate::route_limits::{ClientAddr, Guarded, Limits, RouteLimits, Routes, TimeBudget};
-use crate::secret::{Secret, ct_eq};
-
-#[derive(Clone)]
-pub struct RelayState {
-    pub nats: async_nats::Client,
-    pub payments: Payments,
-    pub directory: SharedDirectory,
-    pub credentials: Arc<Credentials>,
-    pub urls: PublicUrls,
-    /// The relay's own Gateway key pair (the stores have the same `[vtex]`): a kept Create is
-    /// handed to its store with it.
-    pub app_key: String,
-    pub app_token: Secret,
-    /// How long a store may take to answer (within the route's own time budget).
-    pub store_timeout: Duration,
-    pub max_body_bytes: usize,
-    /// Cancelled when the relay stops: its Payment App sockets close with 1001.
-    pub stop: tokio_util::sync::CancellationToken,
-}
+use crate::secret::ct_eq;
 
 const PAYMENTS: Limits = Limits {
     failures: Some(Guarded::Credentials),
@@ -316,6 +295,36 @@ async fn create(
     .await
 }
 
+/// A request as the caller sent it, for its store.
+struct AsSent<'a> {
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    client: Option<Extension<ClientAddr>>,
+    body: Bytes,
+}
+
+/// Hands `request` to `store` as it came, and answers with the store's answer (or
+/// `store-offline`).
+async fn as_sent_to(state: &RelayState, store: &str, request: AsSent<'_>) -> Response {
+    let uri = request.uri;
+    let path = uri
+        .path_and_query()
+        .map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string());
+    let relayed = Relayed {
+        method: request.method,
+        path_and_query: &path,
+        headers: request.headers,
+        client: client_ip(request.client),
+        body: request.body,
+        assigned: None,
+    };
+    match forward::to_store(&state.nats, store, relayed, state.store_timeout).await {
+        Ok(answer) => answer,
+        Err(why) => store_offline(why),
+    }
+}
+
 fn new_record(body: &Bytes) -> Result<RelayedPayment, PppError> {
     let random = |e: getrandom::Error| {
         tracing::error!(error = %e, "no randomness");
@@ -548,21 +557,14 @@ async fn submit_serial(
         if let Err(answer) = hand_over(&state, &payment_id, &found, &store).await {
             return answer;
         }
-        let path = uri
-            .path_and_query()
-            .map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string());
-        let relayed = Relayed {
+        let request = AsSent {
             method: &Method::POST,
-            path_and_query: &path,
+            uri: &uri,
             headers: &headers,
-            client: client_ip(client),
+            client,
             body,
-            assigned: None,
         };
-        match forward::to_store(&state.nats, &store, relayed, state.store_timeout).await {
-            Ok(answer) => answer,
-            Err(why) => store_offline(why),
-        }
+        as_sent_to(&state, &store, request).await
     }
     .instrument(span)
     .await
@@ -653,21 +655,14 @@ async fn by_payment(
         if let Err(answer) = hand_over(&state, &payment_id, &found, &store).await {
             return answer;
         }
-        let path = uri
-            .path_and_query()
-            .map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string());
-        let relayed = Relayed {
+        let request = AsSent {
             method: &method,
-            path_and_query: &path,
+            uri: &uri,
             headers: &headers,
-            client: client_ip(client),
+            client,
             body,
-            assigned: None,
         };
-        match forward::to_store(&state.nats, &store, relayed, state.store_timeout).await {
-            Ok(answer) => answer,
-            Err(why) => store_offline(why),
-        }
+        as_sent_to(&state, &store, request).await
     }
     .instrument(span)
     .await

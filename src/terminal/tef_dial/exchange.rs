@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use firmware_protocols::tef_dial::{ParseError, Record, RequestId};
 
-use super::settings::writable_folder;
-
 /// The request, in `request_dir`; the answer has the same name in `response_dir`.
 pub const INTPOS: &str = "IntPos.001";
 /// A request while it is written: the client never sees half a file.
@@ -217,4 +215,23 @@ async fn remove(path: PathBuf) -> Result<(), ExchangeError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(ExchangeError::Remove { path, source }),
     }
+}
+
+/// Whether `dir` is a folder this process may create and remove files in (a probe file,
+/// removed at once: the permission bits alone do not tell for ACLs, shares and read-only
+/// mounts).
+pub(super) fn writable_folder(dir: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!("{}: not a folder", dir.display()));
+    }
+    let probe = dir.join(format!(".posbridge-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"probe")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            format!(
+                "{}: cannot create and remove a file there: {e}",
+                dir.display()
+            )
+        })
 }

@@ -1,6 +1,6 @@
 //! A TEF Dial terminal's keys in its `[[terminals]]` entry, checked, and how it opens.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -121,27 +121,9 @@ impl Protocol for TefDialSettings {
     }
 }
 
-/// Whether `dir` is a folder this process may create and remove files in (a probe file,
-/// removed at once: the permission bits alone do not tell for ACLs, shares and read-only
-/// mounts).
-pub(super) fn writable_folder(dir: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    if !meta.is_dir() {
-        return Err(format!("{}: not a folder", dir.display()));
-    }
-    let probe = dir.join(format!(".posbridge-probe-{}", std::process::id()));
-    std::fs::write(&probe, b"probe")
-        .and_then(|()| std::fs::remove_file(&probe))
-        .map_err(|e| {
-            format!(
-                "{}: cannot create and remove a file there: {e}",
-                dir.display()
-            )
-        })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::exchange::writable_folder;
     use super::*;
 
     fn written(request: &str, response: &str, ack: u64) -> WrittenTefDial {
