@@ -58,7 +58,17 @@ fn parse_filter(directives: &str) -> Result<EnvFilter, String> {
             return Err(invalid());
         }
     }
-    EnvFilter::try_new(directives).map_err(|e| format!("invalid log level `{directives}`: {e}"))
+    let filter = EnvFilter::try_new(directives)
+        .map_err(|e| format!("invalid log level `{directives}`: {e}"))?;
+    // The NATS client logs whole messages at trace (relayed requests carry the Gateway's
+    // credentials): held at info unless named on purpose (`async_nats=debug`).
+    if directives.contains("async_nats") {
+        return Ok(filter);
+    }
+    let quiet = "async_nats=info"
+        .parse()
+        .map_err(|e| format!("invalid log level `{directives}`: {e}"))?;
+    Ok(filter.add_directive(quiet))
 }
 
 /// `level` is an EnvFilter directive (`info`, `posbridge=debug,warn`); RUST_LOG overrides it.

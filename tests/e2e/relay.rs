@@ -58,7 +58,7 @@ password_file = "{password}"
         let mut child = Command::new(env!("CARGO_BIN_EXE_posbridge"))
             .args(["relay", "--config"])
             .arg(&config)
-            .args(["--log-level", "debug"])
+            .args(["--log-level", "trace"])
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -707,4 +707,135 @@ async fn the_payment_app_feed_works_through_the_relay() {
         "denied"
     );
     assert_eq!(store_1.journal_entries("feed-2", "aborted"), 1);
+}
+
+/// Bad input to the relay gets a clear, specific refusal and changes nothing (no record made,
+/// nothing handed to a store), and nothing secret reaches its log or the store's, both at
+/// trace level: not the Gateway's or the partner's token, not a callback signature, not a
+/// submitUrl token.
+#[tokio::test]
+async fn the_relay_refuses_bad_input_clearly_and_logs_no_secret() {
+    let Some(nats) = NatsServer::start_for(&STORES) else {
+        return;
+    };
+    let receiver = CallbackReceiver::start(0).await;
+    let relay = Relay::start(&nats);
+    let store_1 = Daemon::start(Options {
+        serial: SERIALS[0],
+        without_callback_keys: true,
+        log_level: "trace",
+        server_extra: format!("public_url = \"{PUBLIC_URL}\""),
+        extra_config: nats.uplink_of(STORES[0]),
+        ..Options::default()
+    })
+    .await;
+    until_routed(&relay, &STORES[..1]).await;
+    let gateway = relay.gateway();
+    let wrong = Gateway::new(&relay.base, APP_KEY, "not-the-token");
+
+    for (body, headers, status, code) in [
+        (b"{not json".to_vec(), vec![], 400, "bad-request"),
+        (
+            serde_json::to_vec(&json!({ "paymentId": "x" })).expect("json"),
+            vec![],
+            400,
+            "bad-request",
+        ),
+        (
+            serde_json::to_vec(&create_body(
+                "neg-1",
+                json!(-5),
+                "Venda Direta Credito",
+                "http://127.0.0.1:9/cb",
+            ))
+            .expect("json"),
+            vec![],
+            400,
+            "invalid-value",
+        ),
+        (vec![b'x'; 2 * 1024 * 1024], vec![], 413, "body-too-large"),
+    ] {
+        let (got, answer) = gateway.post_raw("/payments", body, &headers).await;
+        assert_eq!(
+            (got, answer["code"].clone()),
+            (status, json!(code)),
+            "{answer}"
+        );
+    }
+    let (status, answer) = wrong
+        .post(
+            "/payments",
+            &create_body(
+                "w-1",
+                json!(1),
+                "Venda Direta Credito",
+                "http://127.0.0.1:9/cb",
+            ),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["code"].clone()),
+        (401, json!("unauthorized"))
+    );
+    let (status, answer) = gateway
+        .post(
+            "/payments/no-such-payment/cancellations",
+            &json!({ "requestId": "r" }),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["code"].clone()),
+        (404, json!("unknown-payment"))
+    );
+    let (status, _) = submit_serial(
+        &format!(
+            "{}/pos/payments/no-such/terminal?token={}",
+            relay.base,
+            "ab".repeat(32)
+        ),
+        "{\"serialNumber\":\"SIM-A001\"}",
+    )
+    .await;
+    assert_eq!(status, 403);
+    // None of it reached a store.
+    assert!(
+        !store_1.logs().contains("payment stored"),
+        "{}",
+        store_1.logs()
+    );
+
+    // A whole payment, then the relay's log is read for every secret it saw.
+    let body = create_body(
+        "secret-1",
+        json!(8),
+        "Venda Direta Credito",
+        &receiver.url_for("secret-1"),
+    );
+    let first = gateway.create(&body).await;
+    let url = submit_url(&first);
+    let token = url.split("token=").nth(1).expect("token").to_string();
+    let (status, _) = submit_serial(&on(&relay, &url), "{\"serialNumber\":\"SIM-A001\"}").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        gateway.poll_final(&body, Duration::from_secs(20)).await["status"],
+        "approved"
+    );
+    assert_eq!(
+        receiver
+            .wait_for("secret-1", Duration::from_secs(20))
+            .await
+            .len(),
+        1
+    );
+    let logs = relay.logs() + &store_1.logs();
+    for (secret, what) in [
+        (APP_TOKEN, "the Gateway's app token"),
+        ("not-the-token", "a wrong app token"),
+        (CALLBACK_TOKEN, "the partner's token"),
+        (CALLBACK_SIGNATURE, "a callback signature"),
+        (token.as_str(), "a submitUrl token"),
+    ] {
+        let line = logs.lines().find(|l| l.contains(secret));
+        assert!(line.is_none(), "{what} in a log: {line:?}");
+    }
 }
