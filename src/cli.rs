@@ -465,7 +465,7 @@ pub fn main() -> ExitCode {
                     eprintln!("posbridge: {e}");
                     return ExitCode::from(EXIT_USAGE);
                 }
-                let problems: Vec<String> = loaded
+                let mut problems: Vec<String> = loaded
                     .terminals
                     .iter()
                     .flat_map(|t| {
@@ -475,6 +475,9 @@ pub fn main() -> ExitCode {
                             .map(|p| format!("terminal `{}`: {p}", t.id))
                     })
                     .collect();
+                if let Some(uplink) = &loaded.uplink {
+                    problems.extend(uplink.nats.host_problems("uplink"));
+                }
                 if !problems.is_empty() {
                     for problem in problems {
                         eprintln!("posbridge: {problem}");

@@ -34,6 +34,30 @@ pub enum NatsLogin {
     },
 }
 
+impl NatsConnection {
+    /// What this machine must give the login (`posbridge check-config`): its file readable, and
+    /// a password file's first line not empty. `key` names the table (`uplink`, `nats`).
+    pub fn host_problems(&self, key: &str) -> Vec<String> {
+        let (name, path) = match &self.login {
+            NatsLogin::CredentialsFile(path) => ("credentials_file", path),
+            NatsLogin::Password { password_file, .. } => ("password_file", password_file),
+        };
+        match std::fs::read_to_string(path) {
+            Err(e) => vec![format!("{key}.{name} {}: {e}", path.display())],
+            Ok(text)
+                if matches!(self.login, NatsLogin::Password { .. })
+                    && text.lines().next().is_none_or(|l| l.trim().is_empty()) =>
+            {
+                vec![format!(
+                    "{key}.{name} {}: the first line is empty",
+                    path.display()
+                )]
+            }
+            Ok(_) => Vec::new(),
+        }
+    }
+}
+
 /// `[uplink]` as written; [`UplinkConfig`] once its keys agree with each other.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -157,6 +181,29 @@ mod tests {
                 password_file: "/p".into()
             }
         );
+    }
+
+    #[test]
+    fn the_login_file_must_be_there_and_a_password_not_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("uplink.password");
+        let uplink = |path: &std::path::Path| {
+            parse(&format!(
+                "nats_url = \"nats://h:1\"\nstore_id = \"s\"\nuser = \"s\"\npassword_file = \"{}\"",
+                path.display()
+            ))
+            .expect("valid")
+        };
+        let missing = uplink(&file).nats.host_problems("uplink");
+        assert!(
+            missing[0].starts_with("uplink.password_file"),
+            "{missing:?}"
+        );
+        std::fs::write(&file, "\n").expect("write");
+        let empty = uplink(&file).nats.host_problems("uplink");
+        assert!(empty[0].contains("the first line is empty"), "{empty:?}");
+        std::fs::write(&file, "s3cret\n").expect("write");
+        assert!(uplink(&file).nats.host_problems("uplink").is_empty());
     }
 
     #[test]

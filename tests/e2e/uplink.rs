@@ -465,3 +465,38 @@ fn the_shipped_nats_server_conf_takes_issued_store_entries() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `posbridge check-config` reads the uplink's login as `run` would: a password file that is
+/// not there is a configuration problem (64) named by its key, before the daemon is started.
+#[test]
+fn check_config_finds_an_uplink_login_that_is_not_there() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("uplink.password");
+    let options = Options {
+        extra_config: format!(
+            "\n[uplink]\nnats_url = \"nats://127.0.0.1:4222\"\nstore_id = \"{STORE}\"\nuser = \"{STORE}\"\npassword_file = \"{}\"\n",
+            missing.display()
+        ),
+        ..Options::default()
+    };
+    let config = dir.path().join("posbridge.toml");
+    std::fs::write(&config, Daemon::config_text(dir.path(), &options)).expect("config");
+    let check = || {
+        Command::new(env!("CARGO_BIN_EXE_posbridge"))
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .output()
+            .expect("check-config")
+    };
+    let out = check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("uplink.password_file"), "{stderr}");
+    std::fs::write(&missing, "a-password\n").expect("password");
+    let out = check();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
