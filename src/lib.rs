@@ -22,6 +22,7 @@ pub mod pos;
 pub mod ppp;
 pub mod relay;
 pub mod route_limits;
+pub mod seal;
 pub mod secret;
 pub mod server;
 pub mod store;

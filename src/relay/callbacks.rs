@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::payments::Payments;
 use crate::config::CallbackConfig;
 use crate::outbox::{CallbackSender, retry_delay};
+use crate::seal::SealKey;
 use crate::uplink::callbacks::{ALL_CALLBACKS, CALLBACKS_STREAM};
 
 /// The relay replicas' one consumer of the stream (they share its messages).
@@ -37,6 +38,7 @@ pub fn stream_config(replicas: usize) -> jetstream::stream::Config {
 pub async fn deliver<S: CallbackSender>(
     stream: jetstream::stream::Stream,
     payments: Payments,
+    seal: Arc<SealKey>,
     sender: S,
     config: CallbackConfig,
     stop: CancellationToken,
@@ -67,9 +69,14 @@ pub async fn deliver<S: CallbackSender>(
                 let Ok(slot) = slots.clone().acquire_owned().await else {
                     break;
                 };
-                let (sender, config, payments) = (sender.clone(), config.clone(), payments.clone());
+                let (sender, config, payments, seal) = (
+                    sender.clone(),
+                    config.clone(),
+                    payments.clone(),
+                    seal.clone(),
+                );
                 tokio::spawn(async move {
-                    deliver_one(&*sender, &config, &payments, message).await;
+                    deliver_one(&*sender, &config, &payments, &seal, message).await;
                     drop(slot);
                 });
             }
@@ -96,6 +103,7 @@ async fn deliver_one<S: CallbackSender>(
     sender: &S,
     config: &CallbackConfig,
     payments: &Payments,
+    seal: &SealKey,
     message: jetstream::Message,
 ) {
     let store_id = message
@@ -123,12 +131,7 @@ async fn deliver_one<S: CallbackSender>(
     // Posted only where the Gateway asked for this payment, and only for the store that has it.
     let url = match payments.get(&payment_id).await {
         Ok(Some(found)) if found.payment.store.as_deref() == Some(store_id.as_str()) => {
-            serde_json::from_str::<serde_json::Value>(&found.payment.create)
-                .ok()
-                .and_then(|c| {
-                    c.get("callbackUrl")
-                        .and_then(|u| u.as_str().map(str::to_string))
-                })
+            found.payment.callback_url(seal)
         }
         Ok(_) => None,
         Err(e) => {

@@ -74,10 +74,20 @@ pub async fn run(config: RelayConfig, shutdown: CancellationToken) -> anyhow::Re
         Duration::from_secs(config.callbacks.request_timeout_s),
     )
     .context("cannot build the callback HTTP client")?;
+    // Every replica derives the same key from the partner's token it already has: no key file
+    // to share; a changed token leaves the callback URLs kept before unreadable (an alarm).
+    let seal = Arc::new(
+        crate::seal::SealKey::derived(
+            "posbridge relay: callback URLs kept in NATS",
+            config.vtex.callback_app_token.expose(),
+        )
+        .map_err(|_| anyhow::anyhow!("cannot make the key that seals callback URLs"))?,
+    );
     let payments = Payments::new(payments_bucket);
     tasks.spawn(callbacks::deliver(
         callbacks,
         payments.clone(),
+        seal.clone(),
         sender,
         config.callbacks.clone(),
         workers_stop.clone(),
@@ -106,6 +116,7 @@ pub async fn run(config: RelayConfig, shutdown: CancellationToken) -> anyhow::Re
         // Within the Gateway's budget, with room for the relay's own records.
         store_timeout: Duration::from_millis(config.server.ppp_timeout_ms * 3 / 4),
         max_body_bytes: config.server.max_body_bytes,
+        seal,
         stop: shutdown.clone(),
     };
     crate::observability::install();

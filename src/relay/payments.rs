@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::RelayAssigned;
+use crate::seal::SealKey;
 
 pub const PAYMENTS_BUCKET: &str = "posbridge_payments";
 
@@ -18,7 +19,8 @@ pub const PAYMENTS_BUCKET: &str = "posbridge_payments";
 pub struct RelayedPayment {
     pub tid: String,
     pub submit_token: String,
-    /// The Gateway's first Create body, as sent: handed to the store once it is known.
+    /// What the relay keeps of the Gateway's first Create (the fields a store reads), its
+    /// `callbackUrl` sealed: handed to the store, opened, once the store is known.
     pub create: String,
     /// The store that has the payment's terminal.
     #[serde(default)]
@@ -43,9 +45,51 @@ impl std::fmt::Debug for RelayedPayment {
     }
 }
 
+/// The fields of a Create a store reads; nothing else is kept (no card, no shopper).
+const KEPT: &[&str] = &[
+    "paymentId",
+    "transactionId",
+    "paymentMethod",
+    "value",
+    "currency",
+    "installments",
+    "callbackUrl",
+];
+
 impl RelayedPayment {
     pub fn assigned(&self) -> Option<RelayAssigned> {
         RelayAssigned::parse(&self.tid, &self.submit_token)
+    }
+
+    /// What to keep of a Create `body`: the fields a store reads, the callback URL (its query
+    /// has the Gateway's signature) sealed under `key`.
+    pub fn keep(body: &[u8], key: &SealKey) -> Result<String, crate::seal::SealError> {
+        let sent: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let mut kept = serde_json::Map::new();
+        for name in KEPT {
+            if let Some(value) = sent.get(*name) {
+                let value = match (*name, value.as_str()) {
+                    ("callbackUrl", Some(url)) => serde_json::Value::String(key.seal(url)?),
+                    _ => value.clone(),
+                };
+                kept.insert((*name).to_string(), value);
+            }
+        }
+        Ok(serde_json::Value::Object(kept).to_string())
+    }
+
+    /// The kept Create as a store reads it: its callback URL opened.
+    pub fn create_for_store(&self, key: &SealKey) -> Option<String> {
+        let mut create: serde_json::Value = serde_json::from_str(&self.create).ok()?;
+        let url = self.callback_url(key)?;
+        create["callbackUrl"] = serde_json::Value::String(url);
+        Some(create.to_string())
+    }
+
+    /// Where the Gateway asked for this payment's callbacks.
+    pub fn callback_url(&self, key: &SealKey) -> Option<String> {
+        let create: serde_json::Value = serde_json::from_str(&self.create).ok()?;
+        key.open(create.get("callbackUrl")?.as_str()?).ok()
     }
 }
 
@@ -156,6 +200,44 @@ impl Payments {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kept_create_has_what_a_store_reads_its_callback_url_sealed_and_no_card_or_shopper() {
+        let key = SealKey::derived("test", "a-shared-secret").expect("key");
+        let body = serde_json::json!({
+            "paymentId": "p-1", "transactionId": "T-1", "paymentMethod": "Venda Direta Credito",
+            "value": 10.5, "currency": "BRL", "installments": 1,
+            "callbackUrl": "https://gw/cb?X-VTEX-signature=SIGsecret",
+            "card": { "number": "4111111111111111", "csc": "123" },
+            "miniCart": { "buyer": { "email": "ana@example.com" } },
+        })
+        .to_string();
+        let payment = RelayedPayment {
+            tid: "pb00112233445566778899".into(),
+            submit_token: "t".into(),
+            create: RelayedPayment::keep(body.as_bytes(), &key).expect("kept"),
+            store: None,
+            delivered: false,
+            cancellation_id: None,
+        };
+        for absent in ["4111111111111111", "ana@example.com", "SIGsecret"] {
+            assert!(!payment.create.contains(absent), "{}", payment.create);
+        }
+        assert_eq!(
+            payment.callback_url(&key).as_deref(),
+            Some("https://gw/cb?X-VTEX-signature=SIGsecret")
+        );
+        let for_store = payment.create_for_store(&key).expect("opened");
+        let request = crate::ppp::read_create(&http::HeaderMap::new(), for_store.as_bytes())
+            .expect("a store reads it");
+        assert_eq!(
+            (request.amount_minor, request.payment_id.as_str()),
+            (1050, "p-1")
+        );
+        // Another key (another partner token) opens nothing.
+        let other = SealKey::derived("test", "another-secret").expect("key");
+        assert_eq!(payment.callback_url(&other), None);
+    }
 
     #[test]
     fn any_payment_id_is_a_valid_key_and_the_record_never_prints_its_secrets() {

@@ -23,6 +23,8 @@ pub struct RelayState {
     /// How long a store may take to answer (within the route's own time budget).
     pub store_timeout: Duration,
     pub max_body_bytes: usize,
+    /// What the callback URLs kept in NATS are sealed under.
+    pub seal: Arc<crate::seal::SealKey>,
     /// Cancelled when the relay stops: its Payment App sockets close with 1001.
     pub stop: tokio_util::sync::CancellationToken,
 }

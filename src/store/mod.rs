@@ -309,7 +309,7 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     .map_err(|e| opening_failed(path, e))?;
     check_integrity(&conn, path)?;
     // Before the migrations: one of them seals the addresses older releases wrote in clear.
-    let key = seal::SealKey::load_or_create(path)?;
+    let key = crate::seal::SealKey::load_or_create(path)?;
     seal::register(&conn, std::sync::Arc::new(key)).map_err(|e| open_error(e.to_string()))?;
     schema::migrate(&mut conn).map_err(|e| match e {
         schema::MigrateError::Newer(found) => StoreError::NewerSchema {

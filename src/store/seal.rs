@@ -6,54 +6,16 @@
 //! SQL seals and opens in place: every store connection has `seal_url(text)` and
 //! `open_url(text)`, so the rest of the code only ever sees the clear address, in memory.
 
-use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use rusqlite::Connection;
 use rusqlite::functions::FunctionFlags;
 
 use super::StoreError;
-
-/// What marks a sealed value (and its format, should it ever change).
-const PREFIX: &str = "sealed1:";
-const KEY_LEN: usize = 32;
-
-/// The installation's key. Debug and Display never show it.
-pub struct SealKey(LessSafeKey);
-
-impl fmt::Debug for SealKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SealKey(***)")
-    }
-}
-
-impl fmt::Display for SealKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SealError {
-    #[error("no random bytes for a nonce: {0}")]
-    Random(getrandom::Error),
-    #[error("the encryption failed")]
-    Encrypt,
-}
-
-/// Why a sealed value cannot be opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum OpenError {
-    #[error("not a sealed value")]
-    Malformed,
-    /// Sealed under another key (restored without its key file) or changed since.
-    #[error("sealed under another key, or changed")]
-    Rejected,
-}
+use crate::seal::{KEY_LEN, SealKey};
 
 /// Where the key of the database at `database` is kept.
 pub fn key_path(database: &Path) -> PathBuf {
@@ -63,13 +25,6 @@ pub fn key_path(database: &Path) -> PathBuf {
 }
 
 impl SealKey {
-    fn from_bytes(bytes: &[u8; KEY_LEN]) -> Result<Self, aws_lc_rs::error::Unspecified> {
-        Ok(Self(LessSafeKey::new(UnboundKey::new(
-            &AES_256_GCM,
-            bytes,
-        )?)))
-    }
-
     /// Reads the key of the database at `database`, creating it (32 random bytes, mode 0600)
     /// if there is none yet.
     pub fn load_or_create(database: &Path) -> Result<Self, StoreError> {
@@ -111,46 +66,6 @@ impl SealKey {
             Err(e) => Err(failed(e.to_string())),
         }
     }
-
-    /// Seals `clear` under a fresh random nonce. A value already sealed is kept as it is.
-    pub fn seal(&self, clear: &str) -> Result<String, SealError> {
-        if clear.starts_with(PREFIX) {
-            return Ok(clear.to_string());
-        }
-        let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce).map_err(SealError::Random)?;
-        let mut sealed = clear.as_bytes().to_vec();
-        self.0
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::empty(),
-                &mut sealed,
-            )
-            .map_err(|_| SealError::Encrypt)?;
-        let mut out = nonce.to_vec();
-        out.append(&mut sealed);
-        Ok(format!("{PREFIX}{}", crate::secret::hex(&out)))
-    }
-
-    /// The clear value of `stored`; a value written before sealing (not `sealed1:`) is already
-    /// clear and comes back as it is.
-    pub fn open(&self, stored: &str) -> Result<String, OpenError> {
-        let Some(hex) = stored.strip_prefix(PREFIX) else {
-            return Ok(stored.to_string());
-        };
-        let bytes = from_hex(hex).ok_or(OpenError::Malformed)?;
-        if bytes.len() < NONCE_LEN {
-            return Err(OpenError::Malformed);
-        }
-        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| OpenError::Malformed)?;
-        let mut sealed = sealed.to_vec();
-        let clear = self
-            .0
-            .open_in_place(nonce, Aad::empty(), &mut sealed)
-            .map_err(|_| OpenError::Rejected)?;
-        String::from_utf8(clear.to_vec()).map_err(|_| OpenError::Malformed)
-    }
 }
 
 /// Writes the new key under a temporary name, then links it in place: the key file is never
@@ -178,16 +93,6 @@ fn create_key_file(path: &Path, bytes: &[u8; KEY_LEN]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// Gives the connection `seal_url(text)` (seals a clear value) and `open_url(text)` (the clear
 /// value, or NULL when it cannot be opened: the caller decides, the query never fails on it).
 pub(super) fn register(conn: &Connection, key: Arc<SealKey>) -> rusqlite::Result<()> {
@@ -213,6 +118,7 @@ pub(super) fn register(conn: &Connection, key: Arc<SealKey>) -> rusqlite::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::seal::{OpenError, PREFIX};
 
     fn key(byte: u8) -> SealKey {
         SealKey::from_bytes(&[byte; KEY_LEN]).expect("a 32-byte key")

@@ -372,6 +372,19 @@ async fn many_stores_behind_two_relay_replicas_take_payments_through_either() {
     let last = b.poll_final(&body3, Duration::from_secs(20)).await;
     assert_eq!(last["status"], "approved", "{last}");
     assert_eq!(stores[0].charges_of("relay-pay-3"), 1);
+    // The relay tier's records on disk (JetStream's files) hold no callback signature (the
+    // kept callback URLs are sealed) and no Gateway or partner token.
+    assert!(
+        nats.files_holding("relay-pay-1").len() > 0,
+        "the records are where we look"
+    );
+    for secret in [CALLBACK_SIGNATURE, APP_TOKEN, CALLBACK_TOKEN] {
+        let files = nats.files_holding(secret);
+        assert!(
+            files.is_empty(),
+            "`{secret}` in the relay tier's JetStream files: {files:?}"
+        );
+    }
     assert_eq!(
         receiver
             .wait_for("relay-pay-3", Duration::from_secs(20))

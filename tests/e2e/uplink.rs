@@ -145,6 +145,29 @@ impl NatsServer {
         self.child = child;
     }
 
+    /// The files of the server's JetStream store (the relay tier's records) holding `needle`.
+    pub fn files_holding(&self, needle: &str) -> Vec<std::path::PathBuf> {
+        fn walk(dir: &std::path::Path, needle: &[u8], found: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, needle, found);
+                } else if std::fs::read(&path)
+                    .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+                {
+                    found.push(path);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(
+            &self.dir.path().join("jetstream"),
+            needle.as_bytes(),
+            &mut found,
+        );
+        found
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
