@@ -375,7 +375,7 @@ async fn many_stores_behind_two_relay_replicas_take_payments_through_either() {
     // The relay tier's records on disk (JetStream's files) hold no callback signature (the
     // kept callback URLs are sealed) and no Gateway or partner token.
     assert!(
-        nats.files_holding("relay-pay-1").len() > 0,
+        !nats.files_holding("relay-pay-1").is_empty(),
         "the records are where we look"
     );
     for secret in [CALLBACK_SIGNATURE, APP_TOKEN, CALLBACK_TOKEN] {
