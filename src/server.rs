@@ -78,9 +78,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         time: engine.store_time().clone(),
     };
     match (&config.uplink, &uplink) {
-        (Some(settings), Some(client)) => {
-            let sender =
-                crate::uplink::callbacks::RelayCallbacks::new(client.clone(), &settings.store_id);
+        (Some(settings), Some(link)) => {
+            let sender = crate::uplink::callbacks::RelayCallbacks::new(
+                link.client.clone(),
+                &settings.store_id,
+            );
             tasks.spawn(worker.with_sender(sender).run(workers_stop.clone()));
         }
         _ => {
@@ -141,9 +143,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let uplink_status = config
         .uplink
         .as_ref()
-        .zip(uplink.clone())
-        .map(|(settings, client)| crate::uplink::UplinkStatus::new(&settings.store_id, client));
-    if let (Some(settings), Some(client)) = (&config.uplink, uplink) {
+        .zip(uplink.as_ref())
+        .map(|(settings, link)| {
+            crate::uplink::UplinkStatus::new(&settings.store_id, link.client.clone())
+        });
+    if let (Some(settings), Some(link)) = (&config.uplink, uplink) {
         let serials = config
             .terminals
             .iter()
@@ -151,7 +155,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             .collect();
         crate::uplink::start(
             settings,
-            client,
+            link,
             app.clone(),
             serials,
             &tasks,

@@ -45,9 +45,14 @@ pub async fn run(config: RelayConfig, shutdown: CancellationToken) -> anyhow::Re
         addr,
     } = crate::net::Bound::from_config(&config.server).await?;
     let limits = crate::net::route_limits(&config.server, &config.rate_limits);
-    let nats = crate::uplink::connect(&config.nats.connection, "posbridge relay", RELAY_INBOX)
-        .await
-        .context("cannot start the relay's NATS connection ([nats])")?;
+    let nats = crate::uplink::connect(
+        &config.nats.connection,
+        "posbridge relay",
+        RELAY_INBOX,
+        None,
+    )
+    .await
+    .context("cannot start the relay's NATS connection ([nats])")?;
     let mut js = jetstream::new(nats.clone());
     js.set_timeout(JETSTREAM_TIMEOUT);
     let buckets = tokio::select! {

@@ -12,6 +12,8 @@ mod serials;
 pub mod wire;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Message};
@@ -21,6 +23,7 @@ use axum::extract::ConnectInfo;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::Response;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -60,10 +63,12 @@ pub enum UplinkError {
 
 /// Opens the connection; when no server answers yet, it goes on trying in the background (a
 /// store keeps selling on its own LAN while the relay tier is away).
+/// `connected` (if any) counts every connection, the first and each after a loss.
 pub async fn connect(
     nats: &NatsConnection,
     name: &str,
     inbox: &str,
+    connected: Option<Arc<Connections>>,
 ) -> Result<Client, UplinkError> {
     let options = match &nats.login {
         NatsLogin::CredentialsFile(path) => ConnectOptions::with_credentials_file(path.clone())
@@ -104,10 +109,15 @@ pub async fn connect(
         .connection_timeout(Duration::from_secs(5))
         .event_callback(move |event| {
             let servers = logged.clone();
+            let connected = connected.clone();
             async move {
                 match event {
                     async_nats::Event::Connected => {
                         tracing::info!(%servers, "connected to the relay tier (NATS)");
+                        if let Some(connected) = connected {
+                            connected.count.fetch_add(1, Ordering::AcqRel);
+                            connected.changed.notify_waiters();
+                        }
                     }
                     async_nats::Event::Disconnected => {
                         tracing::warn!(%servers, "lost the relay tier (NATS): reconnecting");
@@ -148,27 +158,63 @@ impl UplinkStatus {
     }
 }
 
+/// How many times a client has connected, and a wake-up at each.
+#[derive(Default)]
+pub struct Connections {
+    count: AtomicU64,
+    changed: Notify,
+}
+
+impl Connections {
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Returns once the client has connected more than `seen` times (or at once if it has).
+    async fn after(&self, seen: u64) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.count() > seen {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// A store's connection to the relay tier, and its count of (re)connections.
+pub struct StoreLink {
+    pub client: Client,
+    connected: Arc<Connections>,
+}
+
 /// The store's connection to the relay tier, under its own name and inbox.
-pub async fn connect_store(config: &UplinkConfig) -> Result<Client, UplinkError> {
-    connect(
+pub async fn connect_store(config: &UplinkConfig) -> Result<StoreLink, UplinkError> {
+    let connected = Arc::new(Connections::default());
+    let client = connect(
         &config.nats,
         &format!("posbridge store {}", config.store_id),
         &inbox_prefix(&config.store_id),
+        Some(connected.clone()),
     )
-    .await
+    .await?;
+    Ok(StoreLink { client, connected })
 }
 
 /// Serves the relay's requests for this store with `app` until `stop`, and keeps the relay's
 /// serial map naming this store for `serials`.
 pub async fn start(
     config: &UplinkConfig,
-    client: Client,
+    link: StoreLink,
     app: Router,
     serials: Vec<String>,
     tasks: &TaskTracker,
     stop: CancellationToken,
 ) -> Result<(), UplinkError> {
     let store_id = config.store_id.clone();
+    let StoreLink { client, connected } = link;
     let subject = requests_subject(&store_id);
     let requests = client
         .subscribe(subject.clone())
@@ -182,6 +228,7 @@ pub async fn start(
         client.clone(),
         store_id,
         serials,
+        connected,
         stop.clone(),
     ));
     tasks.spawn(serve(client, requests, app, tasks.clone(), stop));

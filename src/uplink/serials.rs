@@ -3,21 +3,25 @@
 //! only that key, so no store can take over another's terminals; the relay reads every store's
 //! list and refuses a serial two stores claim.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Client;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use super::SERIALS_BUCKET;
+use super::{Connections, SERIALS_BUCKET};
 
 /// How long to wait between looks for the bucket, while the relay tier has not made it.
 const BUCKET_RETRY: Duration = Duration::from_secs(5);
 
+/// Writes the store's entry, and again after every reconnection (the relay tier may have
+/// lost or replaced its records meanwhile: a new NATS cluster, a bucket made anew).
 pub(super) async fn announce(
     client: Client,
     store_id: String,
     serials: Vec<String>,
+    connected: Arc<Connections>,
     stop: CancellationToken,
 ) {
     // A plain JetStream publish to the entry's subject (what a key-value put is): the store's
@@ -33,6 +37,8 @@ pub(super) async fn announce(
     };
     let mut told = false;
     loop {
+        // A connection after this count may have found the relay tier without the entry.
+        let seen = connected.count();
         let written = match jetstream.publish(subject.clone(), list.clone()).await {
             Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -43,7 +49,12 @@ pub(super) async fn announce(
                     serials = %serials.join(", "),
                     "terminals announced to the relay"
                 );
-                return;
+                told = false;
+                // Until the next (re)connection.
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = connected.after(seen) => continue,
+                }
             }
             Err(e) if !told => {
                 tracing::warn!(

@@ -548,6 +548,22 @@ async fn the_nats_server_restarting_under_a_payment_loses_nothing() {
     let (status, bound) = submit_serial(&on(&relay, &url), "{\"serialNumber\":\"SIM-A001\"}").await;
     assert_eq!(status, 200, "{bound}");
 
+    // The relay tier loses the store's serial-map entry (a bucket made anew, say): the store
+    // announces itself again at its next connection, without a restart of its own.
+    let serial_map = async_nats::jetstream::new(nats.relay().await)
+        .get_key_value(posbridge::uplink::SERIALS_BUCKET)
+        .await
+        .expect("the serial map");
+    let routed = || {
+        relay
+            .logs()
+            .lines()
+            .filter(|l| l.contains("a store's terminals routed") && l.contains("store_id=store-1"))
+            .count()
+    };
+    serial_map.delete(STORES[0]).await.expect("deleted");
+    assert!(serial_map.get(STORES[0]).await.expect("read").is_none());
+    let routed_before = routed();
     nats.restart();
     // Polls while both sides find NATS again: undefined or a retryable 503, then approved.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
@@ -577,7 +593,28 @@ async fn the_nats_server_restarting_under_a_payment_loses_nothing() {
         relay.logs()
     );
 
-    // And a new payment goes through the whole flow after the restart.
+    let serial_map = async_nats::jetstream::new(nats.relay().await)
+        .get_key_value(posbridge::uplink::SERIALS_BUCKET)
+        .await
+        .expect("the serial map");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while serial_map.get(STORES[0]).await.ok().flatten().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the store did not announce itself again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The relay follows it (its watch taken up again after the restart).
+    while routed() <= routed_before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay did not route it again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And a new payment goes through the whole flow after the restart (routed by the entry
+    // announced again).
     let body = create_body(
         "restart-2",
         json!(5),
