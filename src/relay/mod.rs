@@ -6,13 +6,18 @@
 //! payment whose store is known go to that store over NATS (`forward`); `routes` is the HTTP
 //! side.
 
+mod answers;
 mod callbacks;
+mod create;
 pub mod directory;
 mod feed;
 mod forward;
+mod handover;
+mod operations;
 pub mod payments;
 mod routes;
 mod state;
+mod submit;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
