@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -16,16 +16,19 @@ use crate::error_body;
 use crate::ppp::create_answer::TERMINAL_CONNECTOR_APP;
 use crate::ppp::error::PppError;
 
-pub(super) fn body_or_refusal(
+/// A `/payments…` request's body, once its credentials are the Gateway's; else the refusal.
+pub(super) fn authenticated_body(
+    state: &RelayState,
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-    limit: usize,
-) -> Result<Bytes, PppError> {
+) -> Result<Bytes, Box<PppError>> {
+    state.credentials.authenticate(headers).map_err(Box::new)?;
     body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            PppError::TooLarge(limit)
+        Box::new(if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            PppError::TooLarge(state.max_body_bytes)
         } else {
             PppError::bad("bad-request", "cannot read the request body")
-        }
+        })
     })
 }
 

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
-use super::answers::{body_or_refusal, own_answer, unavailable};
+use super::answers::{authenticated_body, own_answer, unavailable};
 use super::forward::{self, Relayed};
 use super::handover::{client_ip, mark_delivered};
 use super::payments::RelayedPayment;
@@ -23,10 +23,7 @@ pub(super) async fn create(
     client: Option<Extension<ClientAddr>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(e) = state.credentials.authenticate(&headers) {
-        return e.into_response();
-    }
-    let body = match body_or_refusal(body, state.max_body_bytes) {
+    let body = match authenticated_body(&state, &headers, body) {
         Ok(body) => body,
         Err(refusal) => return refusal.into_response(),
     };

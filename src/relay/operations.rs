@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
-use super::answers::{body_or_refusal, unavailable};
+use super::answers::{authenticated_body, unavailable};
 use super::handover::{AsSent, as_sent_to, hand_over};
 use super::payments::Found;
 use super::state::RelayState;
@@ -33,10 +33,7 @@ pub(super) async fn by_payment(
     client: Option<Extension<ClientAddr>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(e) = state.credentials.authenticate(&headers) {
-        return e.into_response();
-    }
-    let body = match body_or_refusal(body, state.max_body_bytes) {
+    let body = match authenticated_body(&state, &headers, body) {
         Ok(body) => body,
         Err(refusal) => return refusal.into_response(),
     };

@@ -564,7 +564,31 @@ async fn the_nats_server_restarting_under_a_payment_loses_nothing() {
     serial_map.delete(STORES[0]).await.expect("deleted");
     assert!(serial_map.get(STORES[0]).await.expect("read").is_none());
     let routed_before = routed();
-    nats.restart();
+    // NATS away: the relay's /healthz tells the load balancer (503), and the store's status
+    // page says it is not connected.
+    nats.stop();
+    let health = || async {
+        reqwest::get(format!("{}/healthz", relay.base))
+            .await
+            .expect("healthz")
+            .status()
+            .as_u16()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while health().await != 503 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/healthz still ok without NATS"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&store_1.admin_get("/status/api").await).expect("status json");
+    assert_eq!(
+        status["relay"],
+        json!({ "storeId": "store-1", "connected": false })
+    );
+    nats.start_again();
     // Polls while both sides find NATS again: undefined or a retryable 503, then approved.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     let last = loop {
@@ -606,6 +630,7 @@ async fn the_nats_server_restarting_under_a_payment_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The relay follows it (its watch taken up again after the restart).
+    assert_eq!(health().await, 200, "/healthz ok again once NATS is back");
     while routed() <= routed_before {
         assert!(
             tokio::time::Instant::now() < deadline,

@@ -138,8 +138,18 @@ impl NatsServer {
 
     /// Stops the server and starts it again on the same port with the same JetStream data.
     pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// Kills the server (its JetStream data stays).
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port with the same data, after [`NatsServer::stop`].
+    pub fn start_again(&mut self) {
         let (child, port) = Self::spawn(self.dir.path(), &self.port.to_string());
         assert_eq!(port, self.port);
         self.child = child;
