@@ -29,6 +29,8 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    /// Required but behind the relay tier (`[uplink]`), where it may be left out.
+    #[serde(default)]
     pub vtex: VtexConfig,
     #[serde(default)]
     pub pos: PosConfig,
@@ -228,12 +230,15 @@ impl Default for StorageConfig {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VtexConfig {
+    /// Not needed behind the relay tier (`[uplink]`): the relay checks the Gateway's
+    /// credentials and posts the callbacks; a store there keeps none of them.
+    #[serde(default)]
     pub app_key: String,
+    #[serde(default)]
     pub app_token: Secret,
-    /// Not needed behind the relay tier (`[uplink]`): the relay posts the callbacks.
     #[serde(default)]
     pub callback_app_key: String,
     #[serde(default)]
@@ -297,6 +302,19 @@ pub struct OnboardingConfig {
     pub allowed_return_hosts: Vec<String>,
     /// Wrong codes allowed per authorization token before it is burnt.
     pub max_attempts: u32,
+}
+
+impl OnboardingConfig {
+    /// What is wrong with it (a daemon's or the relay's), by key.
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        match &self.code {
+            Some(code) if code.expose().len() < 8 => Some((
+                "onboarding.code",
+                "must be at least 8 characters".to_string(),
+            )),
+            _ => None,
+        }
+    }
 }
 
 impl Default for OnboardingConfig {
@@ -472,7 +490,7 @@ impl Config {
                 "must be at least 16".into(),
             );
         }
-        check_vtex_keys(&self.vtex, self.pos.allow_simulator, self.uplink.is_none())?;
+        check_vtex_keys(&self.vtex, self.pos.allow_simulator, self.uplink.is_some())?;
         let pos = &self.pos;
         if pos.seconds_waiting == 0 {
             return bad("pos.seconds_waiting", "must be at least 1".into());
@@ -499,10 +517,8 @@ impl Config {
         if cb.request_timeout_s == 0 {
             return bad("callbacks.request_timeout_s", "must be at least 1".into());
         }
-        if let Some(code) = &self.onboarding.code
-            && code.expose().len() < 8
-        {
-            return bad("onboarding.code", "must be at least 8 characters".into());
+        if let Some((key, problem)) = self.onboarding.problem() {
+            return bad(key, problem);
         }
         if let Some(name) = &self.payment_app.app_name {
             let valid = name.split_once('.').is_some_and(|(vendor, app)| {
@@ -657,12 +673,38 @@ fn toml_error(text: &str, origin: &str, e: &toml::de::Error) -> ConfigError {
 /// Both `[vtex]` key pairs are set (a placeholder only on a demo box): the store daemon's and
 /// the relay's, which has the same `[vtex]`.
 /// Without `callback_pair`, the callback keys may be left out (a store behind the relay tier).
+/// `behind_relay`: a store with `[uplink]`, which needs none of the four (any it has is
+/// checked all the same).
 fn check_vtex_keys(
     vtex: &VtexConfig,
     allow_placeholders: bool,
-    callback_pair: bool,
+    behind_relay: bool,
 ) -> Result<(), (String, String)> {
     let bad = |key: &str, problem: String| Err((key.to_string(), problem));
+    // Behind the relay each pair is optional, but half a pair is a mistake.
+    let halves = [
+        (
+            "vtex.app_key",
+            !vtex.app_key.is_empty(),
+            "vtex.app_token",
+            !vtex.app_token.expose().is_empty(),
+        ),
+        (
+            "vtex.callback_app_key",
+            !vtex.callback_app_key.is_empty(),
+            "vtex.callback_app_token",
+            !vtex.callback_app_token.expose().is_empty(),
+        ),
+    ];
+    for (key, set, other, other_set) in halves {
+        if behind_relay && set != other_set {
+            let (missing, given) = if set { (other, key) } else { (key, other) };
+            return bad(
+                missing,
+                format!("is empty while {given} is set: give both or neither"),
+            );
+        }
+    }
     for (key, value, what) in [
         ("vtex.app_key", vtex.app_key.as_str(), GATEWAY_PAIR),
         ("vtex.app_token", vtex.app_token.expose(), GATEWAY_PAIR),
@@ -677,7 +719,7 @@ fn check_vtex_keys(
             PARTNER_PAIR,
         ),
     ] {
-        if !callback_pair && key.starts_with("vtex.callback_") && value.is_empty() {
+        if behind_relay && value.is_empty() {
             continue;
         }
         // The value is never echoed: it may be a real secret.
@@ -898,6 +940,26 @@ mod tests {
             let err = RelayConfig::parse(&strict, "x").expect_err(table);
             assert!(err.to_string().contains("no_such_key"), "{table}: {err}");
         }
+    }
+
+    #[test]
+    fn a_store_behind_the_relay_needs_no_vtex_keys_but_never_half_a_pair() {
+        let uplink = "\n[uplink]\nnats_url = \"nats://127.0.0.1:4222\"\nstore_id = \"store-1\"\ncredentials_file = \"/etc/posbridge/store-1.creds\"\n";
+        let production = production_config();
+        let start = production.find("[vtex]").expect("[vtex]");
+        let end = production[start + 1..]
+            .find("\n[")
+            .map_or(production.len(), |i| start + 2 + i);
+        let without_vtex = format!("{}{}{uplink}", &production[..start], &production[end..]);
+        let config = Config::parse(&without_vtex, "x").expect("no [vtex] behind the relay");
+        assert!(config.vtex.app_key.is_empty() && config.vtex.callback_app_key.is_empty());
+        let half = without_vtex.replace(uplink, &format!("[vtex]\napp_key = \"k-1\"\n{uplink}"));
+        let (_, key, problem) = invalid(&half);
+        assert_eq!(key, "vtex.app_token");
+        assert!(problem.contains("give both or neither"), "{problem}");
+        // Not behind the relay, the keys stay required.
+        let (_, key, _) = invalid(&without_vtex.replace(uplink, ""));
+        assert_eq!(key, "vtex.app_key");
     }
 
     #[test]

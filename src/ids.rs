@@ -80,6 +80,22 @@ impl std::fmt::Debug for RelayAssigned {
     }
 }
 
+/// The merchant (its app key) the relay tier authenticated a relayed PPP request as: the relay
+/// holds every merchant's credentials and sends none of them to the store, which serves the
+/// request as that merchant's. Only the uplink sets it, from the relay's message; a request on
+/// the listener cannot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayMerchant(pub String);
+
+impl RelayMerchant {
+    /// An app key as posbridge would accept one from outside, or `None`.
+    pub fn parse(app_key: &str) -> Option<Self> {
+        problem(app_key, MAX_ID_CHARS)
+            .is_none()
+            .then(|| Self(app_key.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod relay_assigned_tests {
     use super::RelayAssigned;
@@ -97,6 +113,18 @@ mod relay_assigned_tests {
             ("pb0123456789abcdef0123", &"zz".repeat(32)),
         ] {
             assert!(RelayAssigned::parse(tid, token).is_none(), "{tid} {token}");
+        }
+    }
+
+    #[test]
+    fn a_relayed_merchant_is_an_id_posbridge_would_accept() {
+        use super::RelayMerchant;
+        assert_eq!(
+            RelayMerchant::parse("posbridge-0a1b"),
+            Some(RelayMerchant("posbridge-0a1b".into()))
+        );
+        for bad in ["", " ", "key\nforged line", &"k".repeat(129)] {
+            assert_eq!(RelayMerchant::parse(bad), None, "{bad}");
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::pos::Engine;
 use crate::ppp::auth::Credentials;
 use crate::ppp::create_answer::{CreateAnswers, PublicUrls};
 use crate::ppp::onboarding::Onboarding;
+use crate::ppp::onboarding::records::StoreRecords;
 use crate::ppp::{self, AppState};
 use crate::route_limits::{Limits, Routes, TimeBudget};
 use crate::store::{Store, merchants};
@@ -106,10 +107,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
 
     let issued = store.call(merchants::all).await?;
+    let credentials = Credentials::new(&config.vtex.app_key, config.vtex.app_token.clone(), issued);
+    let onboarding_records = StoreRecords::new(engine.clone(), credentials.clone());
     let state = AppState {
         engine: engine.clone(),
-        credentials: Credentials::new(&config.vtex.app_key, config.vtex.app_token.clone(), issued),
-        onboarding: Arc::new(Onboarding::new(&config.onboarding)),
+        credentials,
+        onboarding: Arc::new(Onboarding::new(
+            &config.onboarding,
+            Arc::new(onboarding_records),
+        )),
         max_body_bytes: config.server.max_body_bytes,
         create_answers: Arc::new(CreateAnswers::new(
             PublicUrls::new(&public_url),

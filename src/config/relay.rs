@@ -8,7 +8,8 @@ use serde::Deserialize;
 
 use super::nats::{login, servers};
 use super::{
-    CallbackConfig, ConfigError, NatsConnection, RateLimitConfig, ServerConfig, VtexConfig,
+    CallbackConfig, ConfigError, NatsConnection, OnboardingConfig, RateLimitConfig, ServerConfig,
+    VtexConfig,
 };
 
 #[derive(Debug, Deserialize)]
@@ -23,6 +24,10 @@ pub struct RelayConfig {
     /// The stores' callbacks, delivered by the relay: the store daemon's `[callbacks]`.
     #[serde(default)]
     pub callbacks: CallbackConfig,
+    /// The PPP configuration flow for every merchant behind the relay: a store daemon's
+    /// `[onboarding]`.
+    #[serde(default)]
+    pub onboarding: OnboardingConfig,
 }
 
 /// `[nats]`: the cluster, the relay's login, and how many copies JetStream keeps of what the
@@ -88,7 +93,10 @@ impl RelayConfig {
             problem,
         };
         // The relay answers the Gateway for every store: a placeholder key is never a demo here.
-        super::check_vtex_keys(&config.vtex, false, true).map_err(|(key, p)| invalid(&key, p))?;
+        super::check_vtex_keys(&config.vtex, false, false).map_err(|(key, p)| invalid(&key, p))?;
+        if let Some((key, problem)) = config.onboarding.problem() {
+            return Err(invalid(key, problem));
+        }
         if config.server.public_url.is_none() {
             // Missing: the line of its table, or the file's first.
             let line = text

@@ -1,5 +1,6 @@
 //! Who is calling: the Gateway's key pair on every `/payments…` route, compared in constant
-//! time against the configured pair and the pairs issued through the configuration flow.
+//! time against the configured pair and the pairs issued through the configuration flow — or,
+//! on a request the relay tier routed to this store, the merchant the relay authenticated.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -18,8 +19,9 @@ use crate::secret::{Secret, ct_eq, token_hash};
 pub struct Merchant(pub String);
 
 pub struct Credentials {
-    configured_key: String,
-    configured_token: Secret,
+    /// `None` on a store behind the relay tier that was given no pair: the relay checks its
+    /// requests, and its own listener refuses every `/payments…` call.
+    configured: Option<(String, Secret)>,
     /// app key → hash of the app token, for merchants onboarded through the configuration flow.
     issued: RwLock<HashMap<String, String>>,
 }
@@ -27,8 +29,8 @@ pub struct Credentials {
 impl Credentials {
     pub fn new(app_key: &str, app_token: Secret, issued: Vec<(String, String)>) -> Arc<Self> {
         Arc::new(Self {
-            configured_key: app_key.to_string(),
-            configured_token: app_token,
+            configured: (!app_key.is_empty() && !app_token.expose().is_empty())
+                .then(|| (app_key.to_string(), app_token)),
             issued: RwLock::new(issued.into_iter().collect()),
         })
     }
@@ -36,6 +38,20 @@ impl Credentials {
     pub fn add_issued(&self, app_key: &str, token_hash: &str) {
         if let Ok(mut issued) = self.issued.write() {
             issued.insert(app_key.to_string(), token_hash.to_string());
+        }
+    }
+
+    /// Exactly `issued` from now (the relay tier's merchants, read whole).
+    pub fn replace_issued(&self, issued: Vec<(String, String)>) {
+        if let Ok(mut current) = self.issued.write() {
+            *current = issued.into_iter().collect();
+        }
+    }
+
+    /// Revoked: the relay tier's merchant entry was deleted.
+    pub fn remove_issued(&self, app_key: &str) {
+        if let Ok(mut issued) = self.issued.write() {
+            issued.remove(app_key);
         }
     }
 
@@ -56,11 +72,13 @@ impl Credentials {
                 "missing X-VTEX-API-AppKey / X-VTEX-API-AppToken",
             ));
         };
-        // Both comparisons always run, so timing does not tell which part was wrong.
-        let key_ok = ct_eq(key.as_bytes(), self.configured_key.as_bytes());
-        let token_ok = self.configured_token.matches(token);
-        if key_ok & token_ok {
-            return Ok(Merchant(self.configured_key.clone()));
+        if let Some((configured_key, configured_token)) = &self.configured {
+            // Both comparisons always run, so timing does not tell which part was wrong.
+            let key_ok = ct_eq(key.as_bytes(), configured_key.as_bytes());
+            let token_ok = configured_token.matches(token);
+            if key_ok & token_ok {
+                return Ok(Merchant(configured_key.clone()));
+            }
         }
         let hash = token_hash(token);
         let issued_ok = self
@@ -90,6 +108,11 @@ impl FromRequestParts<AppState> for Merchant {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // A request the relay tier routed here: the relay checked the credentials (it holds
+        // them all, and sends none) and names the merchant. Only the uplink can set this.
+        if let Some(crate::ids::RelayMerchant(app_key)) = parts.extensions.get() {
+            return Ok(Merchant(app_key.clone()));
+        }
         state
             .credentials
             .authenticate(&parts.headers)

@@ -37,8 +37,14 @@ pub struct AppState {
     pub limits: RouteLimits,
 }
 
+impl axum::extract::FromRef<AppState> for Arc<Onboarding> {
+    fn from_ref(state: &AppState) -> Self {
+        state.onboarding.clone()
+    }
+}
+
 /// Body limit of the routes that only ever get a few short fields (onboarding).
-const SMALL_BODY_BYTES: usize = 16 * 1024;
+pub(crate) const SMALL_BODY_BYTES: usize = 16 * 1024;
 
 /// Every PPP route has the Gateway's time budget.
 const PAYMENTS: Limits = Limits {
@@ -66,37 +72,49 @@ pub fn router(state: AppState) -> Router {
 
 /// The PPP routes, each with its limits.
 fn routes(limits: &RouteLimits) -> Routes<AppState> {
+    configuration_flow(
+        Routes::new(limits)
+            .route("/manifest", OPEN, get(manifest::manifest))
+            .route("/payment-methods", OPEN, get(manifest::payment_methods))
+            .route("/payments", PAYMENTS, post(payments::create))
+            .route(
+                "/payments/{payment_id}/cancellations",
+                PAYMENTS,
+                post(payments::cancel),
+            )
+            .route(
+                "/payments/{payment_id}/settlements",
+                PAYMENTS,
+                post(payments::settle),
+            )
+            .route(
+                "/payments/{payment_id}/refunds",
+                PAYMENTS,
+                post(payments::refund),
+            )
+            .route(
+                "/payments/{payment_id}/inbound/{action}",
+                PAYMENTS,
+                post(payments::inbound),
+            )
+            .route(
+                "/payments/{payment_id}/inbound-request/{action}",
+                PAYMENTS,
+                post(payments::inbound),
+            ),
+    )
+}
+
+/// The configuration flow's routes, each with its limits: a store daemon's and the relay
+/// tier's (whose state hands them its `Onboarding`).
+pub fn configuration_flow<S>(routes: Routes<S>) -> Routes<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Onboarding>: axum::extract::FromRef<S>,
+{
     // A token request and a code form are a few hundred bytes.
     let small = || DefaultBodyLimit::max(SMALL_BODY_BYTES);
-    Routes::new(limits)
-        .route("/manifest", OPEN, get(manifest::manifest))
-        .route("/payment-methods", OPEN, get(manifest::payment_methods))
-        .route("/payments", PAYMENTS, post(payments::create))
-        .route(
-            "/payments/{payment_id}/cancellations",
-            PAYMENTS,
-            post(payments::cancel),
-        )
-        .route(
-            "/payments/{payment_id}/settlements",
-            PAYMENTS,
-            post(payments::settle),
-        )
-        .route(
-            "/payments/{payment_id}/refunds",
-            PAYMENTS,
-            post(payments::refund),
-        )
-        .route(
-            "/payments/{payment_id}/inbound/{action}",
-            PAYMENTS,
-            post(payments::inbound),
-        )
-        .route(
-            "/payments/{payment_id}/inbound-request/{action}",
-            PAYMENTS,
-            post(payments::inbound),
-        )
+    routes
         .route(
             "/authorization/token",
             OPEN,

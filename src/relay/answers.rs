@@ -13,23 +13,27 @@ use super::payments::{RecordError, RelayedPayment};
 use super::state::RelayState;
 use crate::config::PosConfig;
 use crate::error_body;
+use crate::ids::RelayMerchant;
+use crate::ppp::auth::Merchant;
 use crate::ppp::create_answer::TERMINAL_CONNECTOR_APP;
 use crate::ppp::error::PppError;
 
-/// A `/payments…` request's body, once its credentials are the Gateway's; else the refusal.
+/// A `/payments…` request's merchant and body, once its credentials are a merchant's (the
+/// partner's configured pair, or a pair the configuration flow issued); else the refusal.
 pub(super) fn authenticated_body(
     state: &RelayState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Bytes, Box<PppError>> {
-    state.credentials.authenticate(headers).map_err(Box::new)?;
-    body.map_err(|e| {
+) -> Result<(RelayMerchant, Bytes), Box<PppError>> {
+    let Merchant(app_key) = state.credentials.authenticate(headers).map_err(Box::new)?;
+    let body = body.map_err(|e| {
         Box::new(if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             PppError::TooLarge(state.max_body_bytes)
         } else {
             PppError::bad("bad-request", "cannot read the request body")
         })
-    })
+    })?;
+    Ok((RelayMerchant(app_key), body))
 }
 
 pub(super) fn unavailable(e: &RecordError) -> Response {

@@ -13,6 +13,7 @@ use super::forward::{self, Relayed};
 use super::handover::{client_ip, mark_delivered};
 use super::payments::RelayedPayment;
 use super::state::RelayState;
+use crate::ids::RelayMerchant;
 use crate::ppp::error::PppError;
 use crate::route_limits::ClientAddr;
 use crate::seal::SealKey;
@@ -23,8 +24,8 @@ pub(super) async fn create(
     client: Option<Extension<ClientAddr>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match authenticated_body(&state, &headers, body) {
-        Ok(body) => body,
+    let (merchant, body) = match authenticated_body(&state, &headers, body) {
+        Ok(authenticated) => authenticated,
         Err(refusal) => return refusal.into_response(),
     };
     let request = match crate::ppp::read_create(&headers, &body) {
@@ -34,7 +35,7 @@ pub(super) async fn create(
     let payment_id = request.payment_id.clone();
     let span = tracing::info_span!("relay_create", payment_id = %payment_id);
     async move {
-        let new = match new_record(&body, &state.seal) {
+        let new = match new_record(&merchant, &body, &state.seal) {
             Ok(new) => new,
             Err(e) => return e.into_response(),
         };
@@ -42,13 +43,15 @@ pub(super) async fn create(
             Ok(found) => found,
             Err(e) => return unavailable(&e),
         };
-        // The same paymentId for another sale: refused, as a store refuses it.
+        // The same paymentId for another sale (or another merchant's: the Gateway's ids are
+        // unique, so that is no real sale): refused, as a store refuses it.
         let kept = found
             .payment
             .create_for_store(&state.seal)
             .map(|create| crate::ppp::read_create(&headers, create.as_bytes()));
         if let Some(Ok(kept)) = kept {
-            let same = kept.transaction_id == request.transaction_id
+            let same = found.payment.belongs_to(&merchant)
+                && kept.transaction_id == request.transaction_id
                 && kept.method == request.method
                 && kept.amount_minor == request.amount_minor
                 && kept.currency.code() == request.currency.code()
@@ -75,6 +78,7 @@ pub(super) async fn create(
             client: client_ip(client),
             body,
             assigned: assigned.as_ref(),
+            merchant: Some(&merchant),
         };
         match forward::to_store(&state.nats, &store, relayed, state.store_timeout).await {
             Ok(answer) => {
@@ -93,12 +97,17 @@ pub(super) async fn create(
     .await
 }
 
-pub(super) fn new_record(body: &Bytes, key: &SealKey) -> Result<RelayedPayment, PppError> {
+pub(super) fn new_record(
+    merchant: &RelayMerchant,
+    body: &Bytes,
+    key: &SealKey,
+) -> Result<RelayedPayment, PppError> {
     let random = |e: getrandom::Error| {
         tracing::error!(error = %e, "no randomness");
         PppError::Internal
     };
     Ok(RelayedPayment {
+        merchant: merchant.0.clone(),
         tid: crate::secret::random_id("pb").map_err(random)?,
         submit_token: crate::secret::random_token().map_err(random)?,
         create: RelayedPayment::keep(body, key).map_err(|e| {

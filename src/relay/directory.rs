@@ -4,10 +4,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use async_nats::jetstream::kv;
-use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 /// Where a submitted serial number leads.
@@ -124,58 +122,32 @@ fn log_routed(store_id: &str, serials: Option<&[String]>) {
     }
 }
 
-/// Keeps `directory` equal to the serial map until `stop`: every entry at start, then every
-/// change; after a lost connection, read whole again. `loaded` is cancelled once the first
-/// full read is in: the replica serves only then, so no serial is refused for being unread.
+/// Keeps `directory` equal to the serial map until `stop` (`watch::follow`); `loaded` once
+/// it was read whole.
 pub async fn follow(
     bucket: kv::Store,
     directory: SharedDirectory,
     loaded: CancellationToken,
     stop: CancellationToken,
 ) {
-    const RETRY: Duration = Duration::from_secs(1);
-    loop {
-        // Changes are watched before the entries are read: none falls between the two (an
-        // entry is a store's whole list, so reading one twice changes nothing).
-        let read = async {
-            let mut changes = bucket.watch_all().await.map_err(|e| e.to_string())?;
-            let mut keys = bucket.keys().await.map_err(|e| e.to_string())?;
-            let mut fresh = Directory::default();
-            let mut disputed = Vec::new();
-            while let Some(store_id) = keys.next().await {
-                let store_id = store_id.map_err(|e| e.to_string())?;
-                if let Some(entry) = bucket.entry(&store_id).await.map_err(|e| e.to_string())? {
-                    let serials = serials_of(&entry);
-                    log_routed(&store_id, serials.as_deref());
-                    disputed.extend(fresh.apply(&store_id, serials));
-                }
-            }
-            if let Ok(mut shared) = directory.write() {
-                *shared = fresh;
-            }
-            for serial in disputed {
-                tracing::error!(serial = %serial, "ALARM: two stores claim one terminal serial number: payments naming it are refused until it is removed from all but one store's configuration");
-            }
-            loaded.cancel();
-            while let Some(change) = changes.next().await {
-                let change = change.map_err(|e| e.to_string())?;
-                apply(&directory, &change.key, serials_of(&change));
-            }
-            Ok::<(), String>(())
-        };
-        let why = tokio::select! {
-            () = stop.cancelled() => return,
-            result = read => match result {
-                Ok(()) => "the watch ended".to_string(),
-                Err(e) => e,
-            },
-        };
-        tracing::warn!(error = %why, "lost the serial map: reading it again");
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(RETRY) => {}
+    let shared = directory.clone();
+    let reload = move |entries: Vec<kv::Entry>| {
+        let mut fresh = Directory::default();
+        let mut disputed = Vec::new();
+        for entry in entries {
+            let serials = serials_of(&entry);
+            log_routed(&entry.key, serials.as_deref());
+            disputed.extend(fresh.apply(&entry.key, serials));
         }
-    }
+        if let Ok(mut shared) = shared.write() {
+            *shared = fresh;
+        }
+        for serial in disputed {
+            tracing::error!(serial = %serial, "ALARM: two stores claim one terminal serial number: payments naming it are refused until it is removed from all but one store's configuration");
+        }
+    };
+    let change = move |entry: kv::Entry| apply(&directory, &entry.key, serials_of(&entry));
+    super::watch::follow(bucket, "the serial map", reload, change, loaded, stop).await;
 }
 
 #[cfg(test)]

@@ -92,6 +92,7 @@ async fn poll(
         client: None,
         body: Bytes::new(),
         assigned: None,
+        merchant: None,
     };
     forward::to_store(&state.nats, store, relayed, POLL_TIMEOUT)
         .await
@@ -269,6 +270,7 @@ async fn cancel(state: &RelayState, store: &str, path_id: &str, token: &str) {
         client: None,
         body: Bytes::new(),
         assigned: None,
+        merchant: None,
     };
     if let Err(why) = forward::to_store(&state.nats, store, relayed, state.store_timeout).await {
         tracing::warn!(store_id = %store, why = why.describe(), "payment app: a cancel could not reach the store");

@@ -11,7 +11,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Response};
 
-use crate::ids::RelayAssigned;
+use crate::ids::{RelayAssigned, RelayMerchant};
 use crate::uplink::{requests_subject, wire};
 
 /// Why a store gave no answer.
@@ -41,6 +41,8 @@ pub struct Relayed<'a> {
     pub body: Bytes,
     /// On a Create: the identity the relay gave the payment, for the store to adopt.
     pub assigned: Option<&'a RelayAssigned>,
+    /// On a PPP request: the merchant the relay authenticated it as (its credentials stay here).
+    pub merchant: Option<&'a RelayMerchant>,
 }
 
 pub async fn to_store(
@@ -57,6 +59,9 @@ pub async fn to_store(
     );
     if let Some(assigned) = request.assigned {
         wire::assign(&mut headers, assigned);
+    }
+    if let Some(merchant) = request.merchant {
+        wire::name_merchant(&mut headers, merchant);
     }
     let sent = nats
         .send_request(

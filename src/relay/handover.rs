@@ -9,6 +9,7 @@ use super::answers::store_offline;
 use super::forward::{self, Relayed};
 use super::payments::Found;
 use super::state::RelayState;
+use crate::ids::RelayMerchant;
 use crate::ppp::error::PppError;
 use crate::route_limits::ClientAddr;
 
@@ -23,6 +24,9 @@ pub(super) struct AsSent<'a> {
     pub headers: &'a HeaderMap,
     pub client: Option<Extension<ClientAddr>>,
     pub body: Bytes,
+    /// The merchant the relay authenticated a PPP request as; `None` on the Payment App's
+    /// routes (their token is the payment's own).
+    pub merchant: Option<&'a RelayMerchant>,
 }
 
 /// Hands `request` to `store` as it came, and answers with the store's answer (or
@@ -39,6 +43,7 @@ pub(super) async fn as_sent_to(state: &RelayState, store: &str, request: AsSent<
         client: client_ip(request.client),
         body: request.body,
         assigned: None,
+        merchant: request.merchant,
     };
     match forward::to_store(&state.nats, store, relayed, state.store_timeout).await {
         Ok(answer) => answer,
@@ -57,8 +62,8 @@ pub(super) async fn mark_delivered(state: &RelayState, payment_id: &str, found: 
     }
 }
 
-/// Makes sure the payment's store has it: the kept Create, handed over once (with the relay's
-/// key pair and the identity the payment was given out under). `Err` is the answer to give.
+/// Makes sure the payment's store has it: the kept Create, handed over once (as its merchant's,
+/// with the identity the payment was given out under). `Err` is the answer to give.
 pub(super) async fn hand_over(
     state: &RelayState,
     payment_id: &str,
@@ -69,19 +74,10 @@ pub(super) async fn hand_over(
         return Ok(());
     }
     let mut headers = HeaderMap::new();
-    let value =
-        |v: &str| axum::http::HeaderValue::from_str(v).map_err(|_| Box::new(PppError::Internal));
     headers.insert(
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("application/json"),
     );
-    match (value(&state.app_key), value(state.app_token.expose())) {
-        (Ok(key), Ok(token)) => {
-            headers.insert("x-vtex-api-appkey", key);
-            headers.insert("x-vtex-api-apptoken", token);
-        }
-        (Err(e), _) | (_, Err(e)) => return Err(e.into_response()),
-    }
     let Some(create) = found.payment.create_for_store(&state.seal) else {
         tracing::error!(
             "ALARM: the kept Create cannot be opened (the partner's callback token changed since it was kept?): it cannot be handed to its store"
@@ -96,6 +92,7 @@ pub(super) async fn hand_over(
         client: None,
         body: Bytes::from(create),
         assigned: assigned.as_ref(),
+        merchant: Some(&found.payment.merchant()),
     };
     match forward::to_store(&state.nats, store, relayed, state.store_timeout).await {
         Ok(answer) if answer.status() == StatusCode::OK => {

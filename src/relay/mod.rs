@@ -13,11 +13,14 @@ pub mod directory;
 mod feed;
 mod forward;
 mod handover;
+pub mod merchants;
+pub mod onboarding;
 mod operations;
 pub mod payments;
 mod routes;
 mod state;
 mod submit;
+mod watch;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -30,7 +33,10 @@ use tokio_util::task::TaskTracker;
 use crate::config::RelayConfig;
 use crate::ppp::auth::Credentials;
 use crate::ppp::create_answer::PublicUrls;
+use crate::ppp::onboarding::Onboarding;
 use crate::uplink::SERIALS_BUCKET;
+use merchants::MERCHANTS_BUCKET;
+use onboarding::{ONBOARDING_BUCKET, RelayOnboardingRecords};
 use payments::{PAYMENTS_BUCKET, Payments};
 use state::RelayState;
 
@@ -39,6 +45,9 @@ use state::RelayState;
 const RELAY_INBOX: &str = "_RELAY_INBOX";
 /// How long the relay tier remembers a payment (its route to its store).
 const PAYMENT_RECORDS_KEPT: Duration = Duration::from_secs(400 * 86_400);
+/// How long the relay tier keeps a configuration flow's token or code (each is good for ten
+/// minutes; a taken one is kept as taken till then).
+const ONBOARDING_RECORDS_KEPT: Duration = Duration::from_secs(3_600);
 /// How long one JetStream call may take (the Gateway's budget is a few seconds).
 const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -64,7 +73,7 @@ pub async fn run(config: RelayConfig, shutdown: CancellationToken) -> anyhow::Re
         () = shutdown.cancelled() => None,
         buckets = open_buckets(&js, config.nats.replicas) => Some(buckets),
     };
-    let Some((payments_bucket, serials_bucket, callbacks)) = buckets else {
+    let Some(records) = buckets else {
         return Ok(());
     };
 
@@ -73,9 +82,21 @@ pub async fn run(config: RelayConfig, shutdown: CancellationToken) -> anyhow::Re
     let directory = Arc::new(RwLock::new(directory::Directory::default()));
     let loaded = CancellationToken::new();
     tasks.spawn(directory::follow(
-        serials_bucket,
+        records.serials,
         directory.clone(),
         loaded.clone(),
+        workers_stop.clone(),
+    ));
+    let credentials = Credentials::new(
+        &config.vtex.app_key,
+        config.vtex.app_token.clone(),
+        Vec::new(),
+    );
+    let merchants_loaded = CancellationToken::new();
+    tasks.spawn(merchants::follow(
+        records.merchants.clone(),
+        credentials.clone(),
+        merchants_loaded.clone(),
         workers_stop.clone(),
     ));
     let sender = crate::outbox::HttpSender::new(
@@ -93,9 +114,9 @@ pub async fn run(config: RelayConfig, shutdown: CancellationToken) -> anyhow::Re
         )
         .map_err(|_| anyhow::anyhow!("cannot make the key that seals callback URLs"))?,
     );
-    let payments = Payments::new(payments_bucket);
+    let payments = Payments::new(records.payments);
     tasks.spawn(callbacks::deliver(
-        callbacks,
+        records.callbacks,
         payments.clone(),
         seal.clone(),
         sender,
@@ -104,7 +125,7 @@ pub async fn run(config: RelayConfig, shutdown: CancellationToken) -> anyhow::Re
     ));
     tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
-        () = loaded.cancelled() => {}
+        () = async { loaded.cancelled().await; merchants_loaded.cancelled().await } => {}
     }
     let public_url = config
         .server
@@ -115,14 +136,16 @@ pub async fn run(config: RelayConfig, shutdown: CancellationToken) -> anyhow::Re
         nats: nats.clone(),
         payments,
         directory,
-        credentials: Credentials::new(
-            &config.vtex.app_key,
-            config.vtex.app_token.clone(),
-            Vec::new(),
-        ),
+        onboarding: Arc::new(Onboarding::new(
+            &config.onboarding,
+            Arc::new(RelayOnboardingRecords::new(
+                records.onboarding,
+                records.merchants,
+                credentials.clone(),
+            )),
+        )),
+        credentials,
         urls: PublicUrls::new(&public_url),
-        app_key: config.vtex.app_key.clone(),
-        app_token: config.vtex.app_token.clone(),
         // Within the Gateway's budget, with room for the relay's own records.
         store_timeout: Duration::from_millis(config.server.ppp_timeout_ms * 3 / 4),
         max_body_bytes: config.server.max_body_bytes,
@@ -150,27 +173,35 @@ pub async fn run(config: RelayConfig, shutdown: CancellationToken) -> anyhow::Re
     served
 }
 
-/// The relay tier's two key-value buckets and the stores' callback stream, made by the first
+/// What the relay tier keeps in JetStream.
+struct Records {
+    payments: jetstream::kv::Store,
+    serials: jetstream::kv::Store,
+    onboarding: jetstream::kv::Store,
+    merchants: jetstream::kv::Store,
+    callbacks: jetstream::stream::Stream,
+}
+
+/// The relay tier's key-value buckets and the stores' callback stream, made by the first
 /// replica that starts (the same settings every time, so a second replica finds them as they
 /// are). Waits for NATS.
-async fn open_buckets(
-    js: &jetstream::Context,
-    replicas: usize,
-) -> (
-    jetstream::kv::Store,
-    jetstream::kv::Store,
-    jetstream::stream::Stream,
-) {
+async fn open_buckets(js: &jetstream::Context, replicas: usize) -> Records {
     let mut told = false;
     loop {
+        // A payment's route is kept past any refund the Gateway may still ask for; a store's
+        // serial list and a merchant's credentials for as long as they exist.
         let opened = async {
-            let payments = bucket(js, PAYMENTS_BUCKET, replicas).await?;
-            let serials = bucket(js, SERIALS_BUCKET, replicas).await?;
-            let callbacks = js
-                .get_or_create_stream(callbacks::stream_config(replicas))
-                .await
-                .map_err(|e| format!("the callback stream: {e}"))?;
-            Ok::<_, String>((payments, serials, callbacks))
+            Ok::<_, String>(Records {
+                payments: bucket(js, PAYMENTS_BUCKET, PAYMENT_RECORDS_KEPT, replicas).await?,
+                serials: bucket(js, SERIALS_BUCKET, Duration::ZERO, replicas).await?,
+                onboarding: bucket(js, ONBOARDING_BUCKET, ONBOARDING_RECORDS_KEPT, replicas)
+                    .await?,
+                merchants: bucket(js, MERCHANTS_BUCKET, Duration::ZERO, replicas).await?,
+                callbacks: js
+                    .get_or_create_stream(callbacks::stream_config(replicas))
+                    .await
+                    .map_err(|e| format!("the callback stream: {e}"))?,
+            })
         }
         .await;
         match opened {
@@ -195,15 +226,9 @@ async fn open_buckets(
 async fn bucket(
     js: &jetstream::Context,
     name: &str,
+    max_age: Duration,
     replicas: usize,
 ) -> Result<jetstream::kv::Store, String> {
-    // A payment's route is kept past any refund the Gateway may still ask for; a store's
-    // serial list for as long as the store is configured.
-    let max_age = if name == PAYMENTS_BUCKET {
-        PAYMENT_RECORDS_KEPT
-    } else {
-        Duration::ZERO
-    };
     js.get_or_create_stream(jetstream::stream::Config {
         max_age,
         name: format!("KV_{name}"),

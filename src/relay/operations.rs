@@ -33,8 +33,8 @@ pub(super) async fn by_payment(
     client: Option<Extension<ClientAddr>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match authenticated_body(&state, &headers, body) {
-        Ok(body) => body,
+    let (merchant, body) = match authenticated_body(&state, &headers, body) {
+        Ok(authenticated) => authenticated,
         Err(refusal) => return refusal.into_response(),
     };
     if let Some(problem) = crate::ids::problem(&payment_id, crate::ids::MAX_ID_CHARS) {
@@ -45,8 +45,9 @@ pub(super) async fn by_payment(
     async move {
         let is_cancel = uri.path().ends_with("/cancellations");
         let mut found = match state.payments.get(&payment_id).await {
-            Ok(Some(found)) => found,
-            Ok(None) => return PppError::NotFound.into_response(),
+            // Another merchant's payment is as unknown to this one as no payment at all.
+            Ok(Some(found)) if found.payment.belongs_to(&merchant) => found,
+            Ok(_) => return PppError::NotFound.into_response(),
             Err(e) => return unavailable(&e),
         };
         let store = loop {
@@ -75,6 +76,7 @@ pub(super) async fn by_payment(
             headers: &headers,
             client,
             body,
+            merchant: Some(&merchant),
         };
         as_sent_to(&state, &store, request).await
     }

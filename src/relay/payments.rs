@@ -9,7 +9,7 @@ use async_nats::jetstream::kv;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::RelayAssigned;
+use crate::ids::{RelayAssigned, RelayMerchant};
 use crate::seal::SealKey;
 
 pub const PAYMENTS_BUCKET: &str = "posbridge_payments";
@@ -17,6 +17,8 @@ pub const PAYMENTS_BUCKET: &str = "posbridge_payments";
 /// One payment as the relay tier records it.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct RelayedPayment {
+    /// The merchant (app key) whose Gateway created it: only its calls reach the payment.
+    pub merchant: String,
     pub tid: String,
     pub submit_token: String,
     /// What the relay keeps of the Gateway's first Create (the fields a store reads), its
@@ -37,6 +39,7 @@ impl std::fmt::Debug for RelayedPayment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The Create holds the callback URL and its signature; the token is a credential.
         f.debug_struct("RelayedPayment")
+            .field("merchant", &self.merchant)
             .field("tid", &self.tid)
             .field("store", &self.store)
             .field("delivered", &self.delivered)
@@ -57,6 +60,16 @@ const KEPT: &[&str] = &[
 ];
 
 impl RelayedPayment {
+    /// Whether `merchant`'s calls reach this payment (constant time, as a store compares).
+    pub fn belongs_to(&self, merchant: &RelayMerchant) -> bool {
+        crate::secret::ct_eq(self.merchant.as_bytes(), merchant.0.as_bytes())
+    }
+
+    /// The merchant a store serves this payment's requests as.
+    pub fn merchant(&self) -> RelayMerchant {
+        RelayMerchant(self.merchant.clone())
+    }
+
     pub fn assigned(&self) -> Option<RelayAssigned> {
         RelayAssigned::parse(&self.tid, &self.submit_token)
     }
@@ -213,6 +226,7 @@ mod tests {
         })
         .to_string();
         let payment = RelayedPayment {
+            merchant: "vtexappkey-partner".into(),
             tid: "pb00112233445566778899".into(),
             submit_token: "t".into(),
             create: RelayedPayment::keep(body.as_bytes(), &key).expect("kept"),
@@ -243,6 +257,7 @@ mod tests {
     fn any_payment_id_is_a_valid_key_and_the_record_never_prints_its_secrets() {
         assert_eq!(key("a.b c*>"), "612e6220632a3e");
         let payment = RelayedPayment {
+            merchant: "vtexappkey-partner".into(),
             tid: "pb00112233445566778899".into(),
             submit_token: "secret-token".into(),
             create: "{\"callbackUrl\":\"https://x/cb?X-VTEX-signature=sig\"}".into(),

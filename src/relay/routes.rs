@@ -43,7 +43,7 @@ pub fn router(state: RelayState, limits: &RouteLimits) -> Router {
         .allow_methods([Method::POST, Method::OPTIONS])
         .allow_headers(Any);
     let body_limit = axum::extract::DefaultBodyLimit::max(state.max_body_bytes);
-    Routes::new(limits)
+    crate::ppp::configuration_flow(Routes::new(limits))
         .route("/healthz", PLAIN, get(health))
         .route(
             "/manifest",

@@ -7,7 +7,7 @@ use super::directory::SharedDirectory;
 use super::payments::Payments;
 use crate::ppp::auth::Credentials;
 use crate::ppp::create_answer::PublicUrls;
-use crate::secret::Secret;
+use crate::ppp::onboarding::Onboarding;
 
 #[derive(Clone)]
 pub struct RelayState {
@@ -15,11 +15,9 @@ pub struct RelayState {
     pub payments: Payments,
     pub directory: SharedDirectory,
     pub credentials: Arc<Credentials>,
+    /// The configuration flow, its records in NATS.
+    pub onboarding: Arc<Onboarding>,
     pub urls: PublicUrls,
-    /// The relay's own Gateway key pair (the stores have the same `[vtex]`): a kept Create is
-    /// handed to its store with it.
-    pub app_key: String,
-    pub app_token: Secret,
     /// How long a store may take to answer (within the route's own time budget).
     pub store_timeout: Duration,
     pub max_body_bytes: usize,
@@ -27,4 +25,10 @@ pub struct RelayState {
     pub seal: Arc<crate::seal::SealKey>,
     /// Cancelled when the relay stops: its Payment App sockets close with 1001.
     pub stop: tokio_util::sync::CancellationToken,
+}
+
+impl axum::extract::FromRef<RelayState> for Arc<Onboarding> {
+    fn from_ref(state: &RelayState) -> Self {
+        state.onboarding.clone()
+    }
 }

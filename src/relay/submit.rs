@@ -165,6 +165,7 @@ pub(super) async fn submit_serial(
             headers: &headers,
             client,
             body,
+            merchant: None,
         };
         as_sent_to(&state, &store, request).await
     }

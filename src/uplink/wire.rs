@@ -17,6 +17,8 @@ pub const CLIENT: &str = "Posbridge-Client";
 pub const TID: &str = "Posbridge-Tid";
 /// The submitUrl token the relay gave out with it.
 pub const SUBMIT_TOKEN: &str = "Posbridge-Submit-Token";
+/// The merchant (app key) the relay authenticated the request as (`RelayMerchant`).
+pub const MERCHANT: &str = "Posbridge-Merchant";
 /// The answer's status code.
 pub const STATUS: &str = "Posbridge-Status";
 /// Prefix of the HTTP headers carried along, so that none can pose as one of the above.
@@ -33,6 +35,15 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
     "content-length",
     "host",
+];
+
+/// The Gateway's credentials: the relay checks them and names the merchant instead
+/// ([`MERCHANT`]), so no app token crosses NATS.
+const CREDENTIALS: &[&str] = &[
+    "x-vtex-api-appkey",
+    "x-vtex-api-apptoken",
+    "x-provider-api-appkey",
+    "x-provider-api-apptoken",
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -65,6 +76,11 @@ pub fn assign(headers: &mut HeaderMap, assigned: &crate::ids::RelayAssigned) {
     headers.insert(SUBMIT_TOKEN, assigned.submit_token.as_str());
 }
 
+/// A PPP request the relay authenticated names its merchant.
+pub fn name_merchant(headers: &mut HeaderMap, merchant: &crate::ids::RelayMerchant) {
+    headers.insert(MERCHANT, merchant.0.as_str());
+}
+
 /// What the store serves: the HTTP request rebuilt from a relayed message, with the identity
 /// the relay gave the payment (if it names one) as a request extension.
 pub fn request_from_nats(
@@ -94,6 +110,11 @@ pub fn request_from_nats(
         }
         (None, Some(_)) => return Err(WireError::Missing(TID)),
         (Some(_), None) => return Err(WireError::Missing(SUBMIT_TOKEN)),
+    }
+    if let Some(merchant) = headers.get(MERCHANT) {
+        let merchant = crate::ids::RelayMerchant::parse(merchant.as_str())
+            .ok_or_else(|| WireError::Invalid(MERCHANT, merchant.to_string()))?;
+        request.extensions_mut().insert(merchant);
     }
     let client = match headers.get(CLIENT) {
         Some(value) => Some(
@@ -144,7 +165,7 @@ fn required<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, W
 fn carry(http_headers: &http::HeaderMap) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (name, value) in http_headers {
-        if HOP_BY_HOP.contains(&name.as_str()) {
+        if HOP_BY_HOP.contains(&name.as_str()) || CREDENTIALS.contains(&name.as_str()) {
             continue;
         }
         if let Ok(value) = value.to_str() {
@@ -162,7 +183,7 @@ fn restore(headers: &HeaderMap, http_headers: &mut http::HeaderMap) {
         let Ok(http_name) = http::HeaderName::from_bytes(http_name.as_bytes()) else {
             continue;
         };
-        if HOP_BY_HOP.contains(&http_name.as_str()) {
+        if HOP_BY_HOP.contains(&http_name.as_str()) || CREDENTIALS.contains(&http_name.as_str()) {
             continue;
         }
         for value in values {
@@ -190,7 +211,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_crosses_with_its_method_path_headers_and_body_untouched() {
         let mut http_headers = http::HeaderMap::new();
-        http_headers.insert("x-vtex-api-appkey", "key".parse().expect("value"));
+        http_headers.insert("x-vtex-request-id", "r-1".parse().expect("value"));
         http_headers.insert("content-type", "application/json".parse().expect("value"));
         http_headers.insert("connection", "keep-alive".parse().expect("value"));
         http_headers.insert("host", "relay.example.com".parse().expect("value"));
@@ -205,7 +226,7 @@ mod tests {
             request_from_nats(Some(&headers), body.clone()).expect("a valid message");
         assert_eq!(request.method(), Method::POST);
         assert_eq!(request.uri(), "/payments/p-1/cancellations?x=1");
-        assert_eq!(request.headers()["x-vtex-api-appkey"], "key");
+        assert_eq!(request.headers()["x-vtex-request-id"], "r-1");
         assert_eq!(request.headers()["content-type"], "application/json");
         assert!(request.headers().get("connection").is_none());
         assert!(request.headers().get("host").is_none());
@@ -272,6 +293,49 @@ mod tests {
         assert!(matches!(
             request_from_nats(Some(&headers), Bytes::new()),
             Err(WireError::Invalid(TID, _))
+        ));
+    }
+
+    #[test]
+    fn credentials_never_cross_and_the_merchant_the_relay_names_becomes_an_extension() {
+        let mut http_headers = http::HeaderMap::new();
+        for name in CREDENTIALS {
+            http_headers.insert(*name, "secret-value".parse().expect("value"));
+        }
+        let mut headers = request_to_nats(&Method::POST, "/payments", &http_headers, None);
+        assert!(
+            headers
+                .iter()
+                .all(|(_, values)| values.iter().all(|v| !v.as_str().contains("secret-value"))),
+            "a credential crossed: {headers:?}"
+        );
+        let merchant = crate::ids::RelayMerchant("posbridge-abc".into());
+        name_merchant(&mut headers, &merchant);
+        // Even a store's reply path drops a credential header put in by hand.
+        headers.insert("Http-x-vtex-api-apptoken", "secret-value");
+        let (request, _) = request_from_nats(Some(&headers), Bytes::new()).expect("valid");
+        assert_eq!(
+            request.extensions().get::<crate::ids::RelayMerchant>(),
+            Some(&merchant)
+        );
+        assert!(request.headers().get("x-vtex-api-apptoken").is_none());
+        // An HTTP header of the same name stays a header.
+        let mut http_headers = http::HeaderMap::new();
+        http_headers.insert("posbridge-merchant", "forged".parse().expect("v"));
+        let headers = request_to_nats(&Method::POST, "/payments", &http_headers, None);
+        let (request, _) = request_from_nats(Some(&headers), Bytes::new()).expect("valid");
+        assert!(
+            request
+                .extensions()
+                .get::<crate::ids::RelayMerchant>()
+                .is_none()
+        );
+        let mut headers =
+            request_to_nats(&Method::POST, "/payments", &http::HeaderMap::new(), None);
+        headers.insert(MERCHANT, "");
+        assert!(matches!(
+            request_from_nats(Some(&headers), Bytes::new()),
+            Err(WireError::Invalid(MERCHANT, _))
         ));
     }
 

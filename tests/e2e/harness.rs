@@ -62,8 +62,8 @@ pub struct Options {
     pub listen: String,
     /// The first terminal's serial number (the relay tier routes by it).
     pub serial: &'static str,
-    /// No partner key pair in `[vtex]` (a store behind the relay tier, which holds it).
-    pub without_callback_keys: bool,
+    /// No key pair in `[vtex]` (a store behind the relay tier, which holds them all).
+    pub behind_relay: bool,
 }
 
 impl Default for Options {
@@ -93,7 +93,7 @@ impl Default for Options {
             terminal_id: "lane-1",
             listen: "127.0.0.1:0".to_string(),
             serial: SERIAL,
-            without_callback_keys: false,
+            behind_relay: false,
         }
     }
 }
@@ -127,9 +127,7 @@ shutdown_grace_s = {grace}
 path = "{db}"
 
 [vtex]
-app_key = "{APP_KEY}"
-app_token = "{APP_TOKEN}"
-{callback_keys}
+{vtex_keys}
 test_suite_cards = {test_suite}
 
 [pos]
@@ -174,11 +172,11 @@ result_timeout_s = {result_timeout}
             result_timeout = o.result_timeout_s,
             terminal_id = o.terminal_id,
             serial = o.serial,
-            callback_keys = if o.without_callback_keys {
+            vtex_keys = if o.behind_relay {
                 String::new()
             } else {
                 format!(
-                    "callback_app_key = \"{CALLBACK_KEY}\"\ncallback_app_token = \"{CALLBACK_TOKEN}\""
+                    "app_key = \"{APP_KEY}\"\napp_token = \"{APP_TOKEN}\"\ncallback_app_key = \"{CALLBACK_KEY}\"\ncallback_app_token = \"{CALLBACK_TOKEN}\""
                 )
             },
             admin = if o.admin {

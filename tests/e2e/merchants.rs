@@ -94,11 +94,22 @@ async fn submit_code(
 
 /// Runs the configuration flow in the merchant's place; returns (appKey, appToken).
 async fn onboard(daemon: &Daemon) -> (String, String) {
+    onboard_across(&[&daemon.base]).await
+}
+
+/// The configuration flow, each step on the next of `bases` in turn (the replicas of a relay
+/// tier behind a load balancer); returns (appKey, appToken).
+pub async fn onboard_across(bases: &[&str]) -> (String, String) {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    let base = &daemon.base;
+    let mut step = 0;
+    let mut next = || {
+        step += 1;
+        bases[(step - 1) % bases.len()].to_string()
+    };
+    let base = &next();
     let return_url =
         "https://store.myvtex.com/admin/pci-gateway/provider-return?authorizationCode=";
     let token: Value = client
@@ -111,6 +122,7 @@ async fn onboard(daemon: &Daemon) -> (String, String) {
         .await
         .expect("json");
     let token = token["token"].as_str().expect("token").to_string();
+    let base = &next();
     let page = client
         .get(format!(
             "{base}/authorization/redirect?applicationId=vtex&token={token}"
@@ -121,6 +133,7 @@ async fn onboard(daemon: &Daemon) -> (String, String) {
     assert_eq!(page.status(), 200);
     assert!(page.text().await.expect("html").contains("Onboarding code"));
 
+    let base = &next();
     let wrong = submit_code(&client, base, &token, "wrong-code").await;
     assert_eq!(wrong.status(), 401);
     assert!(
@@ -128,6 +141,7 @@ async fn onboard(daemon: &Daemon) -> (String, String) {
         "a wrong code never redirects"
     );
 
+    let base = &next();
     let right = submit_code(&client, base, &token, ONBOARDING_CODE).await;
     assert_eq!(right.status(), 303);
     let location = right.headers()["location"]
@@ -139,9 +153,11 @@ async fn onboard(daemon: &Daemon) -> (String, String) {
         .expect("redirected to returnUrl + code")
         .to_string();
     // The token is single-use.
+    let base = &next();
     let reuse = submit_code(&client, base, &token, ONBOARDING_CODE).await;
     assert_eq!(reuse.status(), 403);
 
+    let base = &next();
     let credentials = client
         .get(format!(
             "{base}/authorization/credentials?applicationId=vtex&authorizationCode={code}"
@@ -152,6 +168,7 @@ async fn onboard(daemon: &Daemon) -> (String, String) {
     assert_eq!(credentials.status(), 200);
     let credentials: Value = credentials.json().await.expect("json");
     assert_eq!(credentials["applicationId"], "vtex");
+    let base = &next();
     let again = client
         .get(format!(
             "{base}/authorization/credentials?applicationId=vtex&authorizationCode={code}"

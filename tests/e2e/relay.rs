@@ -48,6 +48,9 @@ callback_app_token = "{CALLBACK_TOKEN}"
 url = "{url}"
 user = "relay"
 password_file = "{password}"
+
+[onboarding]
+code = "{ONBOARDING_CODE}"
 "#,
                 public_url = PUBLIC_URL,
                 url = nats.url(),
@@ -123,7 +126,7 @@ impl Drop for Relay {
 async fn store(nats: &NatsServer, index: usize, public_url: &str, extra: &str) -> Daemon {
     let daemon = Daemon::start(Options {
         serial: SERIALS[index],
-        without_callback_keys: true,
+        behind_relay: true,
         server_extra: format!("public_url = \"{public_url}\""),
         extra_config: format!("{}{extra}", nats.uplink_of(STORES[index])),
         ..Options::default()
@@ -520,7 +523,7 @@ async fn the_nats_server_restarting_under_a_payment_loses_nothing() {
     let relay = Relay::start(&nats);
     let store_1 = Daemon::start(Options {
         serial: SERIALS[0],
-        without_callback_keys: true,
+        behind_relay: true,
         // The sale outlasts the restart.
         approve_after_ms: 3_000,
         admin: true,
@@ -671,7 +674,7 @@ async fn the_payment_app_feed_works_through_the_relay() {
     let relay = Relay::start(&nats);
     let store_1 = Daemon::start(Options {
         serial: SERIALS[0],
-        without_callback_keys: true,
+        behind_relay: true,
         approve_after_ms: 1_200,
         payment_app: Some(APP),
         server_extra: format!("public_url = \"{PUBLIC_URL}\""),
@@ -797,7 +800,7 @@ async fn the_relay_refuses_bad_input_clearly_and_logs_no_secret() {
     let relay = Relay::start(&nats);
     let store_1 = Daemon::start(Options {
         serial: SERIALS[0],
-        without_callback_keys: true,
+        behind_relay: true,
         log_level: "trace",
         server_extra: format!("public_url = \"{PUBLIC_URL}\""),
         extra_config: nats.uplink_of(STORES[0]),
@@ -912,5 +915,162 @@ async fn the_relay_refuses_bad_input_clearly_and_logs_no_secret() {
     ] {
         let line = logs.lines().find(|l| l.contains(secret));
         assert!(line.is_none(), "{what} in a log: {line:?}");
+    }
+}
+
+/// The PPP configuration flow through the relay tier: VTEX's token request, the merchant's
+/// page, the code and the exchange each reach another replica; the credentials issued work on
+/// every replica (one started after, too) and at the store, which never sees them; the
+/// merchants' payments stay apart; deleting the merchant's entry revokes the credentials.
+#[tokio::test]
+async fn the_configuration_flow_works_through_the_relay_and_merchants_stay_apart() {
+    let Some(nats) = NatsServer::start_for(&STORES[..1]) else {
+        return;
+    };
+    let receiver = CallbackReceiver::start(0).await;
+    let relay_a = Relay::start(&nats);
+    let relay_b = Relay::start(&nats);
+    let store_1 = store(&nats, 0, PUBLIC_URL, "").await;
+    until_routed(&relay_a, &STORES[..1]).await;
+    until_routed(&relay_b, &STORES[..1]).await;
+
+    let (key, token) = crate::merchants::onboard_across(&[&relay_a.base, &relay_b.base]).await;
+    let merchant_on_a = Gateway::new(&relay_a.base, &key, &token);
+    let merchant_on_b = Gateway::new(&relay_b.base, &key, &token);
+    let partner = relay_a.gateway();
+
+    // A whole payment of the new merchant: Create on one replica, the rest on the other.
+    let body = create_body(
+        "onb-pay-1",
+        json!(12),
+        "Venda Direta Credito",
+        &receiver.url_for("onb-pay-1"),
+    );
+    let first = merchant_on_b.create(&body).await;
+    assert_eq!(first["status"], "undefined", "{first}");
+    let url = submit_url(&first);
+    let (status, bound) =
+        submit_serial(&on(&relay_a, &url), "{\"serialNumber\":\"SIM-A001\"}").await;
+    assert_eq!(status, 200, "{bound}");
+    let last = merchant_on_a
+        .poll_final(&body, Duration::from_secs(20))
+        .await;
+    assert_eq!(last["status"], "approved", "{last}");
+    assert_eq!(store_1.charges_of("onb-pay-1"), 1);
+    let callbacks = receiver
+        .wait_for("onb-pay-1", Duration::from_secs(20))
+        .await;
+    assert_eq!(callbacks.len(), 1);
+    assert_eq!(callbacks[0].2, last);
+
+    // The partner's own pair does not reach the merchant's payment, on either replica.
+    for path in [
+        "/payments/onb-pay-1/cancellations",
+        "/payments/onb-pay-1/settlements",
+        "/payments/onb-pay-1/refunds",
+    ] {
+        let (status, answer) = partner
+            .post(path, &json!({ "requestId": "other-1", "value": 12 }))
+            .await;
+        assert_eq!(
+            (status, answer["code"].clone()),
+            (404, json!("unknown-payment")),
+            "{path}: {answer}"
+        );
+    }
+    let (status, answer) = relay_b
+        .gateway()
+        .post_raw("/payments", serde_json::to_vec(&body).expect("json"), &[])
+        .await;
+    assert_eq!(
+        (status, answer["code"].clone()),
+        (400, json!("payment-mismatch")),
+        "{answer}"
+    );
+    // The merchant settles its own.
+    let (status, settled) = merchant_on_b
+        .post(
+            "/payments/onb-pay-1/settlements",
+            &json!({ "requestId": "settle-1", "paymentId": "onb-pay-1", "value": 12 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{settled}");
+
+    // The store keeps no Gateway credentials: its own listener takes neither pair.
+    for (key, token) in [(APP_KEY, APP_TOKEN), (key.as_str(), token.as_str())] {
+        let (status, _) = Gateway::new(&store_1.base, key, token)
+            .post_raw("/payments", serde_json::to_vec(&body).expect("json"), &[])
+            .await;
+        assert_eq!(status, 401, "the store's listener took {key}");
+    }
+    // The merchant's token never reached the store, a log or the relay tier's files.
+    let logs = relay_a.logs() + &relay_b.logs() + &store_1.logs();
+    assert!(!logs.contains(&token), "the issued app token in a log");
+    assert!(
+        nats.files_holding(&token).is_empty(),
+        "the issued app token in the relay tier's JetStream files"
+    );
+    assert!(
+        !nats.files_holding(&key).is_empty(),
+        "the merchant is kept where we look"
+    );
+
+    // A replica started after the issuance knows the merchant.
+    let relay_c = Relay::start(&nats);
+    let second = Gateway::new(&relay_c.base, &key, &token)
+        .create(&create_body(
+            "onb-pay-2",
+            json!(3),
+            "Venda Direta Debito",
+            &receiver.url_for("onb-pay-2"),
+        ))
+        .await;
+    assert_eq!(second["status"], "undefined", "{second}");
+    // Before any store has it, only the relay can answer for it: the partner's pair cannot
+    // cancel the merchant's payment either.
+    let (status, answer) = partner
+        .post(
+            "/payments/onb-pay-2/cancellations",
+            &json!({ "requestId": "other-2" }),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["code"].clone()),
+        (404, json!("unknown-payment")),
+        "{answer}"
+    );
+    let still = merchant_on_a
+        .create(&create_body(
+            "onb-pay-2",
+            json!(3),
+            "Venda Direta Debito",
+            &receiver.url_for("onb-pay-2"),
+        ))
+        .await;
+    assert_eq!(still["status"], "undefined", "{still}");
+
+    // Revoked: the merchant's entry deleted, every replica refuses its credentials.
+    let merchants = async_nats::jetstream::new(nats.relay().await)
+        .get_key_value(posbridge::relay::merchants::MERCHANTS_BUCKET)
+        .await
+        .expect("bucket");
+    merchants.delete(&key).await.expect("deleted");
+    for relay in [&relay_a, &relay_b, &relay_c] {
+        let gateway = Gateway::new(&relay.base, &key, &token);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            // The final payment's Create poll: harmless to repeat.
+            let (status, _) = gateway
+                .post_raw("/payments", serde_json::to_vec(&body).expect("json"), &[])
+                .await;
+            if status == 401 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still accepted after revocation: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

@@ -224,23 +224,28 @@ impl Drop for NatsServer {
 }
 
 /// A PPP request as the relay carries it (see `posbridge::uplink::wire`); the store's answer.
+/// A PPP request as the relay sends it: the Gateway's credentials (which never cross) and
+/// the merchant the relay authenticated, if `merchant`.
 async fn relayed(
     relay: &async_nats::Client,
     method: &str,
     path: &str,
-    credentials: (&str, &str),
+    merchant: Option<&str>,
     body: &Value,
 ) -> (u16, Value) {
     let mut http_headers = http::HeaderMap::new();
-    http_headers.insert("x-vtex-api-appkey", credentials.0.parse().expect("key"));
-    http_headers.insert("x-vtex-api-apptoken", credentials.1.parse().expect("token"));
+    http_headers.insert("x-vtex-api-appkey", APP_KEY.parse().expect("key"));
+    http_headers.insert("x-vtex-api-apptoken", APP_TOKEN.parse().expect("token"));
     http_headers.insert("content-type", "application/json".parse().expect("type"));
-    let headers = posbridge::uplink::wire::request_to_nats(
+    let mut headers = posbridge::uplink::wire::request_to_nats(
         &method.parse().expect("method"),
         path,
         &http_headers,
         Some("127.0.0.1".parse().expect("ip")),
     );
+    if let Some(merchant) = merchant {
+        headers.insert(posbridge::uplink::wire::MERCHANT, merchant);
+    }
     reply_of(relay, headers, Bytes::from(body.to_string())).await
 }
 
@@ -365,8 +370,7 @@ async fn a_store_behind_the_relay_answers_relayed_requests_as_its_own_listener_d
         "Venda Direta Credito",
         "http://127.0.0.1:9/cb",
     );
-    let (status, by_relay) =
-        relayed(&relay, "POST", "/payments", (APP_KEY, APP_TOKEN), &body).await;
+    let (status, by_relay) = relayed(&relay, "POST", "/payments", Some(APP_KEY), &body).await;
     assert_eq!(status, 200, "{by_relay}");
     assert_eq!(by_relay["status"], "undefined", "{by_relay}");
     assert_eq!(by_relay["paymentId"], "relayed-1");
@@ -382,22 +386,24 @@ async fn a_store_behind_the_relay_answers_relayed_requests_as_its_own_listener_d
         "another store's login read this store's request"
     );
 
-    // Wrong credentials: refused as on the listener, nothing created.
+    // No merchant named: refused as on the listener without credentials (the Gateway's never
+    // cross NATS, so the store cannot be asked to check them), nothing created.
     let other = create_body(
         "relayed-2",
         json!(1),
         "Venda Direta Credito",
         "http://127.0.0.1:9/cb",
     );
-    let (status, refused) = relayed(
-        &relay,
-        "POST",
-        "/payments",
-        (APP_KEY, "not-the-token"),
-        &other,
-    )
-    .await;
+    let (status, refused) = relayed(&relay, "POST", "/payments", None, &other).await;
     assert_eq!(status, 401, "{refused}");
+    // A merchant no app key could be: the message is refused whole.
+    let (status, refused) = relayed(&relay, "POST", "/payments", Some(" "), &other).await;
+    assert_eq!(
+        (status, refused["code"].clone()),
+        (400, json!("bad-relay-message")),
+        "{refused}"
+    );
+    assert!(!daemon.logs().contains("relayed-2"), "nothing was created");
     // A message that is no HTTP request: a clear 400, and the store keeps serving.
     let (status, broken) = reply_of(&relay, HeaderMap::new(), Bytes::from_static(b"{}")).await;
     assert_eq!(
