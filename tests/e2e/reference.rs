@@ -88,7 +88,13 @@ fn every_relay_key_is_in_the_reference_and_no_other() {
         paths: &mut paths,
     })
     .unwrap_or_else(|e| panic!("walking RelayConfig: {e}"));
-    let shared = ["server.", "vtex.", "rate_limits.", "callbacks."];
+    let shared = [
+        "server.",
+        "vtex.",
+        "rate_limits.",
+        "callbacks.",
+        "onboarding.",
+    ];
     let daemon = configuration_keys();
     let in_code: BTreeSet<String> = paths
         .iter()
