@@ -72,37 +72,36 @@ pub fn router(state: AppState) -> Router {
 
 /// The PPP routes, each with its limits.
 fn routes(limits: &RouteLimits) -> Routes<AppState> {
-    configuration_flow(
-        Routes::new(limits)
-            .route("/manifest", OPEN, get(manifest::manifest))
-            .route("/payment-methods", OPEN, get(manifest::payment_methods))
-            .route("/payments", PAYMENTS, post(payments::create))
-            .route(
-                "/payments/{payment_id}/cancellations",
-                PAYMENTS,
-                post(payments::cancel),
-            )
-            .route(
-                "/payments/{payment_id}/settlements",
-                PAYMENTS,
-                post(payments::settle),
-            )
-            .route(
-                "/payments/{payment_id}/refunds",
-                PAYMENTS,
-                post(payments::refund),
-            )
-            .route(
-                "/payments/{payment_id}/inbound/{action}",
-                PAYMENTS,
-                post(payments::inbound),
-            )
-            .route(
-                "/payments/{payment_id}/inbound-request/{action}",
-                PAYMENTS,
-                post(payments::inbound),
-            ),
-    )
+    let gateway_routes = Routes::new(limits)
+        .route("/manifest", OPEN, get(manifest::manifest))
+        .route("/payment-methods", OPEN, get(manifest::payment_methods))
+        .route("/payments", PAYMENTS, post(payments::create))
+        .route(
+            "/payments/{payment_id}/cancellations",
+            PAYMENTS,
+            post(payments::cancel),
+        )
+        .route(
+            "/payments/{payment_id}/settlements",
+            PAYMENTS,
+            post(payments::settle),
+        )
+        .route(
+            "/payments/{payment_id}/refunds",
+            PAYMENTS,
+            post(payments::refund),
+        )
+        .route(
+            "/payments/{payment_id}/inbound/{action}",
+            PAYMENTS,
+            post(payments::inbound),
+        )
+        .route(
+            "/payments/{payment_id}/inbound-request/{action}",
+            PAYMENTS,
+            post(payments::inbound),
+        );
+    configuration_flow(gateway_routes)
 }
 
 /// The configuration flow's routes, each with its limits: a store daemon's and the relay

@@ -1,9 +1,11 @@
 //! The relay tier (`posbridge relay --config relay.toml`): one public Service URL for the
 //! Gateway in front of many stores that only dial out (`uplink`). A replica keeps nothing of
-//! its own: what it knows of payments (`payments`) and which store has which terminal
-//! (`directory`, from the serial map the stores write) is in JetStream on the tier's NATS
-//! cluster, so any replica behind a load balancer continues any payment. Requests for a
-//! payment whose store is known go to that store over NATS (`forward`); `routes` is the HTTP
+//! its own: what it knows of payments (`payments`), which store has which terminal
+//! (`directory`, from the serial map the stores write) and the merchants the configuration flow
+//! onboarded (`merchants`, `onboarding`) is in JetStream on the tier's NATS cluster, so any
+//! replica behind a load balancer continues any payment or flow. The relay checks every
+//! merchant's credentials itself; requests for a payment whose store is known go to that store
+//! over NATS naming the merchant, never with its credentials (`forward`); `routes` is the HTTP
 //! side.
 
 mod answers;

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::super::auth::Credentials;
 use crate::pos::Engine;
+use crate::ppp::auth::Credentials;
 
 /// How long a token or an authorization code stays good.
 pub const LIFETIME: Duration = Duration::from_secs(600);
