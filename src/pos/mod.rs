@@ -420,6 +420,9 @@ impl Engine {
         if let Some(reply) = self.final_answers.get(merchant, &request) {
             return Ok(reply);
         }
+        if let Some(reply) = self.poll_that_changes_nothing(merchant, &request).await? {
+            return Ok(reply);
+        }
         let new = self.new_payment(merchant, &request)?;
         let before = self.final_answers.before();
         let merchant = merchant.to_string();
@@ -477,6 +480,32 @@ impl Engine {
             self.final_answers.keep(before, &payment);
         }
         Ok(PaymentReply::of(payment, first_call))
+    }
+
+    /// A repeated Create of a payment that is not bound (the one state in which a Create
+    /// starts the charge) changes nothing: it is answered from a read beside the writer, so
+    /// polls of a charging payment do not queue behind every Create's commit. `None`: the
+    /// writer decides (a new payment, or a bound one whose charge this Create may start).
+    async fn poll_that_changes_nothing(
+        &self,
+        merchant: &str,
+        request: &CreatePayment,
+    ) -> Result<Option<PaymentReply>, EngineError> {
+        let before = self.final_answers.before();
+        let (owner, id) = (merchant.to_string(), request.payment_id.clone());
+        let found = self
+            .store
+            .read(move |c| find_for_merchant(c, &owner, &id))
+            .await?;
+        let Some(payment) = found.filter(|p| p.state != PaymentState::Bound) else {
+            return Ok(None);
+        };
+        if let Some(mismatch) = mismatch(&payment, Terms::of_request(request)) {
+            return Err(mismatch);
+        }
+        // Committed (a reader sees only commits): every later repeat of a final one gets it.
+        self.final_answers.keep(before, &payment);
+        Ok(Some(PaymentReply::of(payment, false)))
     }
 
     fn new_payment(&self, merchant: &str, r: &CreatePayment) -> Result<NewPayment, EngineError> {

@@ -1,7 +1,9 @@
 //! SQLite storage: one writer connection on its own thread, which batches the transactions of
 //! concurrent callers into one commit (one fsync for many). Every caller's work runs inside its
-//! own savepoint, so one failing caller never undoes another's.
+//! own savepoint, so one failing caller never undoes another's. Work that only reads may run
+//! beside it instead (`Store::read`, on `readers`).
 
+mod readers;
 mod schema;
 mod seal;
 
@@ -95,8 +97,11 @@ pub struct Store {
 }
 
 enum Mode {
-    /// Production: a writer thread that batches commits.
-    Writer(mpsc::Sender<Request>),
+    /// Production: a writer thread that batches commits, and connections that only read.
+    Writer {
+        sender: mpsc::Sender<Request>,
+        readers: Arc<readers::Readers>,
+    },
     /// Runs each call on the caller's thread; for tests on tokio's paused clock, where waiting
     /// on another thread would let paused time jump ahead.
     Inline(Mutex<Connection>),
@@ -105,7 +110,8 @@ enum Mode {
 impl Store {
     /// Opens (creating and migrating) the database and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = open_connection(path)?;
+        let (conn, key) = open_connection(path)?;
+        let readers = Arc::new(readers::Readers::open(path, &key)?);
         let payments_deleted = count_deleted_payments(&conn, path)?;
         let (tx, rx) = mpsc::channel::<Request>();
         std::thread::Builder::new()
@@ -116,7 +122,10 @@ impl Store {
                 problem: e.to_string(),
             })?;
         Ok(Self {
-            mode: Arc::new(Mode::Writer(tx)),
+            mode: Arc::new(Mode::Writer {
+                sender: tx,
+                readers,
+            }),
             path: path.to_path_buf(),
             payments_deleted,
         })
@@ -124,7 +133,7 @@ impl Store {
 
     /// Opens the database for inline use (see [`Mode::Inline`]).
     pub fn open_inline(path: &Path) -> Result<Self, StoreError> {
-        let conn = open_connection(path)?;
+        let (conn, _) = open_connection(path)?;
         let payments_deleted = count_deleted_payments(&conn, path)?;
         Ok(Self {
             mode: Arc::new(Mode::Inline(Mutex::new(conn))),
@@ -154,7 +163,7 @@ impl Store {
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
         match &*self.mode {
-            Mode::Writer(sender) => {
+            Mode::Writer { sender, .. } => {
                 let (tx, rx) = oneshot::channel();
                 let job: Job = Box::new(move |conn| {
                     let result = work(conn);
@@ -183,6 +192,23 @@ impl Store {
             }
         }
     }
+
+    /// Runs `work`, which only reads, on a connection beside the writer: it never waits for
+    /// the writer's queue, and sees every commit made before it began. Inline, on the one
+    /// connection.
+    pub async fn read<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        match &*self.mode {
+            Mode::Writer { readers, .. } => readers.read(work).await,
+            Mode::Inline(conn) => {
+                let conn = conn.lock().map_err(|_| StoreError::Closed)?;
+                work(&conn)
+            }
+        }
+    }
 }
 
 impl Store {
@@ -190,7 +216,7 @@ impl Store {
     /// log, so that the database file alone is complete (called on a clean stop).
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
         match &*self.mode {
-            Mode::Writer(sender) => {
+            Mode::Writer { sender, .. } => {
                 let (tx, rx) = oneshot::channel();
                 sender
                     .send(Request::Checkpoint(tx))
@@ -283,7 +309,9 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+/// The writer's connection, opened, checked and migrated, and the key its sealed values open
+/// with.
+fn open_connection(path: &Path) -> Result<(Connection, Arc<crate::seal::SealKey>), StoreError> {
     let open_error = |problem: String| StoreError::Open {
         path: path.display().to_string(),
         problem,
@@ -309,8 +337,8 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     .map_err(|e| opening_failed(path, e))?;
     check_integrity(&conn, path)?;
     // Before the migrations: one of them seals the addresses older releases wrote in clear.
-    let key = crate::seal::SealKey::load_or_create(path)?;
-    seal::register(&conn, std::sync::Arc::new(key)).map_err(|e| open_error(e.to_string()))?;
+    let key = Arc::new(crate::seal::SealKey::load_or_create(path)?);
+    seal::register(&conn, key.clone()).map_err(|e| open_error(e.to_string()))?;
     schema::migrate(&mut conn).map_err(|e| match e {
         schema::MigrateError::Newer(found) => StoreError::NewerSchema {
             path: path.display().to_string(),
@@ -319,7 +347,7 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         },
         schema::MigrateError::Failed(problem) => open_error(problem),
     })?;
-    Ok(conn)
+    Ok((conn, key))
 }
 
 /// Counts every deleted payment row through a trigger on this connection (temporary: it lives

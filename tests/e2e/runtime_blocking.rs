@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{Daemon, Options, create_body};
+use crate::harness::{Daemon, Options, SERIAL, create_body, submit_serial, submit_url};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handlers_waiting_on_a_wedged_database_leave_the_runtime_free() {
@@ -71,5 +71,80 @@ async fn handlers_waiting_on_a_wedged_database_leave_the_runtime_free() {
             .await
             .expect("an answer while the handlers wait on the database");
         assert_eq!(response.status(), 200, "{path}");
+    }
+}
+
+/// A Create poll of a charging payment changes nothing, so it is answered from a read beside the
+/// writer (issue 14): it answers even with the writer wedged, while a new payment, which must
+/// be committed, cannot be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_of_a_charging_payment_does_not_wait_for_the_writer() {
+    let daemon = Daemon::start(Options {
+        // Heartbeats every 2 s; the third wedges the writer (about 6 s in): time enough to
+        // start a charge first.
+        env: vec![("WATCHDOG_USEC", "4000000".to_string())],
+        failpoint: Some("stall-engine"),
+        server_extra: "ppp_timeout_ms = 1000".to_string(),
+        // The terminal keeps the sale running for the whole test.
+        approve_after_ms: 600_000,
+        log_level: "info",
+        ..Options::default()
+    })
+    .await;
+    let gateway = daemon.gateway();
+    let body = create_body(
+        "pay-charging",
+        json!(10.00),
+        "Venda Direta Credito",
+        "http://127.0.0.1:9/cb",
+    );
+    let first = gateway.create(&body).await;
+    let (status, _) = submit_serial(
+        &submit_url(&first),
+        &format!("{{\"serialNumber\":\"{SERIAL}\"}}"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(gateway.create(&body).await["status"], "undefined");
+    assert!(
+        daemon
+            .wait_log("charge queued on the terminal", Duration::from_secs(5))
+            .await,
+        "{}",
+        daemon.logs()
+    );
+    assert!(
+        daemon
+            .wait_log(
+                "the engine did not answer its heartbeat",
+                Duration::from_secs(20)
+            )
+            .await,
+        "the writer never wedged: {}",
+        daemon.logs()
+    );
+    // The writer is wedged: a new payment cannot be stored…
+    let (status, answer) = gateway
+        .post(
+            "/payments",
+            &create_body(
+                "pay-new",
+                json!(5.00),
+                "Venda Direta Credito",
+                "http://127.0.0.1:9/cb",
+            ),
+        )
+        .await;
+    assert_eq!(
+        (status, &answer["code"]),
+        (503, &json!("timeout")),
+        "{answer}"
+    );
+    // …but the charging payment's polls are answered, as they were before the wedge.
+    for _ in 0..3 {
+        let (status, answer) = gateway.post("/payments", &body).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["status"], "undefined", "{answer}");
+        assert_eq!(answer["tid"], first["tid"], "{answer}");
     }
 }

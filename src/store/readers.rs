@@ -1,0 +1,119 @@
+//! Read-only work beside the writer: a few connections of their own, each used by one blocking
+//! task at a time. In WAL mode a reader never waits for the writer and sees the last commit
+//! made before its read began — what the writer's own read would have seen a moment earlier —
+//! so a request that can change nothing (a Create poll of a payment that is not bound) is
+//! answered without queueing behind every Create's commit.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use tokio::sync::Semaphore;
+
+use super::StoreError;
+
+/// Connections kept: reads beyond this many at once wait for one.
+const READERS: usize = 4;
+
+pub(super) struct Readers {
+    idle: Mutex<Vec<Connection>>,
+    /// One permit per idle connection: a read holds one while it uses a connection.
+    permits: Semaphore,
+}
+
+impl Readers {
+    /// Opens the connections to the database the writer has opened (and migrated); each
+    /// refuses any write (`query_only`), and can open the sealed callback URLs as the writer's.
+    pub(super) fn open(path: &Path, key: &Arc<crate::seal::SealKey>) -> Result<Self, StoreError> {
+        let open_error = |e: rusqlite::Error| StoreError::Open {
+            path: path.display().to_string(),
+            problem: e.to_string(),
+        };
+        let mut idle = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let conn = Connection::open(path).map_err(open_error)?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))
+                .map_err(open_error)?;
+            conn.execute_batch("PRAGMA query_only = ON; PRAGMA foreign_keys = ON;")
+                .map_err(open_error)?;
+            super::seal::register(&conn, key.clone()).map_err(open_error)?;
+            idle.push(conn);
+        }
+        Ok(Self {
+            idle: Mutex::new(idle),
+            permits: Semaphore::new(READERS),
+        })
+    }
+
+    /// Runs `work` in a read transaction (one snapshot for all it reads) on a blocking thread.
+    pub(super) async fn read<R, F>(self: &Arc<Self>, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let readers = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers
+                .idle
+                .lock()
+                .map_err(|_| StoreError::Closed)?
+                .pop()
+                .ok_or(StoreError::Closed)?;
+            let result = conn
+                .unchecked_transaction()
+                .map_err(StoreError::from)
+                .and_then(|snapshot| {
+                    let result = work(&snapshot);
+                    // Read only: ending it is a rollback that has nothing to undo.
+                    drop(snapshot);
+                    result
+                });
+            if let Ok(mut idle) = readers.idle.lock() {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Store;
+
+    #[tokio::test]
+    async fn a_read_sees_every_commit_before_it_and_cannot_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("posbridge.db")).expect("store");
+        store
+            .call(|c| {
+                c.execute(
+                    "INSERT INTO merchants (app_key, token_hash, created_at) VALUES ('k', 'h', 1)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .await
+            .expect("committed");
+        let count: i64 = store
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM merchants", [], |r| r.get(0))?))
+            .await
+            .expect("read");
+        assert_eq!(count, 1);
+        let write = store
+            .read(|c| Ok(c.execute("DELETE FROM merchants", [])?))
+            .await;
+        assert!(write.is_err(), "a reader wrote: {write:?}");
+        let count: i64 = store
+            .call(|c| Ok(c.query_row("SELECT count(*) FROM merchants", [], |r| r.get(0))?))
+            .await
+            .expect("read");
+        assert_eq!(count, 1);
+    }
+}
