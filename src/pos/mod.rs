@@ -764,13 +764,15 @@ fn insert_new(
         return Ok((must_get(c, &new.payment_id)?, true));
     }
     let p = must_get(c, &new.payment_id)?;
-    if p.state.is_final() {
-        let answer = PaymentAnswer::of(&p, p.state.ppp_status(), None).to_json()?;
-        payments::freeze_answer(c, &p.payment_id, &answer)?;
-        if new.first_answer_undefined {
-            Outbox::enqueue(c, &p.payment_id, &p.callback_url, &answer, now)?;
-        }
+    if !p.state.is_final() {
+        return Ok((p, false));
     }
+    let answer = PaymentAnswer::of(&p, p.state.ppp_status(), None).to_json()?;
+    payments::freeze_answer(c, &p.payment_id, &answer)?;
+    if new.first_answer_undefined {
+        Outbox::enqueue(c, &p.payment_id, &p.callback_url, &answer, now)?;
+    }
+    // Read again: with its frozen answer.
     Ok((must_get(c, &new.payment_id)?, false))
 }
 

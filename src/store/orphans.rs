@@ -42,19 +42,18 @@ pub fn is_adopted(c: &Connection, terminal_id: &str, reference: &str) -> Result<
 /// The adopted, not yet taken over entry for `reference` (the newest, if several terminals
 /// name it).
 pub fn waiting(c: &Connection, reference: &str) -> Result<Option<Orphan>, StoreError> {
-    Ok(c.query_row(
+    Ok(c.prepare_cached(
         "SELECT reference, terminal_id, amount_minor, sent_at FROM journal_orphans
          WHERE reference = ?1 AND payment_id IS NULL ORDER BY sent_at DESC LIMIT 1",
-        [reference],
-        |r| {
-            Ok(Orphan {
-                reference: r.get(0)?,
-                terminal_id: r.get(1)?,
-                amount_minor: r.get(2)?,
-                sent_at: r.get(3)?,
-            })
-        },
-    )
+    )?
+    .query_row([reference], |r| {
+        Ok(Orphan {
+            reference: r.get(0)?,
+            terminal_id: r.get(1)?,
+            amount_minor: r.get(2)?,
+            sent_at: r.get(3)?,
+        })
+    })
     .optional()?)
 }
 
