@@ -15,7 +15,8 @@ pub struct StoredEvent {
 
 /// The next sequence number of a payment's feed.
 pub fn next_seq(c: &Connection, payment_id: &str) -> Result<i64, StoreError> {
-    let last: Option<i64> = c.query_row(
+    let last: Option<i64> = super::row(
+        c,
         "SELECT MAX(seq) FROM payment_events WHERE payment_id = ?1",
         [payment_id],
         |r| r.get(0),
@@ -32,7 +33,8 @@ pub fn append(
     body: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    super::run(
+        c,
         "INSERT INTO payment_events (payment_id, seq, kind, body, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
         params![payment_id, seq, kind, body, now],
@@ -42,7 +44,7 @@ pub fn append(
 
 /// Events with a sequence number above `after`, in order.
 pub fn after(c: &Connection, payment_id: &str, after: i64) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut stmt = c.prepare(
+    let mut stmt = c.prepare_cached(
         "SELECT seq, kind, body, created_at FROM payment_events
          WHERE payment_id = ?1 AND seq > ?2 ORDER BY seq",
     )?;
@@ -65,7 +67,8 @@ pub fn last_of_kind(
     payment_id: &str,
     kind: &str,
 ) -> Result<Option<StoredEvent>, StoreError> {
-    Ok(c.query_row(
+    Ok(super::row(
+        c,
         "SELECT seq, kind, body, created_at FROM payment_events
          WHERE payment_id = ?1 AND kind = ?2 ORDER BY seq DESC LIMIT 1",
         params![payment_id, kind],
@@ -83,7 +86,8 @@ pub fn last_of_kind(
 
 /// Forgets the feeds of payments whose result is older than `before` (their tokens expired).
 pub fn prune(c: &Connection, before: i64) -> Result<usize, StoreError> {
-    Ok(c.execute(
+    Ok(super::run(
+        c,
         "DELETE FROM payment_events WHERE payment_id IN
             (SELECT payment_id FROM payment_events WHERE kind = 'result' AND created_at < ?1)",
         [before],

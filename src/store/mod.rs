@@ -111,7 +111,7 @@ impl Store {
     /// Opens (creating and migrating) the database and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let (conn, key) = open_connection(path)?;
-        let readers = Arc::new(readers::Readers::open(path, &key)?);
+        let readers = Arc::new(readers::Readers::new(path, key));
         let payments_deleted = count_deleted_payments(&conn, path)?;
         let (tx, rx) = mpsc::channel::<Request>();
         std::thread::Builder::new()
@@ -243,6 +243,25 @@ fn checkpoint(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Statements kept prepared per connection: every one the payment flow runs (preparing a
+/// statement costs about as much as running it).
+const STATEMENTS_KEPT: usize = 64;
+
+/// Runs one statement, kept prepared on its connection.
+fn run(c: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(params)
+}
+
+/// Reads one row with a statement kept prepared on its connection.
+fn row<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    c.prepare_cached(sql)?.query_row(params, f)
+}
+
 /// The daemon's claim on its database: one process at a time writes it (a second daemon, or
 /// a maintenance command while the daemon runs, is refused). Released when dropped.
 #[derive(Debug)]
@@ -319,6 +338,7 @@ fn open_connection(path: &Path) -> Result<(Connection, Arc<crate::seal::SealKey>
     let mut conn = Connection::open(path).map_err(|e| open_error(e.to_string()))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(|e| open_error(e.to_string()))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENTS_KEPT);
     // SQLite falls back to a read-only open when it may not write the file: refused here
     // rather than at the first result it cannot store.
     if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
@@ -502,16 +522,16 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
     };
     let mut replies = Vec::with_capacity(size);
     for job in batch {
-        if let Err(e) = tx.execute_batch("SAVEPOINT job") {
+        if let Err(e) = run(&tx, "SAVEPOINT job", []) {
             tracing::error!(error = %e, "cannot open a savepoint");
         }
         let (ok, reply) = job(&tx);
-        let end = if ok {
-            "RELEASE job"
+        let closed = if ok {
+            run(&tx, "RELEASE job", []).map(|_| ())
         } else {
-            "ROLLBACK TO job; RELEASE job"
+            tx.execute_batch("ROLLBACK TO job; RELEASE job")
         };
-        if let Err(e) = tx.execute_batch(end) {
+        if let Err(e) = closed {
             tracing::error!(error = %e, "cannot close a savepoint");
         }
         replies.push(reply);

@@ -36,7 +36,8 @@ pub fn enqueue(
     body: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    super::run(
+        c,
         "INSERT INTO outbox (payment_id, url, body, state, created_at, next_attempt_at)
          VALUES (?1, seal_url(?2), ?3, 'pending', ?4, ?4)",
         params![payment_id, url, body, now],
@@ -70,7 +71,8 @@ pub fn due(
 
 /// When the next pending callback not yet due at `now` falls due, if any.
 pub fn next_due_after(c: &Connection, now: i64) -> Result<Option<i64>, StoreError> {
-    Ok(c.query_row(
+    Ok(super::row(
+        c,
         "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending' AND next_attempt_at > ?1",
         [now],
         |r| r.get(0),
@@ -78,7 +80,8 @@ pub fn next_due_after(c: &Connection, now: i64) -> Result<Option<i64>, StoreErro
 }
 
 pub fn delivered(c: &Connection, id: i64, now: i64) -> Result<(), StoreError> {
-    c.execute(
+    super::run(
+        c,
         "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?2,
             last_error = NULL WHERE id = ?1",
         params![id, now],
@@ -93,12 +96,14 @@ pub fn failed(
     error: &str,
 ) -> Result<(), StoreError> {
     match next_attempt_at {
-        Some(at) => c.execute(
+        Some(at) => super::run(
+            c,
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
              WHERE id = ?1",
             params![id, at, error],
         )?,
-        None => c.execute(
+        None => super::run(
+            c,
             "UPDATE outbox SET attempts = attempts + 1, state = 'given_up', last_error = ?2
              WHERE id = ?1",
             params![id, error],
@@ -110,7 +115,7 @@ pub fn failed(
 /// (state, attempts) of every callback of a payment, oldest first.
 pub fn states_of(c: &Connection, payment_id: &str) -> Result<Vec<(String, u32)>, StoreError> {
     let mut stmt =
-        c.prepare("SELECT state, attempts FROM outbox WHERE payment_id = ?1 ORDER BY id")?;
+        c.prepare_cached("SELECT state, attempts FROM outbox WHERE payment_id = ?1 ORDER BY id")?;
     let rows = stmt
         .query_map([payment_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -119,7 +124,7 @@ pub fn states_of(c: &Connection, payment_id: &str) -> Result<Vec<(String, u32)>,
 
 /// Callbacks the outbox gave up on: (payment id, attempts, last error).
 pub fn given_up(c: &Connection) -> Result<Vec<(String, u32, Option<String>)>, StoreError> {
-    let mut stmt = c.prepare(
+    let mut stmt = c.prepare_cached(
         "SELECT payment_id, attempts, last_error FROM outbox WHERE state = 'given_up' ORDER BY id",
     )?;
     let rows = stmt
@@ -142,7 +147,7 @@ pub struct Undelivered {
 
 /// Every callback not delivered, oldest first (at most `limit`).
 pub fn undelivered(c: &Connection, limit: u32) -> Result<Vec<Undelivered>, StoreError> {
-    let mut stmt = c.prepare(
+    let mut stmt = c.prepare_cached(
         "SELECT id, payment_id, state, attempts, next_attempt_at, last_error FROM outbox
          WHERE state != 'delivered' ORDER BY id LIMIT ?1",
     )?;
@@ -170,7 +175,8 @@ pub fn undelivered(c: &Connection, limit: u32) -> Result<Vec<Undelivered>, Store
 /// Makes an undelivered callback due now (a given-up one too: one more attempt). False when
 /// there is no such undelivered callback.
 pub fn redeliver_now(c: &Connection, id: i64, now: i64) -> Result<bool, StoreError> {
-    let changed = c.execute(
+    let changed = super::run(
+        c,
         "UPDATE outbox SET state = 'pending', next_attempt_at = ?2
          WHERE id = ?1 AND state != 'delivered'",
         params![id, now],
@@ -185,7 +191,7 @@ pub fn redeliver_payment_now(
     payment_id: &str,
     now: i64,
 ) -> Result<Vec<i64>, StoreError> {
-    let mut stmt = c.prepare(
+    let mut stmt = c.prepare_cached(
         "UPDATE outbox SET state = 'pending', next_attempt_at = ?2
          WHERE payment_id = ?1 AND state != 'delivered' RETURNING id",
     )?;
@@ -198,7 +204,8 @@ pub fn redeliver_payment_now(
 
 /// Undelivered callbacks: how many, and when the oldest was written.
 pub fn backlog(c: &Connection) -> Result<(i64, Option<i64>), StoreError> {
-    Ok(c.query_row(
+    Ok(super::row(
+        c,
         "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state = 'pending'",
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),

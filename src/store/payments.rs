@@ -175,7 +175,7 @@ pub fn mark_sent(c: &Connection, payment_id: &str, now: i64) -> Result<bool, Sto
            AND sent_to_terminal_at IS NULL AND cancel_requested_at IS NULL",
         state_in(Transition::Send.from())
     );
-    let changed = c.execute(&sql, params![payment_id, now])?;
+    let changed = super::run(c, &sql, params![payment_id, now])?;
     Ok(changed == 1)
 }
 
@@ -187,7 +187,8 @@ pub fn mark_sent_from_journal(
     terminal_id: &str,
     sent_at: i64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    super::run(
+        c,
         "UPDATE payments SET state = 'charging', terminal_id = ?2,
             charge_started_at = COALESCE(charge_started_at, ?3), sent_to_terminal_at = ?3,
             updated_at = ?3
@@ -205,7 +206,8 @@ pub fn record_resolution(
     reason: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    super::run(
+        c,
         "UPDATE payments SET resolved_by = ?2, resolved_at = ?3, resolution_reason = ?4
          WHERE payment_id = ?1",
         params![payment_id, by, now, reason],
@@ -224,7 +226,7 @@ pub fn charging_on_terminal(
          ORDER BY sent_to_terminal_at IS NULL, charge_started_at, payment_id",
         state_in(&PaymentState::ON_TERMINAL)
     );
-    let mut stmt = c.prepare(&sql)?;
+    let mut stmt = c.prepare_cached(&sql)?;
     let rows = stmt
         .query_map([terminal_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -239,7 +241,7 @@ pub fn on_any_terminal(c: &Connection) -> Result<Vec<(String, String, bool)>, St
          ORDER BY payment_id",
         state_in(&PaymentState::ON_TERMINAL)
     );
-    let mut stmt = c.prepare(&sql)?;
+    let mut stmt = c.prepare_cached(&sql)?;
     let rows = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -252,7 +254,8 @@ pub fn set_state(
     state: PaymentState,
     now: i64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    super::run(
+        c,
         "UPDATE payments SET state = ?2, updated_at = ?3 WHERE payment_id = ?1",
         params![payment_id, state.as_str(), now],
     )?;
@@ -275,7 +278,8 @@ pub fn finish(
          WHERE payment_id = ?1 AND {}",
         state_in(Transition::Finish.from())
     );
-    c.execute(
+    super::run(
+        c,
         &sql,
         params![
             payment_id,
@@ -297,7 +301,8 @@ pub fn finish(
 
 /// Freezes the answer of a payment that has just become final (see `pos::answer`).
 pub fn freeze_answer(c: &Connection, payment_id: &str, answer: &str) -> Result<(), StoreError> {
-    c.execute(
+    super::run(
+        c,
         "UPDATE payments SET final_answer = ?2 WHERE payment_id = ?1 AND final_answer IS NULL",
         params![payment_id, answer],
     )?;
@@ -311,7 +316,8 @@ pub fn record_cancellation(
     cancellation_id: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    super::run(
+        c,
         "UPDATE payments SET state = 'cancelled', cancellation_id = ?2,
             cancel_requested_at = COALESCE(cancel_requested_at, ?3), updated_at = ?3
          WHERE payment_id = ?1",
@@ -321,7 +327,7 @@ pub fn record_cancellation(
 }
 
 pub fn request_cancel(c: &Connection, payment_id: &str, now: i64) -> Result<(), StoreError> {
-    c.execute(
+    super::run(c,
         "UPDATE payments SET cancel_requested_at = COALESCE(cancel_requested_at, ?2), updated_at = ?2
          WHERE payment_id = ?1",
         params![payment_id, now],
@@ -336,7 +342,8 @@ pub fn settle(
     value: i64,
     now: i64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    super::run(
+        c,
         "UPDATE payments SET settle_id = ?2, settled_minor = ?3, updated_at = ?4
          WHERE payment_id = ?1 AND settle_id IS NULL",
         params![payment_id, settle_id, value, now],
@@ -351,7 +358,8 @@ pub fn add_refunded(
     delta: i64,
     now: i64,
 ) -> Result<(), StoreError> {
-    c.execute(
+    super::run(
+        c,
         "UPDATE payments SET refunded_minor = refunded_minor + ?2, updated_at = ?3
          WHERE payment_id = ?1",
         params![payment_id, delta, now],
@@ -361,7 +369,7 @@ pub fn add_refunded(
 
 /// Payments created at or after `since` (unix ms), newest first, at most `limit`.
 pub fn created_since(c: &Connection, since: i64, limit: u32) -> Result<Vec<Payment>, StoreError> {
-    let mut stmt = c.prepare(
+    let mut stmt = c.prepare_cached(
         "SELECT *, open_url(callback_url) AS callback_url_clear FROM payments WHERE created_at >= ?1 ORDER BY created_at DESC LIMIT ?2",
     )?;
     let rows = stmt
@@ -373,7 +381,7 @@ pub fn created_since(c: &Connection, since: i64, limit: u32) -> Result<Vec<Payme
 /// How many payments are in each state.
 pub fn count_by_state(c: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
     let mut stmt =
-        c.prepare("SELECT state, COUNT(*) FROM payments GROUP BY state ORDER BY state")?;
+        c.prepare_cached("SELECT state, COUNT(*) FROM payments GROUP BY state ORDER BY state")?;
     let rows = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<Vec<_>, _>>()?;

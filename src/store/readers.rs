@@ -4,7 +4,7 @@
 //! so a request that can change nothing (a Create poll of a payment that is not bound) is
 //! answered without queueing behind every Create's commit.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
@@ -16,33 +16,40 @@ use super::StoreError;
 const READERS: usize = 4;
 
 pub(super) struct Readers {
+    path: PathBuf,
+    key: Arc<crate::seal::SealKey>,
+    /// Opened on first need (an idle daemon keeps none), kept after.
     idle: Mutex<Vec<Connection>>,
-    /// One permit per idle connection: a read holds one while it uses a connection.
+    /// At most this many reads at once: each holds a permit while it uses a connection.
     permits: Semaphore,
 }
 
 impl Readers {
-    /// Opens the connections to the database the writer has opened (and migrated); each
-    /// refuses any write (`query_only`), and can open the sealed callback URLs as the writer's.
-    pub(super) fn open(path: &Path, key: &Arc<crate::seal::SealKey>) -> Result<Self, StoreError> {
+    /// Readers of the database the writer has opened (and migrated).
+    pub(super) fn new(path: &Path, key: Arc<crate::seal::SealKey>) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            key,
+            idle: Mutex::new(Vec::with_capacity(READERS)),
+            permits: Semaphore::new(READERS),
+        }
+    }
+
+    /// A connection that refuses any write (`query_only`), and opens the sealed callback URLs
+    /// as the writer's does.
+    fn open(&self) -> Result<Connection, StoreError> {
         let open_error = |e: rusqlite::Error| StoreError::Open {
-            path: path.display().to_string(),
+            path: self.path.display().to_string(),
             problem: e.to_string(),
         };
-        let mut idle = Vec::with_capacity(READERS);
-        for _ in 0..READERS {
-            let conn = Connection::open(path).map_err(open_error)?;
-            conn.busy_timeout(std::time::Duration::from_secs(10))
-                .map_err(open_error)?;
-            conn.execute_batch("PRAGMA query_only = ON; PRAGMA foreign_keys = ON;")
-                .map_err(open_error)?;
-            super::seal::register(&conn, key.clone()).map_err(open_error)?;
-            idle.push(conn);
-        }
-        Ok(Self {
-            idle: Mutex::new(idle),
-            permits: Semaphore::new(READERS),
-        })
+        let conn = Connection::open(&self.path).map_err(open_error)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_error)?;
+        conn.set_prepared_statement_cache_capacity(super::STATEMENTS_KEPT);
+        conn.execute_batch("PRAGMA query_only = ON; PRAGMA foreign_keys = ON;")
+            .map_err(open_error)?;
+        super::seal::register(&conn, self.key.clone()).map_err(open_error)?;
+        Ok(conn)
     }
 
     /// Runs `work` in a read transaction (one snapshot for all it reads) on a blocking thread.
@@ -58,12 +65,11 @@ impl Readers {
             .map_err(|_| StoreError::Closed)?;
         let readers = self.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = readers
-                .idle
-                .lock()
-                .map_err(|_| StoreError::Closed)?
-                .pop()
-                .ok_or(StoreError::Closed)?;
+            let kept = readers.idle.lock().map_err(|_| StoreError::Closed)?.pop();
+            let conn = match kept {
+                Some(conn) => conn,
+                None => readers.open()?,
+            };
             let result = conn
                 .unchecked_transaction()
                 .map_err(StoreError::from)
