@@ -202,8 +202,11 @@ impl<S: CallbackSender> OutboxWorker<S> {
     async fn start_due(self: &Arc<Self>, attempts: &mut Attempts) -> Result<Duration, StoreError> {
         let now = self.clock.now_ms();
         let mut after = outbox::FIRST_DUE;
-        // When the next callback not yet due falls due: read with each page, in the same trip
-        // through the writer (a look costs one trip, not two).
+        // When the next callback not yet due falls due: read with each page, in the same read
+        // (a look costs one read, not two). Reads go beside the writer, never queued behind
+        // the Creates' commits: a look that began before an attempt's delivery was recorded
+        // may still list that callback, but its payment's attempt is not released until the
+        // look is over (`Attempts::may_start` refuses it), and the next look sees the record.
         let mut next = None;
         let mut looked = false;
         // Page on while there is room: callbacks queued behind a busy target's get their turn.
@@ -211,7 +214,7 @@ impl<S: CallbackSender> OutboxWorker<S> {
             let (page, next_due) = self
                 .outbox
                 .store()
-                .call(move |c| {
+                .read(move |c| {
                     Ok((
                         outbox::due(c, now, after, DUE_PAGE)?,
                         outbox::next_due_after(c, now)?,
@@ -246,7 +249,7 @@ impl<S: CallbackSender> OutboxWorker<S> {
             next = self
                 .outbox
                 .store()
-                .call(move |c| outbox::next_due_after(c, now))
+                .read(move |c| outbox::next_due_after(c, now))
                 .await?;
         }
         let now = self.clock.now_ms();
