@@ -202,7 +202,10 @@ impl Store {
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
         match &*self.mode {
-            Mode::Writer { readers, .. } => readers.read(work).await,
+            Mode::Writer { readers, .. } => match readers.read(work).await {
+                Ok(read) => read,
+                Err(work) => self.call(work).await,
+            },
             Mode::Inline(conn) => {
                 let conn = conn.lock().map_err(|_| StoreError::Closed)?;
                 work(&conn)

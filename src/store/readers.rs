@@ -53,22 +53,25 @@ impl Readers {
     }
 
     /// Runs `work` in a read transaction (one snapshot for all it reads) on a blocking thread.
-    pub(super) async fn read<R, F>(self: &Arc<Self>, work: F) -> Result<R, StoreError>
+    /// `Err` hands `work` back, unrun, when no reader connection could be had (the caller
+    /// gives it to the writer: a read never fails where the writer would have answered).
+    pub(super) async fn read<R, F>(self: &Arc<Self>, work: F) -> Result<Result<R, StoreError>, F>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let Ok(_permit) = self.permits.acquire().await else {
+            return Err(work);
+        };
         let readers = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let kept = readers.idle.lock().map_err(|_| StoreError::Closed)?.pop();
-            let conn = match kept {
-                Some(conn) => conn,
-                None => readers.open()?,
+        let ran = tokio::task::spawn_blocking(move || {
+            let kept = readers.idle.lock().ok().and_then(|mut idle| idle.pop());
+            let conn = match kept.map_or_else(|| readers.open(), Ok) {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "no database reader: the writer reads instead");
+                    return Err(work);
+                }
             };
             let result = conn
                 .unchecked_transaction()
@@ -82,10 +85,14 @@ impl Readers {
             if let Ok(mut idle) = readers.idle.lock() {
                 idle.push(conn);
             }
-            result
+            Ok(result)
         })
-        .await
-        .map_err(|_| StoreError::Closed)?
+        .await;
+        // A panic in `work` is the caller's, as on the writer.
+        match ran {
+            Ok(ran) => ran,
+            Err(_) => Ok(Err(StoreError::Closed)),
+        }
     }
 }
 
@@ -120,6 +127,31 @@ mod tests {
             .call(|c| Ok(c.query_row("SELECT count(*) FROM merchants", [], |r| r.get(0))?))
             .await
             .expect("read");
+        assert_eq!(count, 1);
+    }
+
+    #[tokio::test]
+    async fn without_a_reader_the_writer_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = dir.path().join("db");
+        std::fs::create_dir(&folder).expect("folder");
+        let store = Store::open(&folder.join("posbridge.db")).expect("store");
+        store
+            .call(|c| {
+                c.execute(
+                    "INSERT INTO merchants (app_key, token_hash, created_at) VALUES ('k', 'h', 1)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .await
+            .expect("committed");
+        // The writer keeps its open file; no reader can open one at that path any more.
+        std::fs::rename(&folder, dir.path().join("moved")).expect("moved");
+        let count: i64 = store
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM merchants", [], |r| r.get(0))?))
+            .await
+            .expect("the writer read it");
         assert_eq!(count, 1);
     }
 }
