@@ -648,8 +648,9 @@ impl Engine {
     /// The payment as its owner sees it (by the Gateway's paymentId).
     pub async fn payment(&self, merchant: &str, payment_id: &str) -> Result<Payment, EngineError> {
         let (merchant, id) = (merchant.to_string(), payment_id.to_string());
+        // A read: beside the writer, not queued behind the Creates' commits.
         self.store
-            .call(move |c| find_for_merchant(c, &merchant, &id))
+            .read(move |c| find_for_merchant(c, &merchant, &id))
             .await?
             .ok_or(EngineError::UnknownPayment)
     }
