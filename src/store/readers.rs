@@ -98,43 +98,12 @@ impl Readers {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Store;
+    use rusqlite::Connection;
 
-    #[tokio::test]
-    async fn a_read_sees_every_commit_before_it_and_cannot_write() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("posbridge.db")).expect("store");
-        store
-            .call(|c| {
-                c.execute(
-                    "INSERT INTO merchants (app_key, token_hash, created_at) VALUES ('k', 'h', 1)",
-                    [],
-                )?;
-                Ok(())
-            })
-            .await
-            .expect("committed");
-        let count: i64 = store
-            .read(|c| Ok(c.query_row("SELECT count(*) FROM merchants", [], |r| r.get(0))?))
-            .await
-            .expect("read");
-        assert_eq!(count, 1);
-        let write = store
-            .read(|c| Ok(c.execute("DELETE FROM merchants", [])?))
-            .await;
-        assert!(write.is_err(), "a reader wrote: {write:?}");
-        let count: i64 = store
-            .call(|c| Ok(c.query_row("SELECT count(*) FROM merchants", [], |r| r.get(0))?))
-            .await
-            .expect("read");
-        assert_eq!(count, 1);
-    }
+    use super::super::{Store, StoreError};
 
-    #[tokio::test]
-    async fn without_a_reader_the_writer_reads() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let folder = dir.path().join("db");
-        std::fs::create_dir(&folder).expect("folder");
+    /// A database in `folder` with one committed merchant row.
+    async fn store_with_one_row(folder: &std::path::Path) -> Store {
         let store = Store::open(&folder.join("posbridge.db")).expect("store");
         store
             .call(|c| {
@@ -146,12 +115,33 @@ mod tests {
             })
             .await
             .expect("committed");
+        store
+    }
+
+    fn rows(c: &Connection) -> Result<i64, StoreError> {
+        Ok(c.query_row("SELECT count(*) FROM merchants", [], |r| r.get(0))?)
+    }
+
+    #[tokio::test]
+    async fn a_read_sees_every_commit_before_it_and_cannot_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_with_one_row(dir.path()).await;
+        assert_eq!(store.read(rows).await.expect("read"), 1);
+        let write = store
+            .read(|c| Ok(c.execute("DELETE FROM merchants", [])?))
+            .await;
+        assert!(write.is_err(), "a reader wrote: {write:?}");
+        assert_eq!(store.call(rows).await.expect("read"), 1);
+    }
+
+    #[tokio::test]
+    async fn without_a_reader_the_writer_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = dir.path().join("db");
+        std::fs::create_dir(&folder).expect("folder");
+        let store = store_with_one_row(&folder).await;
         // The writer keeps its open file; no reader can open one at that path any more.
         std::fs::rename(&folder, dir.path().join("moved")).expect("moved");
-        let count: i64 = store
-            .read(|c| Ok(c.query_row("SELECT count(*) FROM merchants", [], |r| r.get(0))?))
-            .await
-            .expect("the writer read it");
-        assert_eq!(count, 1);
+        assert_eq!(store.read(rows).await.expect("the writer read it"), 1);
     }
 }
