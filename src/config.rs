@@ -29,7 +29,7 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub store: StoreConfig,
-    /// Required but behind the relay tier (`[uplink]`), where it may be left out.
+    /// Required, except behind the relay tier (`[uplink]`), where it may be left out.
     #[serde(default)]
     pub vtex: VtexConfig,
     #[serde(default)]
@@ -670,11 +670,9 @@ fn toml_error(text: &str, origin: &str, e: &toml::de::Error) -> ConfigError {
     }
 }
 
-/// Both `[vtex]` key pairs are set (a placeholder only on a demo box): the store daemon's and
-/// the relay's, which has the same `[vtex]`.
-/// Without `callback_pair`, the callback keys may be left out (a store behind the relay tier).
-/// `behind_relay`: a store with `[uplink]`, which needs none of the four (any it has is
-/// checked all the same).
+/// Both `[vtex]` key pairs are set (a placeholder only on a demo box): a store daemon's and
+/// the relay's. `behind_relay`: a store with `[uplink]`, which needs none of the four (a pair
+/// it has is checked all the same, and half a pair is refused).
 fn check_vtex_keys(
     vtex: &VtexConfig,
     allow_placeholders: bool,

@@ -1,6 +1,7 @@
 //! One HTTP exchange as one NATS request and its reply. The method, the path and the HTTP headers
 //! travel as NATS headers and the body as the payload, untouched: the store answers a relayed
 //! request exactly as its own listener would, and the relay hands that answer on byte for byte.
+//! Only the Gateway's credentials never cross: the relay checks them and names the merchant.
 
 use async_nats::HeaderMap;
 use axum::body::Body;
