@@ -125,14 +125,7 @@ pub async fn upgrade(
     let store = match state.payments.get(&payment_id).await {
         Ok(Some(found)) => found.payment.store,
         Ok(None) => None,
-        Err(e) => {
-            tracing::error!(error = %e, "relay records");
-            return error_body::response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "relay-unavailable",
-                "the relay cannot reach its records just now; try again",
-            );
-        }
+        Err(e) => return super::answers::unavailable(&e),
     };
     // A feed URL is given out by the store, once it has the payment: no store, no feed.
     let Some(store) = store else {

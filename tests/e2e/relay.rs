@@ -151,22 +151,30 @@ fn on(relay: &Relay, url: &str) -> String {
 /// Waits until `relay` routes each of `stores`' terminals (they announce themselves as they
 /// start; every replica follows the serial map).
 async fn until_routed(relay: &Relay, stores: &[&str]) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    let routed = || {
         let logs = relay.logs();
-        let routed = |store: &str| {
+        stores.iter().all(|store| {
             logs.lines()
                 .any(|l| l.contains("terminals routed") && l.contains(&format!("store_id={store}")))
-        };
-        if stores.iter().all(|store| routed(store)) {
-            return;
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(20), routed).await,
+        "stores not routed: {}",
+        relay.logs()
+    );
+}
+
+/// Whether `done` came true within `limit` (checked every 50 ms).
+async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !done() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "stores not routed: {logs}"
-        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    true
 }
 
 /// The Service URL the Gateway and the Sales App are given: a load balancer's name in
@@ -279,14 +287,12 @@ async fn many_stores_behind_two_relay_replicas_take_payments_through_either() {
             .any(|l| l.contains("callback delivered") && l.contains("payment_id=relay-pay-1"))
     };
     // Logged once the stream took the acknowledgement, just after the POST was answered.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !(delivered_by(&relay_a) || delivered_by(&relay_b)) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no replica says it delivered it"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(
+        eventually(Duration::from_secs(10), || delivered_by(&relay_a)
+            || delivered_by(&relay_b))
+        .await,
+        "no replica says it delivered it"
+    );
     assert!(
         !(delivered_by(&relay_a) && delivered_by(&relay_b)),
         "one replica delivered it, not both"
@@ -310,14 +316,12 @@ async fn many_stores_behind_two_relay_replicas_take_payments_through_either() {
             .logs()
             .contains("a store sent a callback for a payment the relay did not route to it")
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !(refused(&relay_a) || refused(&relay_b)) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the forged callback was not refused"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(
+        eventually(Duration::from_secs(10), || refused(&relay_a)
+            || refused(&relay_b))
+        .await,
+        "the forged callback was not refused"
+    );
     assert_eq!(
         receiver.for_payment("relay-pay-1").len(),
         1,
@@ -634,13 +638,10 @@ async fn the_nats_server_restarting_under_a_payment_loses_nothing() {
     }
     // The relay follows it (its watch taken up again after the restart).
     assert_eq!(health().await, 200, "/healthz ok again once NATS is back");
-    while routed() <= routed_before {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the relay did not route it again"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert!(
+        eventually(Duration::from_secs(20), || routed() > routed_before).await,
+        "the relay did not route it again"
+    );
     // And a new payment goes through the whole flow after the restart (routed by the entry
     // announced again).
     let body = create_body(
