@@ -62,6 +62,17 @@ fn check_both_ways(what: &str, in_code: &BTreeSet<String>, documented: &BTreeSet
     );
 }
 
+/// The keys named in the first column of the tables of `heading`'s section.
+fn keys_in_tables(text: &str, heading: &str) -> BTreeSet<String> {
+    section(text, heading)
+        .into_iter()
+        .filter(|l| l.starts_with("| `"))
+        .filter_map(|row| row.split('|').nth(1))
+        .flat_map(backticked)
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
 fn every_configuration_key_is_in_the_reference_and_no_other() {
     let in_code = configuration_keys();
@@ -69,13 +80,7 @@ fn every_configuration_key_is_in_the_reference_and_no_other() {
         in_code.contains("server.tls.cert") && in_code.contains("terminals[].transport"),
         "the walk missed nested tables: {in_code:?}"
     );
-    let documented: BTreeSet<String> = section(&reference(), CONFIGURATION_SECTION)
-        .into_iter()
-        .filter(|l| l.starts_with("| `"))
-        .filter_map(|row| row.split('|').nth(1))
-        .flat_map(backticked)
-        .map(str::to_string)
-        .collect();
+    let documented = keys_in_tables(&reference(), CONFIGURATION_SECTION);
     check_both_ways("configuration keys", &in_code, &documented);
 }
 
@@ -110,13 +115,7 @@ fn every_relay_key_is_in_the_reference_and_no_other() {
         .cloned()
         .collect();
     assert!(in_code.contains("nats.url"), "{in_code:?}");
-    let documented: BTreeSet<String> = section(&reference(), RELAY_SECTION)
-        .into_iter()
-        .filter(|l| l.starts_with("| `"))
-        .filter_map(|row| row.split('|').nth(1))
-        .flat_map(backticked)
-        .map(str::to_string)
-        .collect();
+    let documented = keys_in_tables(&reference(), RELAY_SECTION);
     check_both_ways("relay.toml keys", &in_code, &documented);
 }
 
