@@ -102,9 +102,8 @@ impl PaymentAnswer {
 /// A payment as a Create (or a status request) finds it, and what its caller must do next.
 #[derive(Debug, Clone)]
 pub struct PaymentReply {
-    /// For a final payment answered from memory (`final_answers`), the row as it was when kept:
-    /// only its frozen answer (`next`) is the answer; what may change later (a cancellation, a
-    /// settlement) is not read from here.
+    /// The row the reply was made from (for one answered from memory, `kept_replies`, as read
+    /// when kept: unchanged since). A final payment's answer is its frozen one (`next`).
     pub payment: Payment,
     pub next: NextStep,
 }

@@ -505,6 +505,22 @@ fn final_answer(reply: &super::PaymentReply) -> super::PaymentAnswer {
 impl Rig {
     /// Changes a stored final answer behind the engine's back (the daemon never does): a Create
     /// that still answers the old one was answered from memory.
+    /// Changes the stored answer on a connection of its own, which the store's log of written
+    /// payments does not see (nothing in the daemon writes that way): a poll that still gets
+    /// the old answer was answered from memory.
+    async fn change_stored_answer_unlogged(&self, id: &str, answer: &super::PaymentAnswer) {
+        let json = answer.to_json().expect("json");
+        let behind = rusqlite::Connection::open(self.engine.store.path()).expect("open");
+        behind
+            .execute(
+                "UPDATE payments SET final_answer = ?2 WHERE payment_id = ?1",
+                rusqlite::params![id, json],
+            )
+            .expect("changed");
+    }
+
+    /// A change to the payment's row through the store (the message of its stored answer):
+    /// logged, as every change the daemon makes.
     async fn change_stored_answer(&self, id: &str, answer: &super::PaymentAnswer) {
         let (id, json) = (id.to_string(), answer.to_json().expect("json"));
         self.engine
@@ -522,23 +538,39 @@ impl Rig {
 }
 
 #[tokio::test(start_paused = true)]
-async fn polls_of_a_final_payment_are_answered_from_memory_from_the_committed_result_on() {
+async fn polls_of_a_final_payment_are_answered_from_memory_until_its_row_changes() {
     let rig = rig().await;
     rig.terminal
         .answer_sale(SaleAnswer::Outcome(approval("memo")));
     rig.start_sale("memo", 1_500).await;
     let p = rig.until("memo", PaymentState::Approved).await;
     let frozen = super::PaymentAnswer::final_of(&p).expect("final");
-    let mut changed = frozen.clone();
-    changed.message = Some("changed behind the engine".into());
-    rig.change_stored_answer("memo", &changed).await;
-    // Kept when the result was committed: the first poll is answered from memory already.
+    // The first poll reads the row and keeps the reply.
     let poll = rig
         .engine
         .create(MERCHANT, create("memo", 1_500))
         .await
         .expect("poll");
     assert_eq!(final_answer(&poll), frozen);
+    let mut unseen = frozen.clone();
+    unseen.message = Some("changed behind the engine".into());
+    rig.change_stored_answer_unlogged("memo", &unseen).await;
+    let kept = rig
+        .engine
+        .create(MERCHANT, create("memo", 1_500))
+        .await
+        .expect("poll");
+    assert_eq!(final_answer(&kept), frozen, "answered from memory");
+    // A change through the store: the next poll reads the row again.
+    let mut changed = frozen.clone();
+    changed.message = Some("changed through the store".into());
+    rig.change_stored_answer("memo", &changed).await;
+    let read = rig
+        .engine
+        .create(MERCHANT, create("memo", 1_500))
+        .await
+        .expect("poll");
+    assert_eq!(final_answer(&read), changed, "served after its row changed");
     // Not the same request: the engine decides, as without the memory.
     let mut other = create("memo", 1_500);
     other.transaction_id = "tx-another".into();
@@ -563,6 +595,40 @@ async fn polls_of_a_final_payment_are_answered_from_memory_from_the_committed_re
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_kept_reply_never_keeps_a_named_terminal_from_its_charge() {
+    let rig = rig().await;
+    rig.terminal
+        .answer_sale(SaleAnswer::Outcome(approval("named")));
+    let first = rig
+        .engine
+        .create(MERCHANT, create("named", 900))
+        .await
+        .expect("create");
+    assert_eq!(first.next, super::NextStep::NameTerminal);
+    // Polled before the Sales App names the terminal: kept.
+    let poll = rig
+        .engine
+        .create(MERCHANT, create("named", 900))
+        .await
+        .expect("poll");
+    assert_eq!(poll.next, super::NextStep::NameTerminal);
+    rig.engine
+        .bind_terminal("named", &poll.payment.submit_token, SERIAL)
+        .await
+        .expect("bound");
+    // The next poll is the one that starts the charge.
+    let starts = rig
+        .engine
+        .create(MERCHANT, create("named", 900))
+        .await
+        .expect("poll");
+    assert_eq!(starts.next, super::NextStep::AwaitResult);
+    assert_eq!(starts.payment.state, PaymentState::Charging);
+    rig.until("named", PaymentState::Approved).await;
+    assert_eq!(rig.charges(), 1, "one charge");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_final_payment_found_by_a_poll_is_kept_and_a_purged_one_never_served() {
     let rig = rig().await;
     rig.name_terminal("gone", 700).await;
@@ -579,7 +645,7 @@ async fn a_final_payment_found_by_a_poll_is_kept_and_a_purged_one_never_served()
     let frozen = final_answer(&poll);
     let mut changed = frozen.clone();
     changed.message = Some("changed behind the engine".into());
-    rig.change_stored_answer("gone", &changed).await;
+    rig.change_stored_answer_unlogged("gone", &changed).await;
     let kept = rig
         .engine
         .create(MERCHANT, create("gone", 700))

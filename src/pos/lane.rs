@@ -152,7 +152,9 @@ impl Engine {
         let mut backoff = Duration::from_secs(1);
         let mut alarmed = false;
         loop {
-            match self.store.call(work.clone()).await {
+            // Ahead of the queued Creates: the terminal has done it already, and the
+            // Gateway's callback and the terminal's next step wait on this commit.
+            match self.store.call_ahead(work.clone()).await {
                 Ok(r) => {
                     if alarmed {
                         tracing::warn!(payment_id = %payment_id, "{what}: stored after all");
@@ -461,7 +463,6 @@ impl Engine {
         let op_id = random_id("rv")?;
         let late_op_id = op_id.clone();
         let time = self.store_time.clone();
-        let before = self.final_answers.before();
         let (effect, payment, verdict) = self
             .commit(lane, payment_id, "the terminal's result", move |c| {
                 let p = must_get(c, &id)?;
@@ -533,8 +534,6 @@ impl Engine {
             })
             .await?;
         crate::failpoint::hit("after-result-committed");
-        // Committed: the Gateway's next poll is answered without the writer.
-        self.final_answers.keep(before, &payment);
         let state = payment.state;
         // Only now may a two-phase terminal confirm the sale (or undo it); the payment is
         // settled in the database either way, so a failure here is told, never acted on (the

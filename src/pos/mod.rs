@@ -8,9 +8,9 @@ mod by_hand;
 #[cfg(test)]
 mod engine_tests;
 mod feed;
-mod final_answers;
 mod finish;
 mod journals;
+mod kept_replies;
 mod lane;
 pub mod outcome;
 mod removed_terminal;
@@ -167,8 +167,8 @@ pub struct Engine {
     retain_days: u32,
     /// The store's time zone (`[store] timezone`), for what people read.
     store_time: crate::locale::StoreTime,
-    /// Final answers kept in memory: repeated Creates of a final payment without the writer.
-    final_answers: final_answers::FinalAnswers,
+    /// Replies to repeated Creates kept in memory: the Gateway's polls without a read.
+    kept_replies: kept_replies::KeptReplies,
 }
 
 impl Engine {
@@ -218,7 +218,7 @@ impl Engine {
             heartbeats: AtomicU64::new(0),
             retain_days: config.storage.retain_days,
             store_time: crate::locale::StoreTime::new(config.store.timezone.as_deref())?,
-            final_answers: final_answers::FinalAnswers::new(store, final_answers::CAPACITY),
+            kept_replies: kept_replies::KeptReplies::new(store, kept_replies::CAPACITY),
         }))
     }
 
@@ -416,15 +416,14 @@ impl Engine {
         if request.amount_minor <= 0 {
             return Err(EngineError::NotPositive);
         }
-        // A poll of a final payment: its frozen answer, without a trip through the writer.
-        if let Some(reply) = self.final_answers.get(merchant, &request) {
+        // A poll answered before, of a row unchanged since: without a read or the writer.
+        if let Some(reply) = self.kept_replies.get(merchant, &request) {
             return Ok(reply);
         }
         if let Some(reply) = self.poll_that_changes_nothing(merchant, &request).await? {
             return Ok(reply);
         }
         let new = self.new_payment(merchant, &request)?;
-        let before = self.final_answers.before();
         let merchant = merchant.to_string();
         let now = self.now();
         let time = self.store_time.clone();
@@ -475,10 +474,6 @@ impl Engine {
             self.publish(&payment.payment_id, payment.state);
             self.enqueue(&payment, LaneJob::Charge(payment.payment_id.clone()));
         }
-        if !first_call {
-            // Committed, and found final by a repeat: every later repeat gets the same answer.
-            self.final_answers.keep(before, &payment);
-        }
         Ok(PaymentReply::of(payment, first_call))
     }
 
@@ -491,7 +486,7 @@ impl Engine {
         merchant: &str,
         request: &CreatePayment,
     ) -> Result<Option<PaymentReply>, EngineError> {
-        let before = self.final_answers.before();
+        let mark = self.kept_replies.mark();
         let (owner, id) = (merchant.to_string(), request.payment_id.clone());
         let found = self
             .store
@@ -503,8 +498,9 @@ impl Engine {
         if let Some(mismatch) = mismatch(&payment, Terms::of_request(request)) {
             return Err(mismatch);
         }
-        // Committed (a reader sees only commits): every later repeat of a final one gets it.
-        self.final_answers.keep(before, &payment);
+        // Committed (a reader sees only commits): later repeats get it while the row is
+        // unchanged.
+        self.kept_replies.keep(mark, &payment);
         Ok(Some(PaymentReply::of(payment, false)))
     }
 

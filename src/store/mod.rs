@@ -1,13 +1,16 @@
-//! SQLite storage: one writer connection on its own thread, which batches the transactions of
-//! concurrent callers into one commit (one fsync for many). Every caller's work runs inside its
-//! own savepoint, so one failing caller never undoes another's. Work that only reads may run
-//! beside it instead (`Store::read`, on `readers`).
+//! SQLite storage: one writer connection on its own thread (`writer`), which batches the
+//! transactions of concurrent callers into one commit (one fsync for many). Every caller's work
+//! runs inside its own savepoint, so one failing caller never undoes another's. Work that only
+//! reads may run beside it instead (`Store::read`, on `readers`).
 
 mod readers;
 mod schema;
 mod seal;
+mod writer;
+mod written;
 
 pub use schema::LATEST_VERSION;
+pub use written::WriteMark;
 
 pub mod alarms;
 pub mod events;
@@ -20,11 +23,12 @@ pub mod payments;
 pub mod receipts;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
+
+use writer::{Job, Order, Reply, Request};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -77,23 +81,12 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-type Reply = Box<dyn FnOnce(Option<StoreError>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
-
-/// What the writer thread is asked to do.
-enum Request {
-    Job(Job),
-    /// Copy the write-ahead log into the database file and empty it (a clean stop: the
-    /// database file alone then holds everything).
-    Checkpoint(oneshot::Sender<Result<(), StoreError>>),
-}
-
 #[derive(Clone)]
 pub struct Store {
     mode: Arc<Mode>,
     path: PathBuf,
-    /// Payments deleted so far (see [`Store::payments_deleted`]).
-    payments_deleted: Arc<AtomicU64>,
+    /// The payment rows changed lately (see [`Store::payment_written_since`]).
+    written: Arc<written::WrittenPayments>,
 }
 
 enum Mode {
@@ -112,11 +105,12 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let (conn, key) = open_connection(path)?;
         let readers = Arc::new(readers::Readers::new(path, key));
-        let payments_deleted = count_deleted_payments(&conn, path)?;
+        let written = watch_written_payments(&conn, path)?;
         let (tx, rx) = mpsc::channel::<Request>();
+        let log = written.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer::writer_loop(conn, rx, &log))
             .map_err(|e| StoreError::Open {
                 path: path.display().to_string(),
                 problem: e.to_string(),
@@ -127,18 +121,18 @@ impl Store {
                 readers,
             }),
             path: path.to_path_buf(),
-            payments_deleted,
+            written,
         })
     }
 
     /// Opens the database for inline use (see [`Mode::Inline`]).
     pub fn open_inline(path: &Path) -> Result<Self, StoreError> {
         let (conn, _) = open_connection(path)?;
-        let payments_deleted = count_deleted_payments(&conn, path)?;
+        let written = watch_written_payments(&conn, path)?;
         Ok(Self {
             mode: Arc::new(Mode::Inline(Mutex::new(conn))),
             path: path.to_path_buf(),
-            payments_deleted,
+            written,
         })
     }
 
@@ -146,18 +140,42 @@ impl Store {
         &self.path
     }
 
-    /// How many payment rows this store has deleted since it was opened (the retention purge is
-    /// what deletes them), counted as each is deleted, before its commit. A memory of payment
-    /// rows reads it before the call that read a row and keeps what it learnt only while the
-    /// count is unchanged: it then holds nothing the database no longer has. A deletion rolled
-    /// back is counted too, which only makes such a memory forget more than it had to.
-    pub fn payments_deleted(&self) -> u64 {
-        self.payments_deleted.load(Ordering::SeqCst)
+    /// A point in the log of changed payment rows, taken before a read whose rows a memory
+    /// may keep.
+    pub fn write_mark(&self) -> WriteMark {
+        self.written.mark()
+    }
+
+    /// Whether the row of `payment_id` may have been inserted, changed or deleted since `mark`
+    /// (true also when the log no longer reaches back that far). A change shows from before
+    /// its callers are answered, and never while a reader could still see the row as it was.
+    pub fn payment_written_since(&self, mark: WriteMark, payment_id: &str) -> bool {
+        self.written.since(mark, payment_id)
     }
 
     /// Runs `work` in a transaction and answers once it is committed (durably: WAL with
     /// `synchronous=FULL`). An `Err` from `work` rolls back only `work`'s own changes.
     pub async fn call<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.queue(work, Order::InTurn).await
+    }
+
+    /// [`Store::call`] for what a terminal has already done (its result, a sale it started):
+    /// run before the work queued in turn and committed at once, so it never waits behind a
+    /// queue of Creates. Only for the few callers a terminal waits on: many would be a queue
+    /// of their own.
+    pub async fn call_ahead<R, F>(&self, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.queue(work, Order::Ahead).await
+    }
+
+    async fn queue<R, F>(&self, work: F, order: Order) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
@@ -177,7 +195,7 @@ impl Store {
                     (ok, reply)
                 });
                 sender
-                    .send(Request::Job(job))
+                    .send(Request::Job(job, order))
                     .map_err(|_| StoreError::Closed)?;
                 rx.await.map_err(|_| StoreError::Closed)?
             }
@@ -185,9 +203,13 @@ impl Store {
                 let mut conn = conn.lock().map_err(|_| StoreError::Closed)?;
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let result = work(&tx);
-                if result.is_ok() {
-                    tx.commit()?;
-                }
+                let committed = if result.is_ok() {
+                    tx.commit()
+                } else {
+                    tx.rollback()
+                };
+                self.written.transaction_ended();
+                committed?;
                 result
             }
         }
@@ -373,28 +395,14 @@ fn open_connection(path: &Path) -> Result<(Connection, Arc<crate::seal::SealKey>
     Ok((conn, key))
 }
 
-/// Counts every deleted payment row through a trigger on this connection (temporary: it lives
-/// and dies with the connection, outside the schema), so no way of deleting one is missed.
-fn count_deleted_payments(conn: &Connection, path: &Path) -> Result<Arc<AtomicU64>, StoreError> {
-    let counter = Arc::new(AtomicU64::new(0));
-    let counting = counter.clone();
-    conn.create_scalar_function(
-        "count_deleted_payment",
-        0,
-        rusqlite::functions::FunctionFlags::SQLITE_UTF8,
-        move |_| {
-            counting.fetch_add(1, Ordering::SeqCst);
-            Ok(0)
-        },
-    )
-    .and_then(|()| {
-        conn.execute_batch(
-            "CREATE TEMP TRIGGER count_deleted_payments AFTER DELETE ON main.payments
-             BEGIN SELECT count_deleted_payment(); END;",
-        )
-    })
-    .map_err(|e| opening_failed(path, e))?;
-    Ok(counter)
+/// Starts the log of changed payment rows on the writer's connection.
+fn watch_written_payments(
+    conn: &Connection,
+    path: &Path,
+) -> Result<Arc<written::WrittenPayments>, StoreError> {
+    let written = Arc::new(written::WrittenPayments::default());
+    written.watch(conn).map_err(|e| opening_failed(path, e))?;
+    Ok(written)
 }
 
 /// How many problems the start check names at most (the doctor shows them all).
@@ -472,82 +480,6 @@ fn opening_failed(path: &Path, error: rusqlite::Error) -> StoreError {
             path,
             problem: error.to_string(),
         },
-    }
-}
-
-fn writer_loop(mut conn: Connection, requests: mpsc::Receiver<Request>) {
-    const MAX_BATCH: usize = 256;
-    let mut next = None;
-    loop {
-        let first = match next.take() {
-            Some(request) => request,
-            None => match requests.recv() {
-                Ok(request) => request,
-                Err(_) => return,
-            },
-        };
-        let first = match first {
-            Request::Job(job) => job,
-            Request::Checkpoint(reply) => {
-                let _ = reply.send(checkpoint(&conn));
-                continue;
-            }
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match requests.try_recv() {
-                Ok(Request::Job(job)) => batch.push(job),
-                // Runs after this batch is committed.
-                Ok(checkpoint) => {
-                    next = Some(checkpoint);
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        run_batch(&mut conn, batch);
-    }
-}
-
-fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
-    let size = batch.len();
-    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => {
-            let error = StoreError::from(e);
-            for job in batch {
-                // Nothing ran: answer every caller with the error without running its work.
-                drop(job);
-            }
-            tracing::error!(%error, "cannot begin a transaction; {size} requests failed");
-            return;
-        }
-    };
-    let mut replies = Vec::with_capacity(size);
-    for job in batch {
-        if let Err(e) = run(&tx, "SAVEPOINT job", []) {
-            tracing::error!(error = %e, "cannot open a savepoint");
-        }
-        let (ok, reply) = job(&tx);
-        let closed = if ok {
-            run(&tx, "RELEASE job", []).map(|_| ())
-        } else {
-            tx.execute_batch("ROLLBACK TO job; RELEASE job")
-        };
-        if let Err(e) = closed {
-            tracing::error!(error = %e, "cannot close a savepoint");
-        }
-        replies.push(reply);
-    }
-    let started = std::time::Instant::now();
-    let commit_error = tx.commit().err().map(StoreError::from);
-    crate::observability::database_commit(started.elapsed().as_secs_f64(), size);
-    if let Some(e) = &commit_error {
-        tracing::error!(error = %e, "commit failed; {size} requests failed");
-    }
-    tracing::debug!(commits_per_fsync = size, "database commit");
-    for reply in replies {
-        reply(commit_error.clone());
     }
 }
 

@@ -321,7 +321,10 @@ impl TerminalDriver for Simulator {
         let chatty = request.amount_minor.rem_euclid(100) == 7;
         let work = async {
             for (pause, text) in steps {
-                tokio::time::sleep(pause).await;
+                // At zero delay, none: a timer rounds even a zero wait up to its next tick.
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
                 prompts.show(&request.reference, text);
             }
             if chatty {
@@ -337,7 +340,10 @@ impl TerminalDriver for Simulator {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
-            tokio::time::sleep(duration - 2 * (duration / 3)).await;
+            let rest = duration - 2 * (duration / 3);
+            if !rest.is_zero() {
+                tokio::time::sleep(rest).await;
+            }
         };
         let aborted = async {
             abort.cancelled().await;
