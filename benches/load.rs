@@ -37,6 +37,40 @@ const ROLE: &str = "POSBRIDGE_LOAD_ROLE";
 const STATIC_JSON: &str = r#"{"paymentMethods":[{"name":"Venda Direta Credito","allowsSplit":"onCapture"},{"name":"Venda Direta Debito","allowsSplit":"onCapture"}],"customFields":[]}"#;
 /// Between two polls of one payment in the whole flow: the wait app polls, it does not spin.
 const FLOW_POLL_PAUSE: Duration = Duration::from_millis(10);
+/// The names of a flow phase's steps, and how its paymentIds begin.
+struct FlowSteps {
+    id_prefix: &'static str,
+    create_new: &'static str,
+    submit: &'static str,
+    starts: &'static str,
+    poll_charging: &'static str,
+    poll_final: &'static str,
+    charge_to_final: &'static str,
+}
+
+/// `clients` concurrent flows: far more payments at once than the terminals can take (they
+/// queue on the lanes), to load the daemon.
+const BUSY_FLOW: FlowSteps = FlowSteps {
+    id_prefix: "flow",
+    create_new: "flow: create, new payment",
+    submit: "flow: submitUrl (Sales App)",
+    starts: "flow: create, starts the charge",
+    poll_charging: "flow: poll while charging",
+    poll_final: "flow: poll answering final",
+    charge_to_final: "flow: charge started → final answer",
+};
+
+/// One flow per terminal: the most sales a store can have at once.
+const STORE_FLOW: FlowSteps = FlowSteps {
+    id_prefix: "paced",
+    create_new: "store pace: create, new payment",
+    submit: "store pace: submitUrl (Sales App)",
+    starts: "store pace: create, starts the charge",
+    poll_charging: "store pace: poll while charging",
+    poll_final: "store pace: poll answering final",
+    charge_to_final: "store pace: charge started → final answer",
+};
+
 /// The simulator approves an amount ending in .04 after 20 s: a payment that stays charging.
 const SLOW_SALE_VALUE: f64 = 10.04;
 
@@ -253,19 +287,33 @@ async fn run(settings: Settings) {
         run_phase(
             settings.clients,
             settings.phase,
-            move |worker, client, deadline| whole_flow(target.clone(), worker, client, deadline),
+            move |worker, client, deadline| {
+                whole_flow(target.clone(), worker, client, deadline, &BUSY_FLOW)
+            },
         )
         .await
     };
     let flow_cpu = cpu.lap();
     let finished = flow.steps.finished.clone();
-    let callbacks = receiver
-        .wait_for(
-            finished.iter().filter_map(|b| b["paymentId"].as_str()),
-            Duration::from_secs(30),
-        )
-        .await;
+    let callbacks = receiver.wait_for(&finished, Duration::from_secs(30)).await;
     // The deliveries' CPU belongs to no timed phase.
+    cpu.lap();
+
+    let store_pace = {
+        let target = gateway.clone();
+        run_phase(
+            settings.terminals,
+            settings.phase,
+            move |worker, client, deadline| {
+                whole_flow(target.clone(), worker, client, deadline, &STORE_FLOW)
+            },
+        )
+        .await
+    };
+    let store_pace_cpu = cpu.lap();
+    let store_pace_callbacks = receiver
+        .wait_for(&store_pace.steps.finished, Duration::from_secs(30))
+        .await;
     cpu.lap();
 
     let final_polls = {
@@ -310,7 +358,7 @@ async fn run(settings: Settings) {
                     let mut steps = Steps::default();
                     let body = target.create_body(&format!("slow-{worker}"), SLOW_SALE_VALUE);
                     if let Err(e) = target
-                        .start_charge(&client, &body, worker, &mut Steps::default())
+                        .start_charge(&client, &body, worker, &mut Steps::default(), &BUSY_FLOW)
                         .await
                     {
                         steps.error(format!("charging poll setup: {e}"));
@@ -358,6 +406,9 @@ async fn run(settings: Settings) {
     for row in Row::all_of(&flow, Some(&post_ceiling), Some(flow_cpu)) {
         row.print();
     }
+    for row in Row::all_of(&store_pace, Some(&post_ceiling), Some(store_pace_cpu)) {
+        row.print();
+    }
     Row::of(&final_polls, Some(&post_ceiling), Some(final_cpu)).print();
     Row::of(&charging_polls, Some(&post_ceiling), Some(charging_cpu)).print();
     for phase in [
@@ -365,6 +416,7 @@ async fn run(settings: Settings) {
         &fill,
         &creates,
         &flow,
+        &store_pace,
         &final_polls,
         &charging_polls,
     ] {
@@ -385,38 +437,30 @@ async fn run(settings: Settings) {
         create_rate / commits
     );
     let terminal_results = read_journals(dir.path(), settings.terminals);
-    let from_terminal: Vec<f64> = callbacks
-        .iter()
-        .filter_map(|(id, at)| terminal_results.get(id).map(|result| at - result))
-        .collect();
-    let from_commit: Vec<f64> = callbacks
-        .iter()
-        .filter_map(|(id, at)| results.get(id).map(|stored| at - stored))
-        .collect();
-    println!(
-        "callbacks: {} of {} final payments received",
-        callbacks.len(),
-        finished.len()
-    );
-    print_spread(
-        "terminal result (simulator journal, ms) → callback received",
-        from_terminal,
-        "target p99 < 20 ms",
-    );
-    print_spread(
-        "result stored (daemon log) → callback received",
-        from_commit,
-        "",
-    );
-    for (i, part) in [
-        "  of which queued (result committed → attempt started)",
-        "  of which the POST (attempt → receiver answered)",
-        "  of which recording it delivered (its slot held meanwhile)",
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        print_spread(part, deliveries.iter().map(|d| d[i]).collect(), "");
+    for (label, callbacks, finished) in [
+        (
+            format!("{} concurrent flows", settings.clients),
+            &callbacks,
+            &finished,
+        ),
+        (
+            format!(
+                "store pace ({} flows, one per terminal)",
+                settings.terminals
+            ),
+            &store_pace_callbacks,
+            &store_pace.steps.finished,
+        ),
+    ] {
+        println!();
+        print_callbacks(
+            &label,
+            callbacks,
+            finished.len(),
+            &terminal_results,
+            &results,
+            &deliveries,
+        );
     }
     println!();
     println!(
@@ -457,14 +501,15 @@ async fn whole_flow(
     worker: usize,
     client: reqwest::Client,
     deadline: Instant,
+    names: &'static FlowSteps,
 ) -> Steps {
     let mut steps = Steps::default();
     let mut n = 0;
     while Instant::now() < deadline {
         n += 1;
-        let body = target.create_body(&format!("flow-{worker}-{n}"), 10.0);
+        let body = target.create_body(&format!("{}-{worker}-{n}", names.id_prefix), 10.0);
         if let Err(e) = target
-            .start_charge(&client, &body, worker, &mut steps)
+            .start_charge(&client, &body, worker, &mut steps, names)
             .await
         {
             steps.error(e);
@@ -475,12 +520,12 @@ async fn whole_flow(
             let started = Instant::now();
             match target.create(&client, &body).await {
                 Ok(answer) if answer["status"] == "undefined" => {
-                    steps.record("flow: poll while charging", started);
+                    steps.record(names.poll_charging, started);
                     tokio::time::sleep(FLOW_POLL_PAUSE).await;
                 }
                 Ok(answer) if answer["status"] == "approved" => {
-                    steps.record("flow: poll answering final", started);
-                    steps.record("flow: charge started → final answer", charge_started);
+                    steps.record(names.poll_final, started);
+                    steps.record(names.charge_to_final, charge_started);
                     steps.finished.push(body);
                     break;
                 }
@@ -524,10 +569,11 @@ impl GatewayTarget {
         body: &Value,
         worker: usize,
         steps: &mut Steps,
+        names: &'static FlowSteps,
     ) -> Result<(), String> {
         let started = Instant::now();
         let first = self.create(client, body).await?;
-        steps.record("flow: create, new payment", started);
+        steps.record(names.create_new, started);
         let payload: Value = first["paymentAppData"]["payload"]
             .as_str()
             .and_then(|p| serde_json::from_str(p).ok())
@@ -550,13 +596,13 @@ impl GatewayTarget {
         if status != StatusCode::OK {
             return Err(format!("submitUrl answered {status}"));
         }
-        steps.record("flow: submitUrl (Sales App)", started);
+        steps.record(names.submit, started);
         let started = Instant::now();
         let second = self.create(client, body).await?;
         if second["status"] != "undefined" {
             return Err(format!("the charging Create answered {second}"));
         }
-        steps.record("flow: create, starts the charge", started);
+        steps.record(names.starts, started);
         Ok(())
     }
 }
@@ -618,7 +664,7 @@ struct Spawned {
     base: String,
     results: Arc<Mutex<HashMap<String, f64>>>,
     /// Each delivered callback's `[queued, send, mark]` ms from the daemon's log.
-    deliveries: Arc<Mutex<Vec<[f64; 3]>>>,
+    deliveries: Arc<Mutex<HashMap<String, [f64; 3]>>>,
 }
 
 impl Spawned {
@@ -640,14 +686,14 @@ impl Spawned {
             }
         };
         let results = Arc::new(Mutex::new(HashMap::new()));
-        let deliveries = Arc::new(Mutex::new(Vec::new()));
+        let deliveries = Arc::new(Mutex::new(HashMap::new()));
         let (sink, delivered) = (results.clone(), deliveries.clone());
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 if let Some((id, at)) = result_stored(&line) {
                     sink.lock().expect("results").insert(id, at);
-                } else if let Some(times) = delivery_times(&line) {
-                    delivered.lock().expect("deliveries").push(times);
+                } else if let Some((id, times)) = delivery_times(&line) {
+                    delivered.lock().expect("deliveries").insert(id, times);
                 }
             }
         });
@@ -663,7 +709,7 @@ impl Spawned {
         std::mem::take(&mut *self.results.lock().expect("results"))
     }
 
-    fn take_deliveries(&self) -> Vec<[f64; 3]> {
+    fn take_deliveries(&self) -> HashMap<String, [f64; 3]> {
         std::mem::take(&mut *self.deliveries.lock().expect("deliveries"))
     }
 
@@ -694,15 +740,21 @@ fn result_stored(line: &str) -> Option<(String, f64)> {
         return None;
     }
     let at: jiff::Timestamp = line.split_whitespace().next()?.parse().ok()?;
-    let id = line
-        .split_whitespace()
-        .find_map(|field| field.strip_prefix("payment_id="))?;
-    Some((id.to_string(), at.as_microsecond() as f64 / 1000.0))
+    Some((payment_id_in(line)?, at.as_microsecond() as f64 / 1000.0))
 }
 
-/// `[queued, send, mark]` ms from the outbox's `callback delivered` line: result committed →
-/// attempt started, the POST, recording it delivered.
-fn delivery_times(line: &str) -> Option<[f64; 3]> {
+/// The `payment_id` field of a log line, an event's or its span's (`callback{payment_id=…}`).
+fn payment_id_in(line: &str) -> Option<String> {
+    let (_, rest) = line.split_once("payment_id=")?;
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '}')
+        .unwrap_or(rest.len());
+    Some(rest[..end].to_string())
+}
+
+/// The payment and `[queued, send, mark]` ms from the outbox's `callback delivered` line:
+/// result committed → attempt started, the POST, recording it delivered.
+fn delivery_times(line: &str) -> Option<(String, [f64; 3])> {
     if !line.contains("callback delivered") {
         return None;
     }
@@ -712,7 +764,56 @@ fn delivery_times(line: &str) -> Option<[f64; 3]> {
             .parse::<f64>()
             .ok()
     };
-    Some([field("queued_ms")?, field("send_ms")?, field("mark_ms")?])
+    Some((
+        payment_id_in(line)?,
+        [field("queued_ms")?, field("send_ms")?, field("mark_ms")?],
+    ))
+}
+
+/// Terminal result → callback received for the payments of one flow phase, and where the
+/// time went.
+fn print_callbacks(
+    label: &str,
+    callbacks: &[(String, f64)],
+    finished: usize,
+    terminal_results: &HashMap<String, f64>,
+    results: &HashMap<String, f64>,
+    deliveries: &HashMap<String, [f64; 3]>,
+) {
+    let since = |times: &HashMap<String, f64>| -> Vec<f64> {
+        callbacks
+            .iter()
+            .filter_map(|(id, at)| times.get(id).map(|then| at - then))
+            .collect()
+    };
+    println!(
+        "callbacks, {label}: {} of {finished} final payments received",
+        callbacks.len()
+    );
+    print_spread(
+        "terminal result (simulator journal, ms) → callback received",
+        since(terminal_results),
+        "target p99 < 20 ms",
+    );
+    print_spread(
+        "result stored (daemon log) → callback received",
+        since(results),
+        "",
+    );
+    for (i, part) in [
+        "  of which queued (result committed → attempt started)",
+        "  of which the POST (attempt → receiver answered)",
+        "  of which recording it delivered (its slot held meanwhile)",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let parts = callbacks
+            .iter()
+            .filter_map(|(id, _)| deliveries.get(id).map(|d| d[i]))
+            .collect();
+        print_spread(part, parts, "");
+    }
 }
 
 /// Every sale's completion time (unix ms) in the simulators' own journals, by reference.
@@ -782,12 +883,12 @@ impl CallbackReceiver {
     }
 
     /// Waits (up to `limit`) for the callbacks of `ids`: those that came, with their arrival.
-    async fn wait_for<'a>(
-        &self,
-        ids: impl Iterator<Item = &'a str>,
-        limit: Duration,
-    ) -> Vec<(String, f64)> {
-        let ids: Vec<String> = ids.map(str::to_string).collect();
+    async fn wait_for(&self, finished: &[Value], limit: Duration) -> Vec<(String, f64)> {
+        let ids: Vec<String> = finished
+            .iter()
+            .filter_map(|b| b["paymentId"].as_str())
+            .map(str::to_string)
+            .collect();
         let deadline = Instant::now() + limit;
         loop {
             let got: Vec<(String, f64)> = {

@@ -15,7 +15,7 @@ mod handle;
 pub use gate::InFlightGuard;
 pub use handle::{Outbox, Redeliver, Redelivered};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -200,6 +200,14 @@ impl<S: CallbackSender> OutboxWorker<S> {
     /// Starts an attempt for every due callback the bounds allow; returns how long to wait
     /// before looking again, unless an attempt ending or a wake-up comes first.
     async fn start_due(self: &Arc<Self>, attempts: &mut Attempts) -> Result<Duration, StoreError> {
+        // Handed over after their commit: started without a read. One a look has already had
+        // (started, held back or left for lack of room) is the look's: a look that began after
+        // its commit may come before its hand-over, and its attempt may have ended since.
+        for callback in self.outbox.take_handed() {
+            if !attempts.looked_at(callback.id) {
+                self.try_start(callback, attempts);
+            }
+        }
         let now = self.clock.now_ms();
         let mut after = outbox::FIRST_DUE;
         // When the next callback not yet due falls due: read with each page, in the same read
@@ -226,19 +234,10 @@ impl<S: CallbackSender> OutboxWorker<S> {
             after = (last.next_attempt_at, last.id);
             let last_page = page.len() < DUE_PAGE as usize;
             for callback in page {
-                // Its payment's release wakes the worker (`InFlight::released`).
-                if self.outbox.gate().hold_back(&callback.payment_id) {
-                    continue;
+                if callback.attempts == 0 {
+                    attempts.note_looked_at(callback.id);
                 }
-                let target = callback.url.as_deref().map(target_of).unwrap_or_default();
-                if attempts.may_start(&callback.payment_id, &target) {
-                    // Instrumented, never entered across an await: entered, the span would stay
-                    // on the thread where the task paused and name this payment on other lines.
-                    let span = tracing::info_span!("callback", payment_id = %callback.payment_id, attempt = callback.attempts + 1);
-                    let payment_id = callback.payment_id.clone();
-                    let attempt = self.clone().attempt(callback).instrument(span);
-                    attempts.start(payment_id, target, attempt);
-                }
+                self.try_start(callback, attempts);
             }
             if last_page {
                 break;
@@ -257,6 +256,24 @@ impl<S: CallbackSender> OutboxWorker<S> {
             Some(at) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(IDLE_POLL),
             None => IDLE_POLL,
         })
+    }
+
+    /// Starts an attempt for `callback` if the bounds allow and no Create answer for its
+    /// payment is in flight (that payment's release wakes the worker: `InFlight::released`).
+    /// Otherwise it waits for the next look, which an attempt ending or the release brings.
+    fn try_start(self: &Arc<Self>, callback: Callback, attempts: &mut Attempts) {
+        if self.outbox.gate().hold_back(&callback.payment_id) {
+            return;
+        }
+        let target = callback.url.as_deref().map(target_of).unwrap_or_default();
+        if attempts.may_start(&callback.payment_id, &target) {
+            // Instrumented, never entered across an await: entered, the span would stay on the
+            // thread where the task paused and name this payment on other lines.
+            let span = tracing::info_span!("callback", payment_id = %callback.payment_id, attempt = callback.attempts + 1);
+            let payment_id = callback.payment_id.clone();
+            let attempt = self.clone().attempt(callback).instrument(span);
+            attempts.start(payment_id, target, attempt);
+        }
     }
 
     /// One attempt, in its own task.
@@ -449,7 +466,16 @@ fn target_of(url: &str) -> String {
 struct Attempts {
     tasks: JoinSet<()>,
     running: HashMap<TaskId, Running>,
+    /// Callbacks never attempted that a look has found, the latest [`LOOKED_AT_KEPT`]: their
+    /// hand-over, if it comes later, is not started again.
+    looked_at: HashSet<i64>,
+    looked_at_order: VecDeque<i64>,
 }
+
+/// New callbacks remembered as found by a look: a hand-over follows its commit by
+/// milliseconds, while thousands of callbacks are queued in the meantime only on a busy
+/// gateway's worst day.
+const LOOKED_AT_KEPT: usize = 4096;
 
 /// What a running attempt is for.
 struct Running {
@@ -458,6 +484,21 @@ struct Running {
 }
 
 impl Attempts {
+    fn note_looked_at(&mut self, callback_id: i64) {
+        if self.looked_at.insert(callback_id) {
+            self.looked_at_order.push_back(callback_id);
+            if self.looked_at_order.len() > LOOKED_AT_KEPT
+                && let Some(oldest) = self.looked_at_order.pop_front()
+            {
+                self.looked_at.remove(&oldest);
+            }
+        }
+    }
+
+    fn looked_at(&self, callback_id: i64) -> bool {
+        self.looked_at.contains(&callback_id)
+    }
+
     fn have_room(&self) -> bool {
         self.running.len() < MAX_ATTEMPTS_IN_FLIGHT
     }
@@ -769,6 +810,68 @@ mod tests {
             .await
             .expect("states");
         assert_eq!(states, [("delivered".to_string(), 3)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_handed_over_callback_starts_without_a_look_and_once_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = TokioClock::starting_at(1_700_000_000_000);
+        let store = store_with_callback(dir.path(), &clock).await;
+        let now = clock.now_ms();
+        // p2's row says "not due for an hour": only its hand-over can start it now.
+        let handed = store
+            .call(move |c| {
+                let p = payments::test_payment("p2", PaymentState::Approved);
+                payments::insert(c, &p, now)?;
+                let queued = Outbox::enqueue(c, "p2", &p.callback_url, "{}", now)?;
+                c.execute(
+                    "UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1",
+                    rusqlite::params![queued.id, now + 3_600_000],
+                )?;
+                Ok(queued)
+            })
+            .await
+            .expect("queued");
+        let (worker, attempts) = worker(store.clone(), clock, 0, 300);
+        let outbox = worker.outbox.clone();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(worker.run(stop.clone()));
+        // p1 is due: a look finds it and delivers it.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(attempts.lock().expect("lock").len(), 1, "p1 by a look");
+        outbox.hand_over(handed);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            attempts.lock().expect("lock").len(),
+            2,
+            "p2 by its hand-over"
+        );
+        // A hand-over that comes after a look had its callback (here: p1's, delivered) is
+        // not sent again.
+        outbox.hand_over(Callback {
+            id: 1,
+            payment_id: "p1".into(),
+            url: Some("http://127.0.0.1:9/cb".into()),
+            body: "{}".into(),
+            attempts: 0,
+            created_at: now,
+            next_attempt_at: now,
+        });
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        stop.cancel();
+        task.await.expect("join");
+        assert_eq!(attempts.lock().expect("lock").len(), 2, "sent twice");
+        let states = store
+            .call(|c| Ok((outbox::states_of(c, "p1")?, outbox::states_of(c, "p2")?)))
+            .await
+            .expect("states");
+        assert_eq!(
+            states,
+            (
+                vec![("delivered".to_string(), 1)],
+                vec![("delivered".to_string(), 1)]
+            )
+        );
     }
 
     #[tokio::test(start_paused = true)]

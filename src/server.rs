@@ -59,7 +59,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // Subscribed before the terminals start: the feed misses nothing.
     let hub = Hub::new(engine.clone(), shutdown.clone());
     tasks.spawn(hub.clone().run(workers_stop.clone()));
-    engine.start(&tasks, workers_stop.clone()).await?;
+    if let Err(refused) = engine.start(&tasks, workers_stop.clone()).await {
+        // What the start stored before it refused (payments caught up from the journals)
+        // goes into the database file, as on a clean stop: the file alone is complete, and a
+        // process ending while its writer closes never leaves it torn without its -wal.
+        workers_stop.cancel();
+        if let Err(e) = store.checkpoint().await {
+            tracing::warn!(error = %e, "cannot checkpoint the database after a refused start");
+        }
+        return Err(refused.into());
+    }
 
     // Behind the relay tier the store's callbacks go to the relay's stream (the relay holds
     // the partner's keys); otherwise straight to the Gateway.

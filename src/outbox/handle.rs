@@ -3,19 +3,22 @@
 //! them due again. The worker ([`super::OutboxWorker`]) is built from the same handle, so a
 //! wake-up or a release always reaches it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::Connection;
 use tokio::sync::Notify;
 
 use super::gate::{InFlight, InFlightGuard};
-use crate::store::{Store, StoreError, outbox};
+use crate::store::outbox::{self, Callback};
+use crate::store::{Store, StoreError};
 
 #[derive(Clone)]
 pub struct Outbox {
     store: Store,
     gate: Arc<InFlight>,
     wake: Arc<Notify>,
+    /// Callbacks handed over after the commit that queued them, not yet taken by the worker.
+    handed: Arc<Mutex<Vec<Callback>>>,
 }
 
 /// Which undelivered callbacks store IT asks to send again now.
@@ -45,19 +48,41 @@ impl Outbox {
             store,
             gate: Arc::new(InFlight::default()),
             wake: Arc::new(Notify::new()),
+            handed: Arc::default(),
         }
     }
 
     /// Queues a payment's callback in the transaction `c` that records its result, so the
-    /// result and its callback commit together. Call [`Outbox::wake`] once it is committed.
+    /// result and its callback commit together. Once it is committed, give what this returns
+    /// to [`Outbox::hand_over`] (or call [`Outbox::wake`]).
     pub fn enqueue(
         c: &Connection,
         payment_id: &str,
         url: &str,
         body: &str,
         now: i64,
-    ) -> Result<(), StoreError> {
-        outbox::enqueue(c, payment_id, url, body, now)
+    ) -> Result<Callback, StoreError> {
+        let id = outbox::enqueue(c, payment_id, url, body, now)?;
+        Ok(Callback {
+            id,
+            payment_id: payment_id.to_string(),
+            url: Some(url.to_string()),
+            body: body.to_string(),
+            attempts: 0,
+            created_at: now,
+            next_attempt_at: now,
+        })
+    }
+
+    /// Gives the worker a callback whose queueing is committed, so its first attempt starts
+    /// without a look at the outbox (the row stays the durable copy: retries, restarts and a
+    /// worker that cannot start it now find it there), and wakes the worker.
+    pub fn hand_over(&self, callback: Callback) {
+        self.handed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(callback);
+        self.wake();
     }
 
     /// Holds the payment's callbacks until the guard is dropped: while its Create answer is
@@ -103,6 +128,11 @@ impl Outbox {
             self.wake();
         }
         Ok(made_due)
+    }
+
+    /// The callbacks handed over since the last call.
+    pub(super) fn take_handed(&self) -> Vec<Callback> {
+        std::mem::take(&mut *self.handed.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     pub(super) fn store(&self) -> &Store {

@@ -10,27 +10,28 @@ use super::must_get;
 use crate::outbox::Outbox;
 use crate::payment::{PaymentState, SaleFields};
 use crate::store::StoreError;
+use crate::store::outbox::Callback;
 use crate::store::payments;
 
 /// Makes `payment_id` final in `state` with `sale` (what the terminal reported, or why it
-/// ended). False when it was final already: a final result is never written over.
+/// ended): the callback it queued, for [`Outbox::hand_over`] once committed. `None` when it
+/// was final already: a final result is never written over.
 pub(super) fn finish(
     c: &Connection,
     payment_id: &str,
     state: PaymentState,
     sale: &SaleFields,
     now: i64,
-) -> Result<bool, StoreError> {
+) -> Result<Option<Callback>, StoreError> {
     debug_assert!(state.is_final());
     if must_get(c, payment_id)?.state.is_final() {
-        return Ok(false);
+        return Ok(None);
     }
     payments::finish(c, payment_id, state, sale, now)?;
     let p = must_get(c, payment_id)?;
     let answer = PaymentAnswer::of(&p, p.state.ppp_status(), None).to_json()?;
     payments::freeze_answer(c, payment_id, &answer)?;
-    Outbox::enqueue(c, payment_id, &p.callback_url, &answer, now)?;
-    Ok(true)
+    Outbox::enqueue(c, payment_id, &p.callback_url, &answer, now).map(Some)
 }
 
 /// Why a payment ended without a terminal result: cancelled before (or instead of) a charge.

@@ -463,7 +463,7 @@ impl Engine {
         let op_id = random_id("rv")?;
         let late_op_id = op_id.clone();
         let time = self.store_time.clone();
-        let (effect, payment, verdict) = self
+        let (effect, payment, verdict, callback) = self
             .commit(lane, payment_id, "the terminal's result", move |c| {
                 let p = must_get(c, &id)?;
                 let mut effect = p.state.on_result(approved, p.cancel_requested_at.is_some());
@@ -476,20 +476,21 @@ impl Engine {
                         receipts::insert(c, &id, kind, text, now)?;
                     }
                 }
+                let mut callback = None;
                 match effect {
                     ResultEffect::Finish(state) => {
-                        finish::finish(c, &id, state, &sale, now)?;
+                        callback = finish::finish(c, &id, state, &sale, now)?;
                         alarms::clear(c, &id, &RECOVERED, now)?;
                     }
                     ResultEffect::CompleteCancel => {
-                        finish::finish(c, &id, PaymentState::Cancelled, &sale, now)?;
+                        callback = finish::finish(c, &id, PaymentState::Cancelled, &sale, now)?;
                         payments::record_cancellation(c, &id, &cancellation_id, now)?;
                         alarms::clear(c, &id, &RECOVERED, now)?;
                     }
                     ResultEffect::ReverseLateApproval => {
                         // Reported (or about to be) as not approved: it stays so, and the
                         // terminal's approval is reversed at once.
-                        finish::finish(
+                        callback = finish::finish(
                             c,
                             &id,
                             PaymentState::Cancelled,
@@ -530,7 +531,7 @@ impl Engine {
                 }
                 let p = must_get(c, &id)?;
                 let verdict = verdict_on(&p, terminal_ref.as_deref());
-                Ok((effect, p, verdict))
+                Ok((effect, p, verdict, callback))
             })
             .await?;
         crate::failpoint::hit("after-result-committed");
@@ -560,7 +561,11 @@ impl Engine {
                 tracing::warn!(payment_id = %payment_id, state = %state, "ignoring a terminal result for a payment already final")
             }
         }
-        self.outbox.wake();
+        // Committed: its first attempt starts without a look at the outbox.
+        match callback {
+            Some(callback) => self.outbox.hand_over(callback),
+            None => self.outbox.wake(),
+        }
         self.publish(payment_id, state);
         if effect == ResultEffect::ReverseLateApproval {
             return self.run_operation(lane, &op_id).await;

@@ -29,20 +29,21 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Callback> {
     })
 }
 
+/// Queues a callback due now; its number.
 pub fn enqueue(
     c: &Connection,
     payment_id: &str,
     url: &str,
     body: &str,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     super::run(
         c,
         "INSERT INTO outbox (payment_id, url, body, state, created_at, next_attempt_at)
          VALUES (?1, seal_url(?2), ?3, 'pending', ?4, ?4)",
         params![payment_id, url, body, now],
     )?;
-    Ok(())
+    Ok(c.last_insert_rowid())
 }
 
 /// Where a page of [`due`] callbacks starts: after this `(next_attempt_at, id)`.
