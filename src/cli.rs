@@ -730,7 +730,9 @@ pub fn main() -> ExitCode {
                 return ExitCode::from(EXIT_USAGE);
             }
             tracing::trace!(config = ?config, "relay configuration as read");
-            until_signalled(|shutdown| crate::relay::run(config, shutdown))
+            let code = until_signalled(|shutdown| crate::relay::run(config, shutdown));
+            telemetry::flush();
+            code
         }
         Command::IssueStoreCredentials {
             store_id,
@@ -796,7 +798,9 @@ pub fn main() -> ExitCode {
             // What the daemon understood, for a support case; its secrets print as `***`
             // (the end-to-end secret scan runs at trace level and reads this line).
             tracing::trace!(config = ?config, "configuration as read");
-            until_signalled(|shutdown| crate::server::run(config, shutdown))
+            let code = until_signalled(|shutdown| crate::server::run(config, shutdown));
+            telemetry::flush();
+            code
         }
     }
 }

@@ -20,6 +20,9 @@
 pub fn hit(name: &str) {
     if active(name) {
         eprintln!("failpoint {name}: aborting");
+        // The log lines before this point, as a test reads them after the crash (the
+        // database is left exactly as a SIGKILL leaves it).
+        crate::telemetry::flush();
         std::process::abort();
     }
 }

@@ -200,12 +200,17 @@ impl<S: CallbackSender> OutboxWorker<S> {
     /// Starts an attempt for every due callback the bounds allow; returns how long to wait
     /// before looking again, unless an attempt ending or a wake-up comes first.
     async fn start_due(self: &Arc<Self>, attempts: &mut Attempts) -> Result<Duration, StoreError> {
-        // Handed over after their commit: started without a read. One a look has already had
-        // (started, held back or left for lack of room) is the look's: a look that began after
-        // its commit may come before its hand-over, and its attempt may have ended since.
-        for callback in self.outbox.take_handed() {
-            if !attempts.looked_at(callback.id) {
-                self.try_start(callback, attempts);
+        // Handed over after their commit: started without a read, or kept in memory until
+        // their payment's release or a free place lets them start (a look leaves them to
+        // this). One a look has already had (started, held back or left for lack of room) is
+        // the look's: a look that began after its commit may come before its hand-over, and
+        // its attempt may have ended since.
+        let handed = attempts.take_waiting().chain(self.outbox.take_handed());
+        for callback in handed.collect::<Vec<_>>() {
+            if !attempts.looked_at(callback.id)
+                && let Some(waits) = self.try_start(callback, attempts)
+            {
+                attempts.wait(waits);
             }
         }
         let now = self.clock.now_ms();
@@ -234,10 +239,14 @@ impl<S: CallbackSender> OutboxWorker<S> {
             after = (last.next_attempt_at, last.id);
             let last_page = page.len() < DUE_PAGE as usize;
             for callback in page {
+                if attempts.is_waiting(callback.id) {
+                    continue;
+                }
                 if callback.attempts == 0 {
                     attempts.note_looked_at(callback.id);
                 }
-                self.try_start(callback, attempts);
+                // One that cannot start now is found by the next look.
+                let _ = self.try_start(callback, attempts);
             }
             if last_page {
                 break;
@@ -259,21 +268,27 @@ impl<S: CallbackSender> OutboxWorker<S> {
     }
 
     /// Starts an attempt for `callback` if the bounds allow and no Create answer for its
-    /// payment is in flight (that payment's release wakes the worker: `InFlight::released`).
-    /// Otherwise it waits for the next look, which an attempt ending or the release brings.
-    fn try_start(self: &Arc<Self>, callback: Callback, attempts: &mut Attempts) {
+    /// payment is in flight (that payment's release wakes the worker: `InFlight::released`;
+    /// an attempt ending wakes it too). The callback back when it could not start.
+    fn try_start(
+        self: &Arc<Self>,
+        callback: Callback,
+        attempts: &mut Attempts,
+    ) -> Option<Callback> {
         if self.outbox.gate().hold_back(&callback.payment_id) {
-            return;
+            return Some(callback);
         }
         let target = callback.url.as_deref().map(target_of).unwrap_or_default();
-        if attempts.may_start(&callback.payment_id, &target) {
-            // Instrumented, never entered across an await: entered, the span would stay on the
-            // thread where the task paused and name this payment on other lines.
-            let span = tracing::info_span!("callback", payment_id = %callback.payment_id, attempt = callback.attempts + 1);
-            let payment_id = callback.payment_id.clone();
-            let attempt = self.clone().attempt(callback).instrument(span);
-            attempts.start(payment_id, target, attempt);
+        if !attempts.may_start(&callback.payment_id, &target) {
+            return Some(callback);
         }
+        // Instrumented, never entered across an await: entered, the span would stay on the
+        // thread where the task paused and name this payment on other lines.
+        let span = tracing::info_span!("callback", payment_id = %callback.payment_id, attempt = callback.attempts + 1);
+        let payment_id = callback.payment_id.clone();
+        let attempt = self.clone().attempt(callback).instrument(span);
+        attempts.start(payment_id, target, attempt);
+        None
     }
 
     /// One attempt, in its own task.
@@ -470,7 +485,13 @@ struct Attempts {
     /// hand-over, if it comes later, is not started again.
     looked_at: HashSet<i64>,
     looked_at_order: VecDeque<i64>,
+    /// Handed-over callbacks that could not start yet, tried again at every look (at most
+    /// [`WAITING_KEPT`]; the rest are left to the looks).
+    waiting: Vec<Callback>,
 }
+
+/// Handed-over callbacks kept waiting in memory at most (about 1 KiB each).
+const WAITING_KEPT: usize = 1024;
 
 /// New callbacks remembered as found by a look: a hand-over follows its commit by
 /// milliseconds, while thousands of callbacks are queued in the meantime only on a busy
@@ -497,6 +518,21 @@ impl Attempts {
 
     fn looked_at(&self, callback_id: i64) -> bool {
         self.looked_at.contains(&callback_id)
+    }
+
+    fn wait(&mut self, callback: Callback) {
+        // Beyond the bound it is left to the looks, which find its row.
+        if self.waiting.len() < WAITING_KEPT {
+            self.waiting.push(callback);
+        }
+    }
+
+    fn take_waiting(&mut self) -> std::vec::IntoIter<Callback> {
+        std::mem::take(&mut self.waiting).into_iter()
+    }
+
+    fn is_waiting(&self, callback_id: i64) -> bool {
+        self.waiting.iter().any(|w| w.id == callback_id)
     }
 
     fn have_room(&self) -> bool {
@@ -812,18 +848,14 @@ mod tests {
         assert_eq!(states, [("delivered".to_string(), 3)]);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_handed_over_callback_starts_without_a_look_and_once_only() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let clock = TokioClock::starting_at(1_700_000_000_000);
-        let store = store_with_callback(dir.path(), &clock).await;
-        let now = clock.now_ms();
-        // p2's row says "not due for an hour": only its hand-over can start it now.
-        let handed = store
+    /// Queues payment `id`'s callback, its row made due only in an hour: what the hand-over
+    /// gives the worker is the only way it can start now.
+    async fn queued_not_due(store: &Store, id: &'static str, now: i64) -> Callback {
+        store
             .call(move |c| {
-                let p = payments::test_payment("p2", PaymentState::Approved);
+                let p = payments::test_payment(id, PaymentState::Approved);
                 payments::insert(c, &p, now)?;
-                let queued = Outbox::enqueue(c, "p2", &p.callback_url, "{}", now)?;
+                let queued = Outbox::enqueue(c, id, &p.callback_url, "{}", now)?;
                 c.execute(
                     "UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1",
                     rusqlite::params![queued.id, now + 3_600_000],
@@ -831,7 +863,17 @@ mod tests {
                 Ok(queued)
             })
             .await
-            .expect("queued");
+            .expect("queued")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_handed_over_callback_starts_without_a_look_and_once_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = TokioClock::starting_at(1_700_000_000_000);
+        let store = store_with_callback(dir.path(), &clock).await;
+        let now = clock.now_ms();
+        // p2's row says "not due for an hour": only its hand-over can start it now.
+        let handed = queued_not_due(&store, "p2", now).await;
         let (worker, attempts) = worker(store.clone(), clock, 0, 300);
         let outbox = worker.outbox.clone();
         let stop = CancellationToken::new();
@@ -872,6 +914,35 @@ mod tests {
                 vec![("delivered".to_string(), 1)]
             )
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_handed_over_callback_held_back_starts_at_its_release_without_a_look() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = TokioClock::starting_at(1_700_000_000_000);
+        let store = Store::open_inline(&dir.path().join("outbox.db")).expect("open");
+        let now = clock.now_ms();
+        // Its row says "not due for an hour": only the memory can start it now.
+        let handed = queued_not_due(&store, "p1", now).await;
+        let (worker, attempts) = worker(store.clone(), clock, 0, 300);
+        let outbox = worker.outbox.clone();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(worker.run(stop.clone()));
+        let create_in_flight = outbox.hold("p1");
+        outbox.hand_over(handed);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(attempts.lock().expect("lock").is_empty(), "sent while held");
+        drop(create_in_flight);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            attempts.lock().expect("lock").len(),
+            1,
+            "not sent at its release"
+        );
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        stop.cancel();
+        task.await.expect("join");
+        assert_eq!(attempts.lock().expect("lock").len(), 1, "sent again");
     }
 
     #[tokio::test(start_paused = true)]

@@ -2,9 +2,13 @@
 //! the level can be changed while the daemon runs (admin listener). Values from outside (a
 //! paymentId, an error text) can never start a line of their own: the text format escapes
 //! control characters, the JSON format escapes them as JSON does.
+//!
+//! On stdout the lines are written by a thread of their own, in order, none dropped (a full
+//! queue makes the logging thread wait, as a direct write would): a request never waits for a
+//! write to stdout. [`flush`] writes what is queued before the process ends.
 
 use std::fmt::{self, Write as _};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 pub use crate::ids::is_unsafe_in_logs;
 
@@ -33,6 +37,25 @@ pub enum LogOutput {
 type FilterHandle = reload::Handle<EnvFilter, Registry>;
 
 static FILTER: OnceLock<FilterHandle> = OnceLock::new();
+
+/// The stdout writer's thread, until [`flush`] ends it.
+static STDOUT_WRITER: Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> = Mutex::new(None);
+
+/// Lines queued at most before a logging thread waits for the writer (the queue's slots are
+/// allocated at start: 4,096 take 128 KiB; a burst of that many lines is several seconds of a
+/// busy store's log).
+const QUEUED_LINES: usize = 4096;
+
+/// Writes every line logged so far to stdout and ends the writer's thread (lines logged
+/// after this are not written): before the process ends.
+pub fn flush() {
+    drop(
+        STDOUT_WRITER
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(),
+    );
+}
 
 /// Parses `level` or `target=level` directives, comma-separated. Stricter than EnvFilter,
 /// which takes almost anything as a target name.
@@ -85,14 +108,28 @@ pub fn init(level: &str, format: LogFormat, output: LogOutput) -> Result<(), Str
     let base = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_ansi(ansi);
-    let lines = match (format, output) {
-        (LogFormat::Text, LogOutput::Stdout) => base.fmt_fields(EscapedFields).boxed(),
-        (LogFormat::Text, LogOutput::Stderr) => base
-            .fmt_fields(EscapedFields)
-            .with_writer(std::io::stderr)
-            .boxed(),
-        (LogFormat::Json, LogOutput::Stdout) => base.json().boxed(),
-        (LogFormat::Json, LogOutput::Stderr) => base.json().with_writer(std::io::stderr).boxed(),
+    let lines = match output {
+        LogOutput::Stdout => {
+            let (stdout, writer) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .lossy(false)
+                .buffered_lines_limit(QUEUED_LINES)
+                .thread_name("log-writer")
+                // Buffered: what is queued goes out in one write (the writer flushes each time
+                // the queue is empty).
+                .finish(std::io::BufWriter::new(std::io::stdout()));
+            *STDOUT_WRITER.lock().unwrap_or_else(PoisonError::into_inner) = Some(writer);
+            match format {
+                LogFormat::Text => base.fmt_fields(EscapedFields).with_writer(stdout).boxed(),
+                LogFormat::Json => base.json().with_writer(stdout).boxed(),
+            }
+        }
+        LogOutput::Stderr => match format {
+            LogFormat::Text => base
+                .fmt_fields(EscapedFields)
+                .with_writer(std::io::stderr)
+                .boxed(),
+            LogFormat::Json => base.json().with_writer(std::io::stderr).boxed(),
+        },
     };
     tracing_subscriber::registry()
         .with(filter)

@@ -11,11 +11,11 @@
 //! it read again. So a poll never gets an answer older than the row it would read.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::answer::PaymentReply;
 use super::{CREDIT_METHOD, CreatePayment, DEBIT_METHOD, Terms, mismatch};
-use crate::payment::{Payment, PaymentState};
+use crate::payment::PaymentState;
 use crate::store::{Store, WriteMark};
 
 /// How many replies are kept; the oldest kept goes first. Each costs about 1 KiB: a few
@@ -45,7 +45,8 @@ struct Kept {
 struct Entry {
     /// Taken before the read the reply came from.
     mark: WriteMark,
-    reply: PaymentReply,
+    /// Shared with the polls it answers: a poll copies no payment.
+    reply: Arc<PaymentReply>,
 }
 
 impl KeptReplies {
@@ -62,10 +63,11 @@ impl KeptReplies {
         self.store.write_mark()
     }
 
-    /// Keeps the reply to a repeat of `payment`'s Create, read from a committed row by a read
-    /// begun after `mark`: unless it is bound, not a card sale (a Test Suite payment's answer
+    /// Keeps `reply`, a repeat's reply made from a committed row read by a read begun after
+    /// `mark`: unless its payment is bound, not a card sale (a Test Suite payment's answer
     /// depends on headers the engine checks again), or changed since `mark`.
-    pub(super) fn keep(&self, mark: WriteMark, payment: &Payment) {
+    pub(super) fn keep(&self, mark: WriteMark, reply: &Arc<PaymentReply>) {
+        let payment = &reply.payment;
         if payment.state == PaymentState::Bound
             || !(payment.method == CREDIT_METHOD || payment.method == DEBIT_METHOD)
         {
@@ -87,14 +89,19 @@ impl KeptReplies {
             };
             kept.replies.remove(&oldest);
         }
-        let reply = PaymentReply::of(payment.clone(), false);
         kept.order.push_back(key.clone());
-        kept.replies.insert(key, Entry { mark, reply });
+        kept.replies.insert(
+            key,
+            Entry {
+                mark,
+                reply: reply.clone(),
+            },
+        );
     }
 
     /// The reply the engine would give `request` from `merchant`, if kept and its row is
     /// unchanged since. `None`: ask the engine.
-    pub(super) fn get(&self, merchant: &str, request: &CreatePayment) -> Option<PaymentReply> {
+    pub(super) fn get(&self, merchant: &str, request: &CreatePayment) -> Option<Arc<PaymentReply>> {
         let key = Key {
             merchant: merchant.to_string(),
             vtex_payment_id: request.payment_id.clone(),
@@ -127,6 +134,7 @@ impl KeptReplies {
 mod tests {
     use super::*;
     use crate::money::Currency;
+    use crate::payment::Payment;
     use crate::pos::answer::{NextStep, PaymentAnswer};
     use crate::store::payments;
 
@@ -158,6 +166,10 @@ mod tests {
             .expect("read")
     }
 
+    fn reply_of(p: &Payment) -> Arc<PaymentReply> {
+        Arc::new(PaymentReply::of(p.clone(), false))
+    }
+
     /// The repeat the test payments were created by.
     fn repeat(id: &str) -> CreatePayment {
         CreatePayment {
@@ -184,7 +196,7 @@ mod tests {
         let store = store(&dir);
         let replies = KeptReplies::new(store.clone(), 8);
         let p = stored(&store, "p1", PaymentState::Approved).await;
-        replies.keep(replies.mark(), &p);
+        replies.keep(replies.mark(), &reply_of(&p));
         let kept = replies.get("m", &repeat("p1")).expect("kept");
         assert_eq!(
             kept.next,
@@ -209,12 +221,12 @@ mod tests {
         let mark = replies.mark();
         let p = stored(&store, "p1", PaymentState::Received).await;
         // Read after a mark taken before the row's last change: it may be the old row.
-        replies.keep(mark, &p);
+        replies.keep(mark, &reply_of(&p));
         assert!(
             replies.get("m", &repeat("p1")).is_none(),
             "kept across a change"
         );
-        replies.keep(replies.mark(), &p);
+        replies.keep(replies.mark(), &reply_of(&p));
         assert_eq!(
             replies.get("m", &repeat("p1")).expect("kept").next,
             NextStep::NameTerminal
@@ -231,13 +243,13 @@ mod tests {
         );
         // A bound payment is never kept; a deleted one is not served.
         let bound = read(&store, "p1").await;
-        replies.keep(replies.mark(), &bound);
+        replies.keep(replies.mark(), &reply_of(&bound));
         assert!(
             replies.get("m", &repeat("p1")).is_none(),
             "kept while bound"
         );
         let q = stored(&store, "p2", PaymentState::Charging).await;
-        replies.keep(replies.mark(), &q);
+        replies.keep(replies.mark(), &reply_of(&q));
         assert!(replies.get("m", &repeat("p2")).is_some());
         store
             .call(|c| Ok(c.execute("DELETE FROM payments WHERE payment_id = 'p2'", [])?))
@@ -260,9 +272,9 @@ mod tests {
         }
         let mark = replies.mark();
         for p in &read_back {
-            replies.keep(mark, p);
+            replies.keep(mark, &reply_of(p));
             // Kept again (a second poll): neither a second place nor a new age.
-            replies.keep(mark, p);
+            replies.keep(mark, &reply_of(p));
         }
         assert!(replies.get("m", &repeat("p1")).is_none(), "evicted");
         assert!(replies.get("m", &repeat("p2")).is_some());
@@ -277,7 +289,7 @@ mod tests {
         let mut p = stored(&store, "p1", PaymentState::Approved).await;
         // A Test Suite card: the engine checks the request's headers again.
         p.method = "Visa".into();
-        replies.keep(replies.mark(), &p);
+        replies.keep(replies.mark(), &reply_of(&p));
         let mut visa = repeat("p1");
         visa.method = "Visa".into();
         assert!(replies.get("m", &visa).is_none());

@@ -412,7 +412,7 @@ impl Engine {
         &self,
         merchant: &str,
         request: CreatePayment,
-    ) -> Result<PaymentReply, EngineError> {
+    ) -> Result<Arc<PaymentReply>, EngineError> {
         if request.amount_minor <= 0 {
             return Err(EngineError::NotPositive);
         }
@@ -474,7 +474,7 @@ impl Engine {
             self.publish(&payment.payment_id, payment.state);
             self.enqueue(&payment, LaneJob::Charge(payment.payment_id.clone()));
         }
-        Ok(PaymentReply::of(payment, first_call))
+        Ok(Arc::new(PaymentReply::of(payment, first_call)))
     }
 
     /// A repeated Create of a payment that is not bound (the one state in which a Create
@@ -485,7 +485,7 @@ impl Engine {
         &self,
         merchant: &str,
         request: &CreatePayment,
-    ) -> Result<Option<PaymentReply>, EngineError> {
+    ) -> Result<Option<Arc<PaymentReply>>, EngineError> {
         let mark = self.kept_replies.mark();
         let (owner, id) = (merchant.to_string(), request.payment_id.clone());
         let found = self
@@ -500,8 +500,9 @@ impl Engine {
         }
         // Committed (a reader sees only commits): later repeats get it while the row is
         // unchanged.
-        self.kept_replies.keep(mark, &payment);
-        Ok(Some(PaymentReply::of(payment, false)))
+        let reply = Arc::new(PaymentReply::of(payment, false));
+        self.kept_replies.keep(mark, &reply);
+        Ok(Some(reply))
     }
 
     fn new_payment(&self, merchant: &str, r: &CreatePayment) -> Result<NewPayment, EngineError> {
