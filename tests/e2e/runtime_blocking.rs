@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{Daemon, Options, SERIAL, create_body, submit_serial, submit_url};
+use crate::harness::{
+    APP_KEY, APP_TOKEN, Daemon, Gateway, Options, SERIAL, create_body, submit_serial, submit_url,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handlers_waiting_on_a_wedged_database_leave_the_runtime_free() {
@@ -147,4 +149,89 @@ async fn a_poll_of_a_charging_payment_does_not_wait_for_the_writer() {
         assert_eq!(answer["status"], "undefined", "{answer}");
         assert_eq!(answer["tid"], first["tid"], "{answer}");
     }
+}
+
+/// A log line costs a request no write to stdout (issue 14): with the daemon's stdout a pipe
+/// nobody reads (journald stalled, say), Creates are still answered far past what the pipe
+/// holds, and once it is read again every line is there. A daemon that wrote its lines from the
+/// request path would stop answering when the pipe filled (about 300 of these lines).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_never_wait_for_a_stdout_nobody_reads() {
+    use std::io::BufRead;
+    const CREATES: usize = 1000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = Options {
+        log_level: "info",
+        ..Options::default()
+    };
+    let config = dir.path().join("posbridge.toml");
+    std::fs::write(&config, Daemon::config_text(dir.path(), &options)).expect("config");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_posbridge"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--log-level", "info"])
+        .env_remove("RUST_LOG")
+        .env_remove("POSBRIDGE_FAILPOINT")
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn posbridge");
+    // Read up to its address, then not at all while the Creates run.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let addr = loop {
+        let mut line = String::new();
+        let read = stdout.read_line(&mut line).expect("a line");
+        assert!(read > 0, "posbridge ended before listening");
+        if let Some(addr) = line.split("listening on http://").nth(1) {
+            break addr.trim().to_string();
+        }
+    };
+    let gateway = Gateway::new(&format!("http://{addr}"), APP_KEY, APP_TOKEN);
+    let mut answered = 0;
+    for batch in 0..CREATES / 50 {
+        let creates: Vec<_> = (0..50)
+            .map(|n| {
+                let gateway = gateway.clone();
+                tokio::spawn(async move {
+                    let body = create_body(
+                        &format!("pay-unread-{batch}-{n}"),
+                        json!(10.00),
+                        "Venda Direta Credito",
+                        "http://127.0.0.1:9/cb",
+                    );
+                    gateway.try_post("/payments", &body).await
+                })
+            })
+            .collect();
+        for create in creates {
+            let answer = create.await.expect("join");
+            assert!(
+                matches!(answer, Some((200, _))),
+                "Create {answered} not answered while stdout is not read: {answer:?}"
+            );
+            answered += 1;
+        }
+    }
+    // Read again: every Create's line comes out, none dropped.
+    let stored = tokio::task::spawn_blocking(move || {
+        let mut stored = 0;
+        let mut line = String::new();
+        while stored < CREATES && stdout.read_line(&mut line).is_ok_and(|n| n > 0) {
+            if line.contains("payment stored") {
+                stored += 1;
+            }
+            line.clear();
+        }
+        stored
+    });
+    let stored = tokio::time::timeout(Duration::from_secs(30), stored).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        stored.ok().map(|joined| joined.expect("join")),
+        Some(CREATES),
+        "lines lost"
+    );
 }
