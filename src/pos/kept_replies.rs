@@ -8,7 +8,8 @@
 //! [`mismatch`]). A kept reply is served only while the store's log of written payments
 //! ([`Store::payment_written_since`]) shows no change to its row since the mark taken before
 //! the read it came from; any change, a deletion, or a mark older than the log remembers makes
-//! it read again. So a poll never gets an answer older than the row it would read.
+//! it read again. So a poll never gets an answer older than a change whose caller has been
+//! answered (a change is logged before that).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
