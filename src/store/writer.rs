@@ -3,9 +3,9 @@
 //! work runs in its own savepoint, so one failing caller never undoes another's.
 //!
 //! Work marked [`Order::Ahead`] (what a terminal has already done: its results, a sale it has
-//! started) is taken before the rest and closes the batch it joins, so it waits for at most
-//! the job running when it came, not for a queue of Creates: the Gateway's callback and the
-//! terminal's next step wait on it.
+//! started) is taken before the rest and closes the batch it joins, so it waits only for the
+//! job (or the commit) running when it came, not for a queue of Creates: the Gateway's
+//! callback and the terminal's next step wait on it.
 
 use std::collections::VecDeque;
 use std::sync::mpsc;
