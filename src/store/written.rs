@@ -61,7 +61,10 @@ impl WrittenPayments {
             "CREATE TEMP TRIGGER note_payment_inserted AFTER INSERT ON main.payments
              BEGIN SELECT note_payment_written(NEW.payment_id); END;
              CREATE TEMP TRIGGER note_payment_updated AFTER UPDATE ON main.payments
-             BEGIN SELECT note_payment_written(OLD.payment_id), note_payment_written(NEW.payment_id); END;
+             BEGIN
+                 SELECT note_payment_written(OLD.payment_id);
+                 SELECT note_payment_written(NEW.payment_id) WHERE NEW.payment_id IS NOT OLD.payment_id;
+             END;
              CREATE TEMP TRIGGER note_payment_deleted AFTER DELETE ON main.payments
              BEGIN SELECT note_payment_written(OLD.payment_id); END;",
         )
@@ -76,7 +79,12 @@ impl WrittenPayments {
         }
         log.generation += 1;
         let generation = log.generation;
-        for id in std::mem::take(&mut log.noted) {
+        // Once per payment: a batch changes a payment's row several times (bound, charging…),
+        // and each copy would shorten how far back the log reaches.
+        let mut noted = std::mem::take(&mut log.noted);
+        noted.sort_unstable();
+        noted.dedup();
+        for id in noted {
             log.latest.insert(id.clone(), generation);
             log.order.push_back((generation, id));
         }
@@ -147,6 +155,15 @@ mod tests {
         for id in ["p1", "p2", "p2-moved", "p3"] {
             assert!(log.since(mark, id), "{id}");
         }
+        // Each payment once per transaction, however often its row changed.
+        let before = log.lock().order.len();
+        conn.execute_batch(
+            "UPDATE payments SET state = 'charging' WHERE payment_id = 'p1';
+             UPDATE payments SET state = 'approved' WHERE payment_id = 'p1';",
+        )
+        .expect("change");
+        log.transaction_ended();
+        assert_eq!(log.lock().order.len(), before + 1);
         assert!(!log.since(mark, "p4"), "never written");
         assert!(!log.since(log.mark(), "p1"), "a mark after the change");
     }
